@@ -35,9 +35,14 @@ TONES = {1: "light", 2: "medium-light", 3: "medium", 4: "medium-dark", 5: "dark"
 VAL_FRACTION = 0.05
 
 
+def npm_cache(cache: Path) -> Path:
+    """Where the npm packages go: DESKTOP_APP_NPM_CACHE (shared between builds) or cache/npm."""
+    return Path(os.environ.get("DESKTOP_APP_NPM_CACHE", cache / "npm"))
+
+
 def fetch(cache: Path) -> Path:
-    """npm-install the pinned packages into cache/npm; return its node_modules folder."""
-    npm_dir = cache / "npm"
+    """npm-install the pinned packages into the npm cache folder; return its node_modules folder."""
+    npm_dir = npm_cache(cache)
     modules = npm_dir / "node_modules"
     if all((modules / name / "package.json").exists() for name in PACKAGES):
         return modules
