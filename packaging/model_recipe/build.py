@@ -32,7 +32,16 @@ import train_sr  # noqa: E402
 import train_unet  # noqa: E402
 import train_vae  # noqa: E402
 
-STAGES = ("fetch", "prepare", "vae", "encode", "unet", "sr", "evaluate", "export")
+STAGES = ("fetch", "prepare", "vae", "encode", "unet", "sr", "evaluate", "export", "grid")
+GRID_PROMPTS = [
+    "grinning face", "red apple", "fire", "cat face", "rocket", "sunflower", "deer", "red heart",
+    "grinning face, noto style", "grinning face, twemoji style", "grinning face, fluent flat style", "ghost",
+    "pizza, twemoji style", "banana, noto style", "snowman, fluent flat style", "octopus",
+    "a kitten", "a burning flame", "a puppy", "a slice of watermelon",
+    "a laughing face with tears", "a bright sun", "a rainbow", "a hot drink in a cup",
+    "waving hand: dark skin tone", "waving hand: light skin tone", "thumbs up", "flag: Japan",
+    "rainbow flag", "light bulb", "soccer ball", "crescent moon",
+]
 
 
 def main(argv=None) -> int:
@@ -55,7 +64,7 @@ def main(argv=None) -> int:
     limit = None
     if args.tiny:
         limit, steps = 12, dict(vae=3, unet=3, sr=3)
-    run = STAGES if args.stage == "all" else (args.stage,)
+    run = STAGES[:-1] if args.stage == "all" else (args.stage,)
     for stage in run:
         print(f"== {stage}", flush=True)
         if stage == "fetch":
@@ -77,6 +86,11 @@ def main(argv=None) -> int:
         elif stage == "export":
             export.export(args.cache, args.out, card.render(args.cache))
             print("wrote", args.out)
+        elif stage == "grid":
+            out = REPO / "docs" / "model-grid.png"
+            evaluate.grid(args.cache, out, GRID_PROMPTS, upscaler=train_sr.load_trained(args.cache))
+            (REPO / "docs" / "model-grid.txt").write_text("\n".join(GRID_PROMPTS) + "\n")
+            print("wrote", out)
     return 0
 
 
