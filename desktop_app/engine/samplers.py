@@ -1,0 +1,45 @@
+"""The sampler names people know (request.SAMPLERS) mapped to diffusers schedulers.
+
+Each is built from the model's own scheduler config, so the training settings (beta schedule, prediction
+type, timestep spacing) carry over; only what defines the sampler is changed.
+"""
+
+from __future__ import annotations
+
+from diffusers import (
+    DDIMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerAncestralDiscreteScheduler,
+    EulerDiscreteScheduler,
+    UniPCMultistepScheduler,
+)
+
+from .errors import RequestError
+from .request import SAMPLERS
+
+# name -> (scheduler class, settings that define the sampler)
+_TABLE = {
+    "Euler": (EulerDiscreteScheduler, {}),
+    "Euler a": (EulerAncestralDiscreteScheduler, {}),
+    "DPM++ 2M": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2,
+                                               "use_karras_sigmas": False}),
+    "DPM++ 2M Karras": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2,
+                                                      "use_karras_sigmas": True}),
+    "DDIM": (DDIMScheduler, {}),
+    "UniPC": (UniPCMultistepScheduler, {"predict_x0": True}),
+}
+assert tuple(_TABLE) == SAMPLERS, "request.SAMPLERS and the sampler table must list the same names"
+
+
+def make_scheduler(name: str, base_config):
+    """A fresh scheduler for sampler ``name`` from the model's original scheduler config."""
+    try:
+        cls, settings = _TABLE[name]
+    except KeyError:
+        choices = ", ".join(SAMPLERS)
+        raise RequestError("sampler", f"unknown sampler {name!r}; choose one of: {choices}") from None
+    settings = dict(settings)
+    if cls is DDIMScheduler:
+        # DDIM's own default clips x0 to [-1, 1], which is right for pixels and wrong for latents
+        settings["clip_sample"] = dict(base_config).get("clip_sample", False)
+    return cls.from_config(base_config, **settings)

@@ -1,0 +1,291 @@
+"""The form on the left: everything a GenerationRequest holds, each field constrained to its allowed range."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QValidator
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop_app.engine.request import (
+    DEFAULT_MODEL,
+    MAX_SEED,
+    MAX_SIZE,
+    MIN_SIZE,
+    SAMPLERS,
+    GenerationRequest,
+)
+
+from . import model_info
+
+BROWSE = "__browse__"
+UPSCALE_DEFAULT = "default"
+
+# request field -> (form label, widget attribute) for pointing at a bad value
+FIELD_WIDGETS = {
+    "prompt": ("Prompt", "prompt_edit"),
+    "negative_prompt": ("Negative prompt", "negative_edit"),
+    "width": ("Width", "width_spin"),
+    "height": ("Height", "height_spin"),
+    "steps": ("Steps", "steps_spin"),
+    "guidance_scale": ("Guidance", "guidance_spin"),
+    "sampler": ("Sampler", "sampler_combo"),
+    "seed": ("Seed", "seed_spin"),
+    "batch_size": ("Batch", "batch_spin"),
+    "model": ("Model", "model_combo"),
+    "upscale": ("Upscale", "upscale_check"),
+}
+
+
+class SizeSpinBox(QSpinBox):
+    """A size in pixels: only multiples of 8 are accepted; anything else is rounded when editing ends."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setRange(MIN_SIZE, MAX_SIZE)
+        self.setSingleStep(8)
+        self.setSuffix(" px")
+
+    def validate(self, text: str, pos: int):
+        state, text, pos = super().validate(text, pos)
+        if state == QValidator.State.Acceptable and self.valueFromText(text) % 8:
+            state = QValidator.State.Intermediate
+        return state, text, pos
+
+    def fixup(self, text: str) -> str:
+        digits = "".join(ch for ch in text if ch.isdigit())
+        if not digits:
+            return super().fixup(text)
+        value = min(self.maximum(), max(self.minimum(), round(int(digits) / 8) * 8))
+        return self.textFromValue(value)
+
+
+class GenerationForm(QWidget):
+    model_changed = Signal(str)  # "default" or a folder path
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("generation_form")
+        self._last_model_index = 0
+
+        # 1. prompt
+        self.prompt_edit = QPlainTextEdit()
+        self.prompt_edit.setObjectName("prompt")
+        self.prompt_edit.setPlaceholderText("What to draw, e.g. “a smiling cat face”")
+        self.prompt_edit.setTabChangesFocus(True)
+        self.prompt_edit.setFixedHeight(84)
+        self.negative_edit = QPlainTextEdit()
+        self.negative_edit.setObjectName("negative_prompt")
+        self.negative_edit.setPlaceholderText("What to avoid (optional)")
+        self.negative_edit.setTabChangesFocus(True)
+        self.negative_edit.setFixedHeight(52)
+        prompt_box = QGroupBox("Prompt")
+        prompt_layout = QVBoxLayout(prompt_box)
+        prompt_layout.addWidget(self.prompt_edit)
+        negative_label = QLabel("Negative prompt")
+        negative_label.setBuddy(self.negative_edit)
+        prompt_layout.addWidget(negative_label)
+        prompt_layout.addWidget(self.negative_edit)
+
+        # 2. model and image
+        self.model_combo = QComboBox()
+        self.model_combo.setObjectName("model")
+        self.model_combo.addItem(model_info.display_name(DEFAULT_MODEL), DEFAULT_MODEL)
+        self.model_combo.setItemData(0, str(model_info.default_model_dir()), Qt.ItemDataRole.ToolTipRole)
+        self.model_combo.insertSeparator(1)
+        self.model_combo.addItem("Browse folder…", BROWSE)
+        self.model_combo.activated.connect(self._on_model_activated)
+        self.width_spin = SizeSpinBox()
+        self.width_spin.setObjectName("width")
+        self.height_spin = SizeSpinBox()
+        self.height_spin.setObjectName("height")
+        self.width_spin.setValue(64)
+        self.height_spin.setValue(64)
+        size_row = QHBoxLayout()
+        size_row.addWidget(self.width_spin, 1)
+        size_row.addWidget(QLabel("×"))
+        size_row.addWidget(self.height_spin, 1)
+        self.batch_spin = QSpinBox()
+        self.batch_spin.setObjectName("batch")
+        self.batch_spin.setRange(1, 16)
+        self.batch_spin.setToolTip("How many images to draw at once, each with its own seed")
+        self.upscale_check = QCheckBox("Upscale 4x")
+        self.upscale_check.setObjectName("upscale")
+        self.upscale_check.setChecked(True)
+        self.upscale_check.setToolTip("Enlarge the result 4x with the embedded upscaler model")
+        image_box = QGroupBox("Model and image")
+        image_form = QFormLayout(image_box)
+        image_form.addRow("Model", self.model_combo)
+        image_form.addRow("Size", size_row)
+        image_form.addRow("Batch", self.batch_spin)
+        image_form.addRow("", self.upscale_check)
+
+        # 3. sampling
+        self.steps_spin = QSpinBox()
+        self.steps_spin.setObjectName("steps")
+        self.steps_spin.setRange(1, 150)
+        self.steps_spin.setValue(20)
+        self.steps_spin.setToolTip("Denoising steps: more is slower and usually cleaner")
+        self.guidance_spin = QDoubleSpinBox()
+        self.guidance_spin.setObjectName("guidance")
+        self.guidance_spin.setRange(0.0, 30.0)
+        self.guidance_spin.setSingleStep(0.5)
+        self.guidance_spin.setDecimals(1)
+        self.guidance_spin.setValue(5.0)
+        self.guidance_spin.setToolTip("Classifier-free guidance: how strongly each step follows the prompt")
+        self.sampler_combo = QComboBox()
+        self.sampler_combo.setObjectName("sampler")
+        self.sampler_combo.addItems(list(SAMPLERS))
+        self.sampler_combo.setCurrentText("DPM++ 2M")
+        # A double spin box with no decimals: QSpinBox stops at 2**31 - 1, seeds go to 2**32 - 1.
+        self.seed_spin = QDoubleSpinBox()
+        self.seed_spin.setObjectName("seed")
+        self.seed_spin.setDecimals(0)
+        self.seed_spin.setRange(0, MAX_SEED)
+        self.seed_spin.setGroupSeparatorShown(False)
+        self.seed_spin.setToolTip("The same seed and settings draw the same image")
+        self.random_check = QCheckBox("Random")
+        self.random_check.setObjectName("random_seed")
+        self.random_check.setChecked(True)
+        self.random_check.setToolTip("Draw a new seed each time; the seed used is shown after the run")
+        self.random_check.toggled.connect(self._on_random_toggled)
+        seed_row = QHBoxLayout()
+        seed_row.addWidget(self.seed_spin, 1)
+        seed_row.addWidget(self.random_check)
+        sampling_box = QGroupBox("Sampling")
+        sampling_form = QFormLayout(sampling_box)
+        sampling_form.addRow("Steps", self.steps_spin)
+        sampling_form.addRow("Guidance", self.guidance_spin)
+        sampling_form.addRow("Sampler", self.sampler_combo)
+        sampling_form.addRow("Seed", seed_row)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(prompt_box)
+        layout.addWidget(image_box)
+        layout.addWidget(sampling_box)
+        layout.addStretch(1)
+        self._on_random_toggled(True)
+        self._apply_model_defaults(DEFAULT_MODEL)
+
+    # ---- the request -----------------------------------------------------------------------------
+
+    def build_request(self) -> GenerationRequest:
+        """The request the form describes. Raises RequestError (naming the field) for a bad value."""
+        return GenerationRequest(
+            prompt=self.prompt_edit.toPlainText().strip(),
+            negative_prompt=self.negative_edit.toPlainText().strip(),
+            width=self.width_spin.value(),
+            height=self.height_spin.value(),
+            steps=self.steps_spin.value(),
+            guidance_scale=round(self.guidance_spin.value(), 2),
+            sampler=self.sampler_combo.currentText(),
+            seed=None if self.random_check.isChecked() else int(self.seed_spin.value()),
+            batch_size=self.batch_spin.value(),
+            model=self.model(),
+            upscale=UPSCALE_DEFAULT if self.upscale_check.isChecked() else None,
+        )
+
+    def model(self) -> str:
+        value = self.model_combo.currentData()
+        return DEFAULT_MODEL if value in (None, BROWSE) else str(value)
+
+    def show_used_seed(self, seed: int) -> None:
+        """After a random-seed run: show the seed that was drawn (untick Random to reuse it)."""
+        self.seed_spin.setValue(seed)
+
+    # ---- models ----------------------------------------------------------------------------------
+
+    def select_model(self, model: str) -> None:
+        """Select "default" or a model folder (added to the list if new)."""
+        if model == DEFAULT_MODEL:
+            index = 0
+        else:
+            path = str(Path(model).expanduser())
+            index = self.model_combo.findData(path)
+            if index < 0:
+                index = self.model_combo.count() - 2  # before the separator and "Browse folder…"
+                self.model_combo.insertItem(index, Path(path).name or path, path)
+                self.model_combo.setItemData(index, path, Qt.ItemDataRole.ToolTipRole)
+        self.model_combo.setCurrentIndex(index)
+        self._last_model_index = index
+        self._apply_model_defaults(self.model())
+        self.model_changed.emit(self.model())
+
+    def _on_model_activated(self, index: int) -> None:
+        if self.model_combo.itemData(index) == BROWSE:
+            folder = QFileDialog.getExistingDirectory(self, "Choose a diffusers model folder")
+            if folder:
+                self.select_model(folder)
+            else:
+                self.model_combo.setCurrentIndex(self._last_model_index)
+            return
+        self._last_model_index = index
+        self._apply_model_defaults(self.model())
+        self.model_changed.emit(self.model())
+
+    def _apply_model_defaults(self, model: str) -> None:
+        """Use the size limits and defaults the model folder declares, so the form offers what it can draw."""
+        info = model_info.model_defaults(model)
+        limits, defaults = info.get("limits", {}), info.get("defaults", {})
+        low = max(MIN_SIZE, int(limits.get("min_size", MIN_SIZE)))
+        high = min(MAX_SIZE, int(limits.get("max_size", MAX_SIZE)))
+        for spin in (self.width_spin, self.height_spin):
+            spin.setRange(low, high)
+        if "width" in defaults:
+            self.width_spin.setValue(int(defaults["width"]))
+        if "height" in defaults:
+            self.height_spin.setValue(int(defaults["height"]))
+        if "steps" in defaults:
+            self.steps_spin.setValue(int(defaults["steps"]))
+        if "guidance_scale" in defaults:
+            self.guidance_spin.setValue(float(defaults["guidance_scale"]))
+        if defaults.get("sampler") in SAMPLERS:
+            self.sampler_combo.setCurrentText(defaults["sampler"])
+        # the 4x upscaler is the model folder's own; a folder that cannot be read yet keeps the choice open
+        has_upscaler = defaults.get("upscale") is not None if info else model == DEFAULT_MODEL
+        self.upscale_check.setEnabled(has_upscaler or not info)
+        self.upscale_check.setChecked(has_upscaler)
+        self.upscale_check.setToolTip(
+            "Enlarge the result 4x with the model's own upscaler" if has_upscaler or not info
+            else "This model has no upscaler of its own")
+
+    # ---- pointing at a bad value -----------------------------------------------------------------
+
+    def field_label(self, field: str) -> str:
+        return FIELD_WIDGETS.get(field, (field.replace("_", " ").capitalize(), ""))[0]
+
+    def mark_field(self, field: str) -> QWidget | None:
+        """Outline the widget of a request field in red and focus it."""
+        self.clear_marks()
+        attribute = FIELD_WIDGETS.get(field, ("", ""))[1]
+        widget = getattr(self, attribute, None) if attribute else None
+        if widget is not None:
+            widget.setProperty("invalid", True)
+            widget.setStyleSheet("border: 1px solid #d9534f;")
+            widget.setFocus()
+        return widget
+
+    def clear_marks(self) -> None:
+        for _, attribute in FIELD_WIDGETS.values():
+            widget = getattr(self, attribute)
+            if widget.property("invalid"):
+                widget.setProperty("invalid", False)
+                widget.setStyleSheet("")
+
+    def _on_random_toggled(self, checked: bool) -> None:
+        self.seed_spin.setEnabled(not checked)

@@ -1,0 +1,63 @@
+"""What the window knows about models without loading them: folders, defaults, limits, the model card.
+
+Plain file reads through desktop_app.engine.model_folder (no torch there): the engine does the real loading in
+the worker thread.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from desktop_app.engine import model_folder
+from desktop_app.engine.errors import ModelError
+from desktop_app.engine.request import DEFAULT_MODEL
+from desktop_app.resources import DEFAULT_MODEL_NAME, default_model_dir
+
+__all__ = ["DEFAULT_MODEL_NAME", "default_model_dir", "display_name", "looks_like_model_folder",
+           "model_defaults", "model_dir", "read_attributions"]
+
+
+def model_dir(model: str) -> Path:
+    return model_folder.resolve(model)
+
+
+def model_defaults(model: str) -> dict:
+    """{"defaults": {...}, "limits": {...}} as the model folder declares them ({} for what it does not).
+
+    "defaults" includes "upscale": "default" when the folder carries its own upscaler.
+    """
+    result = {}
+    defaults = model_folder.model_defaults(model)
+    if defaults:
+        result["defaults"] = defaults
+    try:
+        limits = model_folder.limits(model_folder.read_index(model_folder.check_folder(model)))
+    except ModelError:
+        limits = {}
+    if limits:
+        result["limits"] = limits
+    return result
+
+
+def looks_like_model_folder(path: Path) -> bool:
+    return (Path(path) / "model_index.json").is_file()
+
+
+def display_name(model: str) -> str:
+    if model == DEFAULT_MODEL:
+        return f"default ({DEFAULT_MODEL_NAME})"
+    return model_folder.display_name(model)
+
+
+def read_attributions() -> str:
+    """The "Attributions" section of the embedded model card (or the whole card), as Markdown."""
+    card = model_folder.card_path(default_model_dir())
+    if card is None:
+        return f"Model card not found (looked in {default_model_dir()})."
+    try:
+        text = card.read_text(encoding="utf-8")
+    except OSError as exc:
+        return f"Model card not found ({card}: {exc.strerror or exc})."
+    match = re.search(r"^##\s+Attributions\s*$(.*?)(?=^##\s|\Z)", text, flags=re.MULTILINE | re.DOTALL)
+    return match.group(1).strip() if match else text.strip()

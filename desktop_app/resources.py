@@ -1,0 +1,20 @@
+"""Where the shipped data lives: resources/ next to the package, or DESKTOP_APP_RESOURCES."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_MODEL_NAME = "emoji-mini"
+
+
+def resources_dir() -> Path:
+    override = os.environ.get("DESKTOP_APP_RESOURCES")
+    if override:
+        return Path(override).expanduser()
+    return Path(__file__).resolve().parents[1] / "resources"
+
+
+def default_model_dir() -> Path:
+    """The embedded default model's folder (it may not exist yet: the loader says so clearly)."""
+    return resources_dir() / "models" / DEFAULT_MODEL_NAME
