@@ -200,7 +200,7 @@ def generate(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
 
     # 3. the files, each with its recipe
-    from .gui.saving import save_png  # plain PIL, no Qt
+    from .png_recipe import save_png  # plain PIL: no Qt, no torch
 
     files = []
     for image, seed, target in zip(result.images, result.seeds, targets):

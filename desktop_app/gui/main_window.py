@@ -28,7 +28,8 @@ from PySide6.QtWidgets import (
 
 from desktop_app.engine.errors import RequestError
 
-from . import model_info, saving
+from . import model_info
+from .. import png_recipe as saving
 from .about_dialog import APP_NAME, AboutDialog
 from .canvas import ImageCanvas
 from .generation_form import GenerationForm

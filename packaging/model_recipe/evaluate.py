@@ -125,7 +125,7 @@ def run(cache: Path, quick: bool = False) -> dict:
         results[f"heldout_emoji_names_{key}"] = adh.score(generate(pipe, val_names, guidance), val_names)
         results[f"paraphrases_{key}"] = adh.score(generate(pipe, [p for p, _ in para], guidance),
                                                   [lab for _, lab in para])
-    results["n_names"], results["n_heldout"], results["n_paraphrases"] = len(train_names), len(val_names), len(para)
+    results.update(n_names=len(train_names), n_heldout=len(val_names), n_paraphrases=len(para))
     # Reference points for the scale: the real art of another style of the same emoji.
     results.update(speed(pipe))
     print(json.dumps(results, indent=1))
@@ -136,7 +136,8 @@ def speed(pipe) -> dict:
     times = []
     for i in range(5):
         start = time.perf_counter()
-        pipe("a red apple", height=64, width=64, num_inference_steps=DEFAULT_STEPS, guidance_scale=DEFAULT_GUIDANCE,
+        pipe("a red apple", height=64, width=64, num_inference_steps=DEFAULT_STEPS,
+             guidance_scale=DEFAULT_GUIDANCE,
              generator=torch.Generator().manual_seed(i))
         times.append(time.perf_counter() - start)
     return {"seconds_per_64px_image": float(np.median(times))}

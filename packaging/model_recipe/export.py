@@ -31,7 +31,8 @@ def export(cache: Path, out: Path, card_text: str) -> Path:
     DPMSolverMultistepScheduler(**train_unet.SCHEDULER_CONFIG).save_pretrained(tmp / "scheduler")
     sr = train_sr.load_trained(cache)
     (tmp / "upscaler").mkdir()
-    save_file({k: v.half().contiguous() for k, v in sr.state_dict().items()}, tmp / "upscaler" / "model.safetensors",
+    save_file({k: v.half().contiguous() for k, v in sr.state_dict().items()},
+              tmp / "upscaler" / "model.safetensors",
               metadata={"architecture": "SRVGGNetCompact", "scale": "4"})
     index = {
         "_class_name": "StableDiffusionPipeline",

@@ -27,7 +27,8 @@ UNET_CONFIG = dict(
     cross_attention_dim=384, attention_head_dim=8, norm_num_groups=32,
     addition_embed_type="text", addition_embed_type_num_heads=6,
 )
-SCHEDULER_CONFIG = dict(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction")
+SCHEDULER_CONFIG = dict(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2",
+                        prediction_type="v_prediction", steps_offset=1)
 CAPTION_DROPOUT = 0.1
 MIN_SNR_GAMMA = 5.0
 

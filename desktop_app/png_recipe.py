@@ -1,4 +1,4 @@
-"""Save As: a PNG with the recipe inside, written atomically (temp file + rename)."""
+"""PNG files with their recipe inside, written atomically (temp file + rename); used by Save As and the CLI."""
 
 from __future__ import annotations
 
