@@ -18,7 +18,7 @@ from pathlib import Path
 import desktop_app
 
 PROG = "desktop-app"
-COMMANDS = ("generate", "selftest")
+COMMANDS = ("generate", "selftest", "info", "upscale", "bench")
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
@@ -58,17 +58,64 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(gen)
     upscale = gen.add_mutually_exclusive_group()
     upscale.add_argument("--upscale", nargs="?", const="default", metavar="MODEL",
-                         help='upscale the result: "default" (the model\'s own upscaler) or a .safetensors '
-                              'file')
+                         help='upscale the result: "default" (the model\'s own upscaler), an upscaler file '
+                              '(.safetensors or .pth), or a file name in the upscalers folder')
     upscale.add_argument("--no-upscale", action="store_true", help="do not upscale, even if the model would")
+    gen.add_argument("--hires-scale", type=float, metavar="X",
+                     help="hires fix (Stable Diffusion models): enlarge X times (by --upscale MODEL, else "
+                          "Lanczos), then re-draw detail with a short img2img pass")
+    gen.add_argument("--hires-strength", type=float, default=0.5, metavar="S",
+                     help="denoising strength of the hires pass, 0 to 1 (default 0.5)")
     gen.add_argument("--no-preview", action="store_true", help="skip the per-step previews (not shown here)")
     gen.add_argument("--json", action="store_true", help="print one JSON object: files, seeds, timings, ...")
+
+    up = commands.add_parser("upscale", help="upscale an image file with a super-resolution model",
+                             description="Upscale INPUT into OUTPUT with a super-resolution model, tile by tile "
+                                         "(memory stays bounded). Alpha, greyscale, palette and 16-bit images "
+                                         "and EXIF rotation are handled; the model's output may be at most 64 "
+                                         "megapixels.")
+    up.add_argument("input", help="the image to upscale (PNG, JPEG, WebP, BMP, TIFF, GIF ...)")
+    up.add_argument("output", help="the file to write (.png keeps a recipe; .jpg, .webp, .tif also work), or a "
+                                   "folder (exists, or ends with /): INPUT-NAME-xSCALE.png in it")
+    up.add_argument("--model", default="default",
+                    help='"default" (the embedded model\'s 4x upscaler), an upscaler file (.safetensors or .pth '
+                         "state dict), or a file name in the upscalers folder")
+    up.add_argument("--scale", type=float, metavar="N",
+                    help="enlargement (default: the model's own, 4 for the embedded one); smaller than the "
+                         "model's own shrinks its result with Lanczos; larger is refused")
+    up.add_argument("--tile", type=int, metavar="PIXELS",
+                    help="tile side in input pixels, 64 to 4096 (default 512); 0 for no tiles")
+    up.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
+    up.add_argument("--json", action="store_true",
+                    help="print one JSON object: file, sizes, scale, upscaler, tiles, timings, ...")
+
+    info = commands.add_parser("info", help="print the recipe stored in an image",
+                               description="Print the recipe in a PNG: ours, or the AUTOMATIC1111-style "
+                                           "'parameters' text other tools write. Exit 2 when the file is not "
+                                           "an image or holds no recipe.")
+    info.add_argument("image", help="a PNG file")
+    info.add_argument("--json", action="store_true",
+                      help="print one JSON object: source, request, info, parameters")
 
     test = commands.add_parser("selftest", help="check offline and headless that everything works",
                                description="Load the model, generate, upscale, open and close the window "
                                            "offscreen. Prints PASS/FAIL per check; exit 0 only if all pass.")
     _model_options(test)
     test.add_argument("--no-window", action="store_true", help="skip the window check")
+
+    bench = commands.add_parser("bench", help="measure speed, responsiveness, start-up and memory",
+                                description="Benchmarks (medians and spread over several runs): engine overhead "
+                                            "against bare diffusers, preview cost, window responsiveness, "
+                                            "start-up, throughput against the device's matmul rate, memory, "
+                                            "and on CUDA the SD1.5/SDXL section. Takes minutes; --quick is a "
+                                            "short plumbing check.")
+    _model_options(bench)
+    bench.add_argument("--quick", action="store_true", help="fewer runs and steps (a check, not a measurement)")
+    bench.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    bench.add_argument("--out", metavar="FILE", help="also write the JSON report to FILE")
+    bench.add_argument("--only", metavar="SECTIONS",
+                       help="comma-separated sections to run (overhead, previews, responsiveness, startup, "
+                            "throughput, memory, training, gpu); the others keep their keys, marked not run")
     return parser
 
 
@@ -89,6 +136,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "generate":
             return generate(args)
+        if args.command == "info":
+            return info(args)
+        if args.command == "upscale":
+            return upscale(args)
+        if args.command == "bench":
+            return bench(args)
         return selftest(args)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
@@ -182,6 +235,7 @@ def generate(args: argparse.Namespace) -> int:
     seed = secrets.randbelow(MAX_SEED + 1) if args.seed is None else args.seed
     request = GenerationRequest(prompt=args.prompt, negative_prompt=args.negative, seed=seed,
                                 batch_size=args.batch, model=args.model, upscale=upscale,
+                                hires_scale=args.hires_scale, hires_strength=args.hires_strength,
                                 preview=False, **values)
     targets = output_paths(args.out, [(seed + k) % (MAX_SEED + 1) for k in range(request.batch_size)],
                            request.prompt)
@@ -261,6 +315,135 @@ class Reporter:
     def close(self) -> None:
         self._end_bar()
         self.stream.flush()
+
+
+# ---- upscale -------------------------------------------------------------------------------------------
+
+UPSCALE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF",
+                   ".tiff": "TIFF"}
+
+
+def upscale(args: argparse.Namespace) -> int:
+    from .engine.upscale import DEFAULT_TILE, check_tile, open_image
+
+    # 1. what can be checked before torch loads: the input, the options, the output's name
+    source = Path(args.input).expanduser()
+    open_image(source)  # not an image, damaged, too large: exit 2 now, not after loading torch
+    tile = check_tile(DEFAULT_TILE if args.tile is None else args.tile)
+    if args.scale is not None and not args.scale >= 1:
+        raise BadInput(f"--scale {args.scale:g}: choose 1 or more (up to the model's own scale)")
+    target = upscale_output_path(args.output)
+
+    # 2. the engine (torch loads here)
+    from .engine.generate import Engine
+
+    reporter = Reporter(sys.stderr)
+    engine = Engine(device=args.device)
+    result = engine.upscale(source, args.model, scale=args.scale, tile=tile, emit=reporter)
+    reporter.close()
+    if result is None:
+        print(f"{PROG}: cancelled", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+    # 3. the file
+    image, recipe = result.images[0], result.recipe
+    if target.is_dir():
+        target = target / f"{source.stem}-x{recipe['scale']:g}.png"
+    written = save_image(image, target, recipe)
+    if args.json:
+        seconds = result.timings.get("upscale") or 0.0
+        rate = image.width * image.height / 1e6 / seconds if seconds else None
+        print(json.dumps({"file": str(written), "input": str(source), "input_size": recipe["input_size"],
+                          "output_size": recipe["output_size"], "scale": recipe["scale"],
+                          "upscaler": recipe["upscaler"], "tile": recipe["tile"], "tiles": recipe["tiles"],
+                          "device": recipe["device"], "dtype": recipe["dtype"], "timings": result.timings,
+                          "megapixels_per_second": round(rate, 3) if rate else None}))
+    else:
+        size = "x".join(map(str, recipe["output_size"]))
+        print(f"wrote {written} ({size}, {recipe['scale']:g}x with {recipe['upscaler']['name']})")
+    return EXIT_OK
+
+
+def upscale_output_path(out: str) -> Path:
+    """The file to write, or the folder to write INPUT-NAME-xSCALE.png into (created when missing)."""
+    folder = str(out).endswith(("/", os.sep))
+    path = Path(out).expanduser()
+    if folder or path.is_dir():
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    if path.suffix.lower() not in UPSCALE_FORMATS:
+        raise BadInput(f"{out}: write .png (keeps the recipe), .jpg, .webp or .tif")
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def save_image(image, path: Path, recipe: dict) -> Path:
+    """PNG with the recipe (atomic); other formats through PIL, converted to what they can hold."""
+    from PIL import Image
+
+    fmt = UPSCALE_FORMATS[path.suffix.lower()]
+    if fmt == "PNG":
+        from .png_recipe import save_png
+
+        return save_png(image, path, recipe)
+    if fmt in ("JPEG", "WEBP") and image.mode == "I;16":  # 8 bits: keep the high byte (convert would clip)
+        import numpy as np
+
+        image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
+    if fmt in ("JPEG", "WEBP") and image.mode not in ("RGB", "L", "RGBA"):
+        image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+    if fmt == "JPEG" and image.mode == "RGBA":
+        image = image.convert("RGB")
+    temp = path.with_name(f".saving-{path.name}")
+    try:
+        image.save(temp, format=fmt, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+# ---- info ----------------------------------------------------------------------------------------------
+
+
+def info(args: argparse.Namespace) -> int:
+    from .png_recipe import NoRecipe, describe, read_recipe
+
+    try:
+        found = read_recipe(Path(args.image).expanduser())
+    except NoRecipe as exc:
+        raise BadInput(str(exc)) from None
+    if args.json:
+        print(json.dumps(found, sort_keys=True, default=str))
+    else:
+        print(describe(found))
+    return EXIT_OK
+
+
+# ---- bench ---------------------------------------------------------------------------------------------
+
+
+def bench(args: argparse.Namespace) -> int:
+    from .bench import report  # lazy: the bench loads torch, and Qt in its child processes only
+    from .bench.common import Settings
+
+    only = [name.strip() for name in (args.only or "").split(",") if name.strip()]
+    unknown = sorted(set(only) - set(report.SECTIONS))
+    if unknown:
+        raise BadInput(f"--only: unknown section(s) {', '.join(unknown)}; choose from "
+                       f"{', '.join(report.SECTIONS)}")
+    from .engine.device import choose_device
+
+    choose_device(args.device)  # a device that is not there: exit 2 before minutes of work
+    settings = Settings(model=args.model, device=args.device, quick=args.quick)
+    result = report.run_all(settings, only=only or None,
+                            progress=lambda line: print(line, file=sys.stderr, flush=True))
+    if args.out:
+        report.write(result, Path(args.out).expanduser())
+    print(json.dumps(result) if args.json else report.format_table(result))
+    return EXIT_OK
 
 
 # ---- selftest ------------------------------------------------------------------------------------------

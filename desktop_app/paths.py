@@ -35,6 +35,13 @@ def models_dir() -> Path:
     return _sub("models")
 
 
+def upscalers_dir() -> Path:
+    """Super-resolution models the user added (.safetensors or .pth): ``--model NAME`` finds NAME here."""
+    folder = models_dir() / "upscalers"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def loras_dir() -> Path:
     return _sub("loras")
 

@@ -20,14 +20,16 @@ import torch
 import desktop_app
 
 from . import device as devices
-from .errors import RequestError
+from . import upscale_job
+from .errors import CancelledError, RequestError
 from .events import Cancelled, Emit, Finished, Progress, StageStarted
 from .loader import LoadedModel, load_model
 from .model_folder import check_folder, display_name, is_embedded, read_index
+from .model_hash import model_hash
 from .preview import DEFAULT_PREVIEW_SHARE, PreviewPacer, capture_x0, make_decoder
 from .request import MAX_SEED, GenerationRequest
 from .samplers import make_scheduler
-from .upscale import load_upscaler, upscale_image
+from .upscale import DEFAULT_TILE
 
 EMBEDDED_UPSCALER = "default"
 
@@ -39,11 +41,14 @@ class _Stop(Exception):
 class Engine:
     """Holds at most one loaded model (and the upscalers it used). Not thread-safe: one worker thread."""
 
-    def __init__(self, device: str = "auto", preview_share: float | None = DEFAULT_PREVIEW_SHARE):
+    def __init__(self, device: str = "auto", preview_share: float | None = DEFAULT_PREVIEW_SHARE,
+                 preview_mode: str = "auto"):
         """``preview_share``: the most that live previews may add to the denoising time (None: a preview
-        after every step, whatever it costs)."""
+        after every step, whatever it costs). ``preview_mode``: see ``preview_decoder``."""
         self._choice = devices.resolve(device)
         self.preview_share = preview_share
+        self.preview_mode = preview_mode
+        self._preview: tuple = (None, None, None)  # (model, mode, decoder)
         self.model: LoadedModel | None = None
         self._upscalers: dict[str, object] = {}
 
@@ -95,19 +100,46 @@ class Engine:
             torch.mps.empty_cache()
 
     def upscaler(self, choice: str, model: LoadedModel):
-        """The upscaler for request.upscale: "default" (the model folder's own) or a .safetensors path."""
-        if choice == EMBEDDED_UPSCALER:
-            if model.upscaler is None:
-                raise RequestError("upscale", f"the model {model.display_name} has no embedded upscaler; "
-                                              "give the path of a .safetensors upscaler instead")
-            return model.upscaler
-        if choice not in self._upscalers:
-            path = Path(choice).expanduser()
-            if not path.exists():
-                raise RequestError("upscale", f"unknown upscaler {choice!r}: use \"default\" (the model's "
-                                              "own) or the path of a .safetensors upscaler file")
-            self._upscalers[choice] = load_upscaler(path, self.device, self.dtype)
-        return self._upscalers[choice]
+        """(spandrel descriptor, recipe record) for request.upscale: "default" (the model folder's own), a
+        file path, or a file name in the user's upscalers folder (see upscaler_files)."""
+        return upscale_job.get_upscaler(self, choice, model)
+
+    def upscale(self, source, model: str = EMBEDDED_UPSCALER, scale: float | None = None,
+                tile: int | None = DEFAULT_TILE, emit: Emit | None = None,
+                cancel: threading.Event | None = None, model_folder: Path | str | None = None) -> Finished | None:
+        """Upscale one image (a file path, or a PIL image) as a job of its own. ``model``: "default" (the
+        upscaler of ``model_folder``, else of the loaded model, else the embedded model's), a file, or a name
+        in the upscalers folder; ``scale``: the model's own when None, or from 1 up to it (Lanczos shrinks
+        the model's result); ``tile``: input pixels a side (0: untiled). Emits "load" and "upscale" stages
+        and one Progress(stage="upscale") per tile; returns Finished (one image; recipe["job"] == "upscale")
+        or None after emitting Cancelled. RequestError/ModelError for a bad file, option or model."""
+        return upscale_job.run_job(self, source, model, scale, tile, emit, cancel, model_folder)
+
+    def preview_decoder(self, model: LoadedModel):
+        """The preview decoder for ``model`` under ``self.preview_mode``, made once per model and mode:
+        "auto": the map fitted to the model's VAE when one is shipped or cached (a fraction of a
+        millisecond), else ``make_decoder``'s choice; "fitted": that map, fitted now if there is none
+        (seconds; cached for next time); "vae" / "linear": ``make_decoder``'s choice (the small VAE, or the
+        published factors) / always the published factors."""
+        held, mode, decoder = self._preview
+        if held is model and mode == self.preview_mode:
+            return decoder
+        from . import preview_fit
+        from .preview import SD1_BIAS, SD1_FACTORS, SDXL_BIAS, SDXL_FACTORS, LinearPreview
+
+        mode = self.preview_mode
+        decoder = None
+        if mode in ("auto", "fitted"):
+            decoder = preview_fit.find(model.path)
+        if decoder is None and mode == "fitted":
+            decoder, _ = preview_fit.fit_and_cache(model)
+        if decoder is None and mode == "linear":
+            sdxl = model.family == "sdxl"
+            decoder = LinearPreview(SDXL_FACTORS if sdxl else SD1_FACTORS, SDXL_BIAS if sdxl else SD1_BIAS)
+        if decoder is None:
+            decoder = make_decoder(model.pipe, model.family)
+        self._preview = (model, mode, decoder)
+        return decoder
 
     # ---- generation --------------------------------------------------------------------------------
 
@@ -153,7 +185,7 @@ class Engine:
                 return cancelled()
 
             # 4. denoise, with a preview of the predicted clean image after each step
-            decoder = make_decoder(pipe, model.family) if request.preview else None
+            decoder = self.preview_decoder(model) if request.preview else None
             capture = capture_x0(pipe.scheduler) if decoder is not None else nullcontext(None)
             emit(StageStarted("denoise", f"{request.steps} steps, {request.sampler}, "
                                          f"guidance {request.guidance_scale:g}"))
@@ -191,17 +223,26 @@ class Engine:
             timings["decode"] = end - decode_start[0]
             images = list(result.images)
 
-            # 5. upscale
-            if upscaler is not None:
+            # 5. upscale (tile by tile); or, with the hires fix, enlarge and re-draw detail by img2img
+            extra = {}
+            if upscaler is not None or request.hires_scale:
                 if cancel.is_set():
                     return cancelled()
-                emit(StageStarted("upscale", f"{upscaler.scale}x to {request.width * upscaler.scale}x"
-                                             f"{request.height * upscaler.scale}"))
-                with _timed(timings, "upscale"):
-                    images = [upscale_image(upscaler, image) for image in images]
+                try:
+                    if request.hires_scale:
+                        images, extra["hires"] = upscale_job.hires_fix(
+                            model, request, images, text_kwargs, generators, upscaler, emit, cancel, start,
+                            timings)
+                    else:
+                        with _timed(timings, "upscale"):
+                            images = upscale_job.upscale_stage(images, *upscaler, emit, cancel, start)
+                except CancelledError:
+                    return cancelled()
+                if upscaler is not None:
+                    extra["upscaler"] = upscaler[1]
 
         timings["total"] = time.perf_counter() - start
-        recipe = make_recipe(request, model, seeds, timings, images)
+        recipe = make_recipe(request, model, seeds, timings, images) | extra
         return Finished(images=images, seeds=seeds, recipe=recipe, timings=dict(timings))
 
 
@@ -220,6 +261,9 @@ def check_request(request: GenerationRequest, model: LoadedModel) -> None:
                                      f"{model.display_name}, got {value}")
     if request.loras:
         raise RequestError("loras", "LoRA loading is not available yet")
+    if request.hires_scale and model.family == "embedded":
+        raise RequestError("hires_scale", f"the hires fix is for Stable Diffusion models; the model "
+                                          f"{model.display_name} draws at one size: use its upscaler instead")
 
 
 def token_detail(tokenizer, prompt: str) -> str:
@@ -268,6 +312,9 @@ def make_recipe(request: GenerationRequest, model: LoadedModel, seeds: list[int]
     )
     if images:
         recipe["output_size"] = list(images[0].size)
+    digest = model_hash(model.path)  # hashed once per model, then cached
+    if digest:
+        recipe["model_hash"] = digest
     return recipe
 
 

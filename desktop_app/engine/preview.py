@@ -9,6 +9,7 @@ latent-to-RGB factors.
 
 from __future__ import annotations
 
+import functools
 import time
 from contextlib import contextmanager
 
@@ -51,6 +52,10 @@ def capture_x0(scheduler):
     original = scheduler.step
     had_own = "step" in vars(scheduler)
 
+    # wraps: diffusers inspects step's signature to decide whether to pass ``generator`` (ancestral
+    # samplers draw their per-step noise from it); without it, Euler a used the global RNG and the same
+    # seed gave different images whenever previews were on
+    @functools.wraps(original)
     def step(*args, return_dict: bool = True, **kwargs):
         out = original(*args, return_dict=True, **kwargs)
         capture.latest = capture._x0(out)

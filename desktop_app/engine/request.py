@@ -13,6 +13,7 @@ MIN_SIZE, MAX_SIZE = 8, 2048
 MAX_SEED = 2**32 - 1
 SAMPLERS = ("Euler", "Euler a", "DPM++ 2M", "DPM++ 2M Karras", "DDIM", "UniPC")
 DEFAULT_MODEL = "default"
+MAX_HIRES_SCALE, MAX_HIRES_SIZE = 4.0, 4096
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ class GenerationRequest:
     model: str = DEFAULT_MODEL
     loras: tuple[LoraChoice, ...] = field(default_factory=tuple)
     upscale: str | None = None  # None: no upscale; a name or path of an upscaler model
+    hires_scale: float | None = None  # None: no hires fix; else enlarge this much and refine by img2img
+    hires_strength: float = 0.5  # the share of the schedule the hires img2img pass runs (0: enlarge only)
     preview: bool = True
 
     def __post_init__(self) -> None:
@@ -61,6 +64,19 @@ class GenerationRequest:
         _check(isinstance(self.model, str) and self.model.strip() != "", "model", "must name a model")
         _check(all(isinstance(lora, LoraChoice) for lora in self.loras), "loras",
                "must be a list of LoraChoice(name, weight)")
+        _check(self.upscale is None or (isinstance(self.upscale, str) and self.upscale.strip() != ""),
+               "upscale", "must name an upscaler (\"default\", a file or a name), or be empty for none")
+        hires_ok = _is_number(self.hires_scale) and 1 < self.hires_scale <= MAX_HIRES_SCALE
+        _check(self.hires_scale is None or hires_ok, "hires_scale",
+               f"must be a number above 1 and up to {MAX_HIRES_SCALE:g} (or empty for no hires fix), got "
+               f"{self.hires_scale!r}")
+        _check(_is_number(self.hires_strength) and 0 <= self.hires_strength <= 1, "hires_strength",
+               f"must be a number from 0 to 1, got {self.hires_strength!r}")
+        if self.hires_scale is not None:
+            largest = round(max(self.width, self.height) * self.hires_scale)
+            _check(largest <= MAX_HIRES_SIZE, "hires_scale",
+                   f"{self.width}x{self.height} times {self.hires_scale:g} is {largest} pixels on a side; the "
+                   f"hires fix goes up to {MAX_HIRES_SIZE}")
 
     def with_seed(self, seed: int) -> GenerationRequest:
         return replace_request(self, seed=seed)

@@ -10,13 +10,18 @@ import os
 import sys
 
 from PySide6.QtCore import QTimer
-from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication
 
 import desktop_app
 
 from .about_dialog import APP_NAME
 from .main_window import MainWindow
+
+
+# the start-up benchmark (desktop_app/bench/startup.py) sets this to 1: print SHOWN_MARK and the time once the
+# window is shown, then quit
+EXIT_AFTER_SHOW = "DESKTOP_APP_EXIT_AFTER_SHOW"
+SHOWN_MARK = "window shown at "
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -41,31 +46,11 @@ def application(argv: list[str] | None = None) -> QApplication:
     return app
 
 
-def apply_style(app: QApplication) -> None:
-    """Fusion with a calm dark palette: the same look on every platform, and images read well on dark."""
-    app.setStyle("Fusion")
-    palette = QPalette()
-    colours = {
-        QPalette.ColorRole.Window: "#2b2d31",
-        QPalette.ColorRole.WindowText: "#e3e5e8",
-        QPalette.ColorRole.Base: "#1f2126",
-        QPalette.ColorRole.AlternateBase: "#2f3238",
-        QPalette.ColorRole.ToolTipBase: "#3a3d44",
-        QPalette.ColorRole.ToolTipText: "#e3e5e8",
-        QPalette.ColorRole.Text: "#e3e5e8",
-        QPalette.ColorRole.Button: "#35383e",
-        QPalette.ColorRole.ButtonText: "#e3e5e8",
-        QPalette.ColorRole.BrightText: "#ffffff",
-        QPalette.ColorRole.Highlight: "#2f6fde",
-        QPalette.ColorRole.HighlightedText: "#ffffff",
-        QPalette.ColorRole.Link: "#6ea2ff",
-        QPalette.ColorRole.PlaceholderText: "#7c818a",
-    }
-    for role, colour in colours.items():
-        palette.setColor(role, QColor(colour))
-    for role in (QPalette.ColorRole.WindowText, QPalette.ColorRole.Text, QPalette.ColorRole.ButtonText):
-        palette.setColor(QPalette.ColorGroup.Disabled, role, QColor("#6b7079"))
-    app.setPalette(palette)
+def apply_style(app: QApplication, choice: str = "system") -> None:
+    """Fusion, following the system's light or dark scheme unless the settings choose one (gui/theme.py)."""
+    from .theme import apply_theme
+
+    apply_theme(app, choice)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,10 +58,21 @@ def main(argv: list[str] | None = None) -> int:
     app = application()
     window = MainWindow(model=args.model, device=args.device)
     window.show()
-    if not args.no_warm_up:
+    if os.environ.get(EXIT_AFTER_SHOW) == "1":
+        # the start-up benchmark: once the event loop has handled the show (first paint), print the clock
+        # and quit
+        QTimer.singleShot(0, lambda: _report_shown(app))
+    elif not args.no_warm_up:
         # after the first paint: importing torch takes seconds, and happens in the worker thread
         QTimer.singleShot(300, window.warm_up)
     return app.exec()
+
+
+def _report_shown(app: QApplication) -> None:
+    import time
+
+    print(f"{SHOWN_MARK}{time.time():.6f}", flush=True)
+    app.quit()
 
 
 def selftest_window() -> tuple[bool, str]:

@@ -123,6 +123,11 @@ class GenerationForm(QWidget):
         self.batch_spin.setObjectName("batch")
         self.batch_spin.setRange(1, 16)
         self.batch_spin.setToolTip("How many images to draw at once, each with its own seed")
+        self.runs_spin = QSpinBox()
+        self.runs_spin.setObjectName("runs")
+        self.runs_spin.setRange(1, 100)
+        self.runs_spin.setToolTip("How many runs to queue; with a fixed seed each run goes on from the "
+                                  "last seed of the one before")
         self.upscale_check = QCheckBox("Upscale 4x")
         self.upscale_check.setObjectName("upscale")
         self.upscale_check.setChecked(True)
@@ -131,7 +136,11 @@ class GenerationForm(QWidget):
         image_form = QFormLayout(image_box)
         image_form.addRow("Model", self.model_combo)
         image_form.addRow("Size", size_row)
-        image_form.addRow("Batch", self.batch_spin)
+        batch_row = QHBoxLayout()
+        batch_row.addWidget(self.batch_spin, 1)
+        batch_row.addWidget(QLabel("images × runs"))
+        batch_row.addWidget(self.runs_spin, 1)
+        image_form.addRow("Batch", batch_row)
         image_form.addRow("", self.upscale_check)
 
         # 3. sampling
@@ -199,6 +208,46 @@ class GenerationForm(QWidget):
             model=self.model(),
             upscale=UPSCALE_DEFAULT if self.upscale_check.isChecked() else None,
         )
+
+    def apply_request(self, values: dict) -> list[str]:
+        """Fill the form from GenerationRequest fields (a recipe read back from an image, or the last run).
+        Fields that are absent keep their value; returns the names of values that could not be used."""
+        skipped = []
+        model = values.get("model")
+        if model:
+            if model == DEFAULT_MODEL or Path(str(model)).expanduser().is_dir():
+                self.select_model(str(model))  # first: a model's defaults must not overwrite the recipe
+            else:
+                skipped.append("model")
+        if "prompt" in values:
+            self.prompt_edit.setPlainText(str(values["prompt"] or ""))
+        if "negative_prompt" in values:
+            self.negative_edit.setPlainText(str(values["negative_prompt"] or ""))
+        for key, spin in (("width", self.width_spin), ("height", self.height_spin), ("steps", self.steps_spin),
+                          ("batch_size", self.batch_spin)):
+            value = values.get(key)
+            if isinstance(value, (int, float)) and spin.minimum() <= value <= spin.maximum():
+                spin.setValue(int(value))
+            elif value is not None:
+                skipped.append(key)
+        guidance = values.get("guidance_scale")
+        if isinstance(guidance, (int, float)):
+            self.guidance_spin.setValue(float(guidance))
+        sampler = values.get("sampler")
+        if sampler in SAMPLERS:
+            self.sampler_combo.setCurrentText(sampler)
+        elif sampler:
+            skipped.append("sampler")
+        if "seed" in values:
+            seed = values["seed"]
+            if isinstance(seed, int) and 0 <= seed <= MAX_SEED:
+                self.random_check.setChecked(False)
+                self.seed_spin.setValue(seed)
+            else:
+                self.random_check.setChecked(True)
+        if "upscale" in values and self.upscale_check.isEnabled():
+            self.upscale_check.setChecked(bool(values["upscale"]))
+        return skipped
 
     def model(self) -> str:
         value = self.model_combo.currentData()

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtCore import QByteArray, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
+    QDockWidget,
     QFileDialog,
     QFrame,
     QHBoxLayout,
@@ -28,15 +29,20 @@ from PySide6.QtWidgets import (
 
 from desktop_app.engine.errors import RequestError
 
-from . import model_info
+from . import model_info, theme
+from .. import outputs
 from .. import png_recipe as saving
+from .. import settings as app_settings
+from ..history import History
 from .about_dialog import APP_NAME, AboutDialog
 from .canvas import ImageCanvas
+from .gallery import GalleryPanel
 from .generation_form import GenerationForm
 from .images import pil_to_qimage
+from .queue_panel import QueuePanel
 from .stage_strip import STAGES, StageStrip, parse_tokens
 from .thumbnails import ThumbnailStrip
-from .workers import GenerationWorker, WorkerThread
+from .workers import GenerationWorker, UpscaleJob, UpscaleWorker, WorkerThread
 
 FAILURE_TITLES = {
     "bad_input": "Check the settings",
@@ -104,6 +110,7 @@ class MainWindow(QMainWindow):
         self._shown_index = 0
         self._first_step: tuple[int, float] | None = None
         self._about: AboutDialog | None = None
+        self._upscale_worker: UpscaleWorker | None = None  # made at the first upscale job
 
         self._build_left()
         self._build_right()
@@ -145,6 +152,7 @@ class MainWindow(QMainWindow):
                                          "folder under Model → Browse folder…")
         else:
             self.statusBar().showMessage("Ready")
+        self._init_studio()
 
     # ---- building ------------------------------------------------------------------------------
 
@@ -250,6 +258,10 @@ class MainWindow(QMainWindow):
         self.save_action = QAction("&Save As…", self)
         self.save_action.setShortcut(QKeySequence.StandardKey.Save)
         self.save_action.triggered.connect(self.save_as)
+        self.upscale_action = QAction("&Upscale an Image…", self)
+        self.upscale_action.setShortcut(QKeySequence("Ctrl+U"))
+        self.upscale_action.setToolTip("Enlarge an image file with the upscaler model (Ctrl+U)")
+        self.upscale_action.triggered.connect(self.choose_image_to_upscale)
         quit_action = QAction("&Quit", self)
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
         quit_action.triggered.connect(self.close)
@@ -258,6 +270,7 @@ class MainWindow(QMainWindow):
 
         menus = self.menuBar()
         file_menu = menus.addMenu("&File")
+        file_menu.addAction(self.upscale_action)
         file_menu.addAction(self.save_action)
         file_menu.addSeparator()
         file_menu.addAction(quit_action)
@@ -275,15 +288,29 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def generate(self) -> None:
-        if self._running:
-            return
-        self.message_area.hide()
+        """Queue the form's request (runs × batch); it starts at once when nothing is running."""
+        if not self._running:
+            self.message_area.hide()
         self.form.clear_marks()
         try:
             request = self.form.build_request()
         except RequestError as exc:
             self._show_bad_input(str(exc), exc.field)
             return
+        self._remember(request)
+        self._queue.extend(runs_of(request, self.form.runs_spin.value()))
+        self.queue_panel.set_jobs(self._queue)
+        if self._running:
+            self.statusBar().showMessage(f"Queued · {len(self._queue)} waiting")
+        else:
+            self._start_next()
+
+    def _start_next(self) -> None:
+        if self._running or not self._queue:
+            return
+        request = self._queue.pop(0)
+        self.queue_panel.set_jobs(self._queue)
+        self.message_area.hide()
         self._request = request
         self._first_step = None
         self._set_running(True)
@@ -302,6 +329,8 @@ class MainWindow(QMainWindow):
             return
         self._cancelling = True
         self.worker.cancel()  # direct call: the engine sees it at its next step
+        if self._upscale_worker is not None:
+            self._upscale_worker.cancel()  # an upscale job stops before its next tile
         self.cancel_button.setEnabled(False)
         self.cancel_action.setEnabled(False)
         self.step_label.setText("Cancelling…")
@@ -315,6 +344,8 @@ class MainWindow(QMainWindow):
         seeds = list(self._result.seeds or [])
         seed = seeds[index] if index < len(seeds) else None
         start = _outputs_dir() / saving.suggested_name(self._result.recipe.get("prompt", ""), seed)
+        if self._result.recipe.get("job") == "upscale":
+            start = _outputs_dir() / upscaled_name(self._result.recipe)
         path, _ = QFileDialog.getSaveFileName(self, "Save image as", str(start), "PNG image (*.png)")
         if not path:
             return
@@ -362,6 +393,7 @@ class MainWindow(QMainWindow):
     def _on_stage(self, stage: str, detail: str) -> None:
         if not self._running:
             return
+        self._last_stage = stage  # names the progress that follows: steps, tiles, hires steps
         self.stage_strip.set_stage(stage)
         if stage == "text":
             self.stage_strip.set_tokens(parse_tokens(detail))
@@ -382,7 +414,8 @@ class MainWindow(QMainWindow):
             return
         if step == 1 or self._first_step is None:
             self._first_step = (step, elapsed)  # the rate is measured from here: loading is not a step
-        text = f"Step {step}/{total} · {elapsed:.1f} s"
+        noun = {"upscale": "Tile", "hires": "Hires step"}.get(getattr(self, "_last_stage", ""), "Step")
+        text = f"{noun} {step}/{total} · {elapsed:.1f} s"
         first_step, first_elapsed = self._first_step
         if first_step < step < total:
             left = (elapsed - first_elapsed) / (step - first_step) * (total - step)
@@ -419,6 +452,7 @@ class MainWindow(QMainWindow):
         self.step_label.setText(done)
         self.statusBar().showMessage(f"{done} · seed {seed_text}" if seed_text else done)
         self.save_action.setEnabled(bool(self._images))
+        self._keep_outputs(finished)
         self.run_ended.emit("finished")
 
     @Slot(str, str)
@@ -466,6 +500,278 @@ class MainWindow(QMainWindow):
         else:
             self.model_label.setToolTip(str(folder))
 
+    # ---- upscaling an image: a job of its own ------------------------------------------------------
+
+    @Slot()
+    def choose_image_to_upscale(self) -> None:
+        if self._running:
+            return
+        path, _ = QFileDialog.getOpenFileName(self, "Upscale an image", str(_outputs_dir()), IMAGE_FILTER)
+        if path:
+            self.upscale_file(path)
+
+    def upscale_file(self, path, model: str = "default", scale: float | None = None) -> bool:
+        """Upscale an image file in the upscale worker's thread, tile by tile; the result shows on the canvas
+        and File → Save As… saves it. "default" is the form's model's upscaler, else the embedded one."""
+        if self._running:
+            self.statusBar().showMessage("Busy: upscale the image when the current run has finished")
+            return False
+        worker = self._ensure_upscale_worker()
+        folder = model_info.model_dir(self.form.model())
+        self.message_area.hide()
+        self._first_step = None
+        self._set_running(True)
+        self.stage_strip.reset_upscale_only()
+        self.thumbnails.hide()
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(0)
+        self.step_label.setText("Starting…")
+        self.time_label.setText("")
+        self.statusBar().showMessage(f"Upscaling {Path(path).name}…")
+        worker.submit(UpscaleJob(source=str(path), model=model, scale=scale, model_folder=str(folder)))
+        return True
+
+    def _ensure_upscale_worker(self) -> UpscaleWorker:
+        if self._upscale_worker is None:
+            worker = UpscaleWorker(device=self.worker.device, engine_factory=self.worker._engine_factory)
+            thread = WorkerThread("upscale-worker")
+            worker.moveToThread(thread)
+            worker.stage.connect(self._on_stage)
+            worker.progress.connect(self._on_progress)
+            worker.finished.connect(self._on_upscale_finished)
+            worker.failed.connect(self._on_failed)
+            worker.cancelled.connect(self._on_cancelled)
+            thread.start()
+            self._upscale_worker, self._upscale_thread = worker, thread
+        return self._upscale_worker
+
+    @Slot(object)
+    def _on_upscale_finished(self, finished) -> None:
+        self._set_running(False)
+        self._result = finished
+        self._images = [pil_to_qimage(image) for image in finished.images]
+        self._shown_index = 0
+        self.stage_strip.finish()
+        recipe = finished.recipe or {}
+        image = self._images[0]
+        source = Path(str(recipe.get("input") or "the image")).name
+        upscaler = (recipe.get("upscaler") or {}).get("name", "?")
+        scale = recipe.get("scale", 0)
+        self.canvas.set_image(image, f"{image.width()}×{image.height()} · {source} upscaled {scale:g}x")
+        self.progress_bar.setValue(self.progress_bar.maximum())
+        total = (finished.timings or {}).get("total")
+        done = f"Upscaled in {total:.1f} s" if isinstance(total, (int, float)) else "Upscaled"
+        self.step_label.setText(done)
+        self.time_label.setText(f"Last run: {total:.1f} s" if isinstance(total, (int, float)) else "")
+        self.statusBar().showMessage(f"{done}: {source} to {image.width()}×{image.height()} with {upscaler} · "
+                                     "File → Save As… keeps it")
+        self.save_action.setEnabled(True)
+        self.run_ended.emit("finished")
+
+    # ---- the studio: outputs kept, history, queue, settings, drops ----------------------------------
+
+    def _init_studio(self) -> None:
+        self._queue: list = []  # requests waiting; the running one is self._request
+        self._unsaved: list = []  # (image, seed) that could not be kept: Save As still has them
+        self._settings, notice = app_settings.load()
+        self.history = History()
+        self._recovered = self.history.recover([self.output_dir()])
+
+        self.queue_panel = QueuePanel()
+        self.queue_panel.remove_requested.connect(self.remove_queued)
+        self.queue_panel.clear_requested.connect(self.clear_queue)
+        self.left_panel.layout().insertWidget(1, self.queue_panel)
+        self.run_ended.connect(lambda _how: QTimer.singleShot(0, self._start_next))  # the next always runs
+
+        self.gallery = GalleryPanel(self.history, folder_of=self.output_dir)
+        self.gallery.recipe_chosen.connect(lambda entry: self.use_recipe(entry.params, str(entry.path)))
+        self.gallery.image_chosen.connect(self._show_history_image)
+        self.gallery_dock = QDockWidget("Gallery", self)
+        self.gallery_dock.setObjectName("gallery_dock")
+        self.gallery_dock.setWidget(self.gallery)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.gallery_dock)
+        self._build_studio_actions()
+
+        self.setAcceptDrops(True)
+        self._apply_settings()
+        if notice:  # told once: the broken file is gone now, and the next start is quiet
+            self.message_area.show_message("Settings were reset", notice)
+            self.statusBar().showMessage("Settings were reset to defaults")
+            self._save_settings()
+
+    def _build_studio_actions(self) -> None:
+        file_menu = self.menuBar().actions()[0].menu()
+        quit_action = next((a for a in file_menu.actions() if a.text() == "&Quit"), None)
+        self.open_folder_action = QAction("Open &Output Folder", self)
+        self.open_folder_action.setShortcut(QKeySequence("Ctrl+Shift+O"))
+        self.open_folder_action.triggered.connect(lambda: GalleryPanel.opener(self.output_dir()))
+        self.choose_folder_action = QAction("Choose Output &Folder…", self)
+        self.choose_folder_action.triggered.connect(self.choose_output_dir)
+        for action in (self.open_folder_action, self.choose_folder_action):
+            file_menu.insertAction(quit_action, action)
+        file_menu.insertSeparator(quit_action)
+
+        view_menu = self.menuBar().addMenu("&View")
+        self.gallery_action = self.gallery_dock.toggleViewAction()
+        self.gallery_action.setText("&Gallery")
+        self.gallery_action.setShortcut(QKeySequence("Ctrl+H"))
+        view_menu.addAction(self.gallery_action)
+        theme_menu = view_menu.addMenu("&Theme")
+        self.theme_actions: dict[str, QAction] = {}
+        group = QActionGroup(self)
+        for name, label in (("system", "Follow the &System"), ("dark", "&Dark"), ("light", "&Light")):
+            action = QAction(label, self, checkable=True)
+            action.triggered.connect(lambda _=False, name=name: self.set_theme(name))
+            group.addAction(action)
+            theme_menu.addAction(action)
+            self.theme_actions[name] = action
+        # the View menu goes before Help
+        help_action = next((a for a in self.menuBar().actions() if a.text() == "&Help"), None)
+        if help_action is not None:
+            self.menuBar().insertMenu(help_action, view_menu)
+        for action in (self.generate_action, self.cancel_action, self.save_action, self.open_folder_action,
+                       self.gallery_action):
+            shortcut = action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+            if shortcut:
+                action.setToolTip(f"{action.text().replace('&', '').rstrip('…')} ({shortcut})")
+
+    def output_dir(self) -> Path:
+        return outputs.output_dir(self._settings.get("output_dir"))
+
+    @Slot()
+    def choose_output_dir(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder for generated images", str(self.output_dir()))
+        if folder:
+            self._settings["output_dir"] = folder
+            self._save_settings()
+            self.statusBar().showMessage(f"New images go to {folder}")
+
+    def set_theme(self, name: str) -> None:
+        self._settings["theme"] = name if name in app_settings.THEMES else "system"
+        if name in self.theme_actions:
+            self.theme_actions[name].setChecked(True)
+        app = QApplication.instance()
+        if app is not None:
+            theme.apply_theme(app, self._settings["theme"])
+
+    def _keep_outputs(self, finished) -> None:
+        """Every image into the output folder with its recipe, then into the history. A failure (full disk,
+        unwritable folder) leaves the image here and in memory, and says what to do."""
+        folder = self.output_dir()
+        kept, self._unsaved = [], []
+        seeds = list(finished.seeds or [])
+        error = None
+        for index, image in enumerate(finished.images):
+            seed = seeds[index] if index < len(seeds) else None
+            try:
+                kept.append(outputs.keep_image(image, finished.recipe or {}, seed, folder, self.history))
+            except Exception as exc:  # noqa: BLE001 - OSError above all; nothing may stop the run ending
+                error = exc
+                self._unsaved.append((image, seed))
+        self.kept_files = kept
+        if error is not None:
+            reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
+            count = len(self._unsaved)
+            self.message_area.show_message(
+                "Could not keep the image" if count == 1 else f"Could not keep {count} images",
+                f"{reason} while saving into {folder}. Nothing was lost: the image is still here. "
+                "Use File → Save As… (Ctrl+S) to save it elsewhere, or choose another output folder.")
+            self.statusBar().showMessage(f"Not saved: {reason}")
+        elif kept:
+            self.statusBar().showMessage(f"{self.statusBar().currentMessage()} · saved to {folder}")
+        if kept:
+            self.gallery.refresh()
+
+    def _remember(self, request) -> None:
+        values = request.to_dict()
+        values.pop("preview", None)
+        self._settings["last_request"] = values
+        self._settings["runs"] = self.form.runs_spin.value()
+        self._save_settings()
+
+    def _apply_settings(self) -> None:
+        data = self._settings
+        if isinstance(data.get("last_request"), dict):
+            self.form.apply_request(data["last_request"])
+        if isinstance(data.get("runs"), int):
+            self.form.runs_spin.setValue(data["runs"])
+        for key, restore in (("geometry", self.restoreGeometry), ("window_state", self.restoreState)):
+            if isinstance(data.get(key), str):
+                restore(QByteArray.fromBase64(data[key].encode("ascii")))
+        self.set_theme(data.get("theme", "system"))
+
+    def _save_settings(self) -> None:
+        self._settings["geometry"] = bytes(self.saveGeometry().toBase64()).decode("ascii")
+        self._settings["window_state"] = bytes(self.saveState().toBase64()).decode("ascii")
+        try:
+            app_settings.save(self._settings)
+        except OSError as exc:
+            self.statusBar().showMessage(f"Settings not saved: {exc.strerror or exc}")
+
+    # the queue
+
+    @Slot(int)
+    def remove_queued(self, row: int) -> None:
+        if 0 <= row < len(self._queue):
+            del self._queue[row]
+            self.queue_panel.set_jobs(self._queue)
+
+    @Slot()
+    def clear_queue(self) -> None:
+        self._queue.clear()
+        self.queue_panel.set_jobs(self._queue)
+
+    def queued(self) -> list:
+        return list(self._queue)
+
+    # recipes from images
+
+    def use_recipe(self, values: dict, source: str = "") -> None:
+        """Fill the form from a recipe (our JSON recipe dict, or request fields)."""
+        fields = saving.request_fields(values) if "seeds" in values or "format" in values else dict(values)
+        skipped = self.form.apply_request(fields)
+        where = f" from {Path(source).name}" if source else ""
+        note = f" ({', '.join(skipped)} not available here)" if skipped else ""
+        self.statusBar().showMessage(f"Recipe loaded{where}{note}")
+
+    def load_recipe_from(self, path: Path) -> bool:
+        try:
+            found = saving.read_recipe(path)
+        except saving.NoRecipe as exc:
+            self.message_area.show_message("No recipe in that file", str(exc))
+            self.statusBar().showMessage("No recipe found")
+            return False
+        self.message_area.hide()
+        self.use_recipe(found["request"], str(path))
+        return True
+
+    def _show_history_image(self, entry) -> None:
+        if entry.missing:
+            self.statusBar().showMessage(f"Missing: {entry.path} was moved or deleted")
+            return
+        from PySide6.QtGui import QImage
+
+        image = QImage(str(entry.path))
+        if not image.isNull():
+            self.canvas.set_image(image, f"{image.width()}×{image.height()} · seed {entry.seed}")
+
+    def dragEnterEvent(self, event) -> None:
+        if _dropped_file(event.mimeData()) is not None:
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event) -> None:
+        self.dragEnterEvent(event)
+
+    def dropEvent(self, event) -> None:
+        path = _dropped_file(event.mimeData())
+        if path is None:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        self.load_recipe_from(path)
+
     # ---- helpers -------------------------------------------------------------------------------
 
     def _show_bad_input(self, message: str, field: str) -> None:
@@ -480,10 +786,12 @@ class MainWindow(QMainWindow):
     def _set_running(self, running: bool) -> None:
         self._running = running
         self._cancelling = False
-        self.generate_button.setEnabled(not running)
-        self.generate_action.setEnabled(not running)
+        # while a job runs, Generate adds to the queue
+        self.generate_button.setText("Add to queue" if running else "Generate")
+        self.generate_button.setToolTip("Add to the queue (Ctrl+Enter)" if running else "Generate (Ctrl+Enter)")
         self.cancel_button.setEnabled(running)
         self.cancel_action.setEnabled(running)
+        self.upscale_action.setEnabled(not running)
 
     @Slot()
     def shutdown(self) -> None:
@@ -495,9 +803,16 @@ class MainWindow(QMainWindow):
             self.worker.cancel()
             self._thread.quit()
             self._thread.wait()
+        if self._upscale_worker is not None and self._upscale_thread.isRunning():
+            self._upscale_worker.cancel()
+            self._upscale_thread.quit()
+            self._upscale_thread.wait()
 
     def closeEvent(self, event) -> None:
+        self._queue.clear()
         self.shutdown()
+        self._save_settings()
+        self.history.close()
         if self._about is not None:
             self._about.close()
         super().closeEvent(event)
@@ -515,3 +830,34 @@ def _outputs_dir() -> Path:
     except (ImportError, OSError):
         pass
     return Path.home()
+
+
+IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff *.gif);;All files (*)"
+
+
+def upscaled_name(recipe: dict) -> str:
+    """photo.jpg upscaled 4x -> photo-x4.png"""
+    stem = Path(str(recipe.get("input") or "image")).stem or "image"
+    return f"{stem}-x{recipe.get('scale', 4):g}.png"
+
+
+def runs_of(request, runs: int) -> list:
+    """``runs`` jobs for the queue. With a fixed seed, run k starts at seed + k × batch size, so every image
+    has its own seed; with a random seed each run draws its own."""
+    if runs <= 1 or request.seed is None:
+        return [request] * max(1, runs)
+    from desktop_app.engine.request import MAX_SEED
+
+    return [request.with_seed((request.seed + k * request.batch_size) % (MAX_SEED + 1)) for k in range(runs)]
+
+
+def _dropped_file(mime) -> Path | None:
+    """The first local image file among dropped URLs."""
+    if mime is None or not mime.hasUrls():
+        return None
+    for url in mime.urls():
+        if url.isLocalFile():
+            path = Path(url.toLocalFile())
+            if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp") and path.is_file():
+                return path
+    return None

@@ -110,6 +110,13 @@ class StageStrip(QWidget):
             self._set(name, "skipped" if name == "upscale" and not upscale else "pending")
         self.set_tokens([])
 
+    def reset_upscale_only(self) -> None:
+        """An upscale job of its own: only the upscale stage runs; the others are skipped."""
+        self.reset(upscale=True)
+        for name in STAGE_NAMES:
+            if name != "upscale":
+                self._set(name, "skipped")
+
     def set_stage(self, name: str) -> None:
         """Highlight ``name``; the stages before it count as done. Other names ("load", "save") are
         ignored."""

@@ -13,6 +13,7 @@ import threading
 import traceback
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -115,7 +116,7 @@ class GenerationWorker(QObject):
                 self.cancelled.emit()
                 return
             engine = self._get_engine()
-            result = engine.run(request, self._on_event, cancel)
+            result = self._execute(engine, request, cancel)
             if result is None:
                 self.cancelled.emit()
             else:
@@ -133,6 +134,10 @@ class GenerationWorker(QObject):
                 if self._cancel_event is cancel:
                     self._cancel_event = None
             self.idle.emit()
+
+    def _execute(self, engine, request, cancel: threading.Event):
+        """Run one job on the engine: Finished, or None when it was cancelled."""
+        return engine.run(request, self._on_event, cancel)
 
     def _get_engine(self):
         if self._engine is None:
@@ -186,6 +191,28 @@ class GenerationWorker(QObject):
             return path
         except OSError:
             return None
+
+
+@dataclass(frozen=True)
+class UpscaleJob:
+    """One image to upscale: a file path (or a PIL image) and the options of ``Engine.upscale``."""
+
+    source: object  # str or Path of an image file, or a PIL image
+    model: str = "default"  # "default", an upscaler file, or a name in the upscalers folder
+    scale: float | None = None  # None: the model's own
+    tile: int | None = 512
+    model_folder: str | None = None  # the model folder whose upscaler "default" means (the form's model)
+
+
+class UpscaleWorker(GenerationWorker):
+    """Runs UpscaleJobs (``Engine.upscale``) in its own thread, with the same signals as GenerationWorker:
+    stage ("load", "upscale"), progress once per tile (step = tiles done, total = tiles), finished with a
+    Finished whose recipe["job"] is "upscale", failed, cancelled (between tiles). It has its own Engine, which
+    loads only upscalers, so it never waits on a generation."""
+
+    def _execute(self, engine, job: UpscaleJob, cancel: threading.Event):
+        return engine.upscale(job.source, job.model, scale=job.scale, tile=job.tile, emit=self._on_event,
+                              cancel=cancel, model_folder=job.model_folder)
 
 
 def logs_dir() -> Path:

@@ -42,8 +42,9 @@ def main() -> None:
         cli = []
         for i in range(3):
             start = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "desktop_app", "generate", "a red apple", "--seed", str(i),
-                                   "--out", str(Path(tmp) / f"apple{i}.png")], capture_output=True, text=True)
+            proc = subprocess.run([sys.executable, "-m", "desktop_app", "generate", "a red apple", "--seed",
+                                   str(i), "--out", str(Path(tmp) / f"apple{i}.png")], capture_output=True,
+                                  text=True)
             cli.append(time.perf_counter() - start)
             if proc.returncode != 0:
                 raise SystemExit(proc.stderr)

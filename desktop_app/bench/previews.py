@@ -1,0 +1,172 @@
+"""Section 2, preview cost: the same generation with previews off, after every step, and as the app does it.
+
+Measured in one process on one loaded model, the modes in turn each round (ABCD...):
+- ``off``: request.preview=False;
+- ``every_step_vae``: a preview after every step from ``make_decoder``'s pick (the model's own VAE when it is
+  small, as for the embedded model; else the published linear factors);
+- ``every_step_fitted``: a preview after every step from the linear map fitted to the model's VAE
+  (``engine/preview_fit.py``; fitted first if it is not shipped or cached, and the fit is reported);
+- ``app_default``: what the window does: ``Engine()``'s default preview mode and rationing.
+Then where a preview's time goes: one step, one VAE decode (split into the VAE and the conversion to an
+image), one fitted decode, and the top operators of a VAE decode from torch.profiler.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+
+from .common import Settings, interleave, median_of, ratio, spread
+
+TARGET = 1.03
+KEYS = ("off_s", "every_step_vae_s", "every_step_fitted_s", "app_default_s", "ratio_every_step_vae",
+        "ratio_every_step_fitted", "ratio_app_default", "ratio", "target", "meets_target", "decoders",
+        "fit", "profile", "settings")
+
+
+def run(settings: Settings) -> dict:
+    from ..engine import preview_fit
+    from ..engine.generate import Engine
+    from ..engine.preview import DEFAULT_PREVIEW_SHARE
+
+    engine = Engine(settings.device)
+    model = engine.load(settings.model)
+    shipped_or_cached = preview_fit.find(model.path) is not None
+
+    # 1. the fitted map (fitted and cached when missing), and the decoders each mode uses
+    fit_report = {"found": "shipped or cached" if shipped_or_cached else "fitted now"}
+    if not shipped_or_cached:
+        _, report = preview_fit.fit_and_cache(model)
+        fit_report.update(report)
+    engine.preview_mode = "fitted"
+    fitted = engine.preview_decoder(model)
+    engine.preview_mode = "vae"
+    vae_decoder = engine.preview_decoder(model)
+
+    modes = {  # (preview, preview_mode, preview_share)
+        "off": (False, "auto", None),
+        "every_step_vae": (True, "vae", None),
+        "every_step_fitted": (True, "fitted", None),
+        "app_default": (True, "auto", DEFAULT_PREVIEW_SHARE),
+    }
+    counts: dict[str, int] = {}
+
+    def call(name):
+        preview, mode, share = modes[name]
+        request = settings.request(preview=preview)
+
+        def one():
+            engine.preview_mode, engine.preview_share = mode, share
+            shown = []
+            engine.run(request, lambda e: shown.append(getattr(e, "preview", None) is not None))
+            counts[name] = sum(shown)
+        return one
+
+    calls = {name: call(name) for name in modes}
+    for one in calls.values():  # warm-up
+        one()
+    times = interleave(calls, settings.runs)
+    summaries = {name: spread(values) for name, values in times.items()}
+    off = median_of(summaries["off"])
+    ratios = {name: ratio(median_of(summaries[name]), off) for name in modes if name != "off"}
+    engine.preview_mode, engine.preview_share = "auto", DEFAULT_PREVIEW_SHARE
+    app_decoder = type(engine.preview_decoder(model)).__name__
+    every_step = ratios["every_step_fitted"] if app_decoder == "FittedPreview" else ratios["every_step_vae"]
+    return {
+        "off_s": summaries["off"], "every_step_vae_s": summaries["every_step_vae"],
+        "every_step_fitted_s": summaries["every_step_fitted"], "app_default_s": summaries["app_default"],
+        "ratio_every_step_vae": ratios["every_step_vae"],
+        "ratio_every_step_fitted": ratios["every_step_fitted"],
+        "ratio_app_default": ratios["app_default"],
+        "ratio": every_step, "target": TARGET,
+        "meets_target": None if every_step is None else every_step <= TARGET,
+        "decoders": {"every_step_vae": type(vae_decoder).__name__,
+                     "every_step_fitted": type(fitted).__name__,
+                     "app_default": app_decoder, "app_default_share": DEFAULT_PREVIEW_SHARE,
+                     "previews_shown": counts},
+        "fit": fit_report,
+        "profile": profile(engine, model, settings, vae_decoder, fitted, summaries["off"]),
+        "settings": {"size": list(settings.size()), "steps": settings.steps(),
+                     "sampler": settings.defaults.get("sampler", "DPM++ 2M")},
+    }
+
+
+def profile(engine, model, settings: Settings, vae_decoder, fitted, off_summary) -> dict:
+    """Where a preview's time goes, against the time of one denoising step."""
+    import torch
+
+    from ..engine.preview import _to_pil
+
+    width, height = settings.size()
+    scale = model.vae_scale_factor
+    x0 = torch.randn(1, model.pipe.unet.config.in_channels, height // scale, width // scale,
+                     generator=torch.Generator().manual_seed(0)).to(engine.device, model.pipe.unet.dtype)
+    repeats = 5 if settings.quick else 20
+
+    def timed(call) -> dict | None:
+        call()
+        values = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            call()
+            _sync(engine.device)
+            values.append((time.perf_counter() - start) * 1000)
+        return spread(values, 3)
+
+    result = {"vae_preview_ms": timed(lambda: vae_decoder(x0, (width, height))),
+              "fitted_preview_ms": timed(lambda: fitted(x0, (width, height)))}
+    vae = getattr(model.pipe, "vae", None)
+    if vae is not None:
+        latents = x0.to(vae.dtype) / vae.config.scaling_factor
+        with torch.inference_mode():
+            decoded = vae.decode(latents, return_dict=False)[0]
+            result["vae_decode_only_ms"] = timed(lambda: vae.decode(latents, return_dict=False))
+            result["to_image_ms"] = timed(lambda: _to_pil((decoded[0].float() + 1) / 2, (width, height)))
+            result["vae_top_ops"] = _top_ops(lambda: vae.decode(latents, return_dict=False))
+    step_ms = None
+    if off_summary is not None:  # the off runs: the whole run, of which the denoising is most
+        request = settings.request(preview=False)
+        finished = engine.run(request, lambda e: None)
+        step_ms = round(finished.timings["denoise"] / request.steps * 1000, 3)
+    result["step_ms"] = step_ms
+    vae_ms = (result.get("vae_preview_ms") or {}).get("median")
+    result["vae_preview_per_step"] = ratio(vae_ms, step_ms)
+    return result
+
+
+def _top_ops(call, limit: int = 5) -> list[dict]:
+    from torch.autograd.profiler import profile
+
+    try:
+        with _stderr_silenced(), profile(use_kineto=False) as prof:
+            call()
+        rows = sorted(prof.key_averages(), key=lambda row: row.self_cpu_time_total, reverse=True)
+        total = sum(row.self_cpu_time_total for row in rows) or 1
+        return [{"op": row.key, "self_cpu_ms": round(row.self_cpu_time_total / 1000, 3),
+                 "share": round(row.self_cpu_time_total / total, 3)} for row in rows[:limit]]
+    except Exception as exc:  # noqa: BLE001 - the profile is a detail; its absence must not stop the report
+        return [{"op": f"profiler unavailable: {exc}"}]
+
+
+@contextmanager
+def _stderr_silenced():
+    """The profiler's C++ side writes start/stop lines straight to file descriptor 2: hide them."""
+    import os
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -1,0 +1,200 @@
+"""Run the sections, gather one report (every key of every section, always), print it as a table or JSON."""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import gpu, memory, overhead, previews, responsiveness, startup, throughput, training
+from .common import Settings, load_average, machine
+
+SCHEMA = 1
+# the issue's numbering; one module per section
+SECTIONS = {
+    "overhead": overhead, "previews": previews, "responsiveness": responsiveness, "startup": startup,
+    "throughput": throughput, "memory": memory, "training": training, "gpu": gpu,
+}
+TITLES = {
+    "overhead": "1 Engine overhead", "previews": "2 Preview cost", "responsiveness": "3 Window responsiveness",
+    "startup": "4 Start-up", "throughput": "5 Throughput", "memory": "6 Memory", "training": "7 Fine-tuning",
+    "gpu": "8 GPU (CUDA)",
+}
+
+
+def run_all(settings: Settings, only: list[str] | None = None, progress=None) -> dict:
+    """The whole report. A section that fails keeps its keys (None) and says why under "error"."""
+    from ..engine.model_folder import check_folder, display_name, model_defaults
+
+    check_folder(settings.model)  # a missing model is one clear error before anything runs
+    settings.defaults = model_defaults(settings.model)
+    started = time.perf_counter()
+    report = {
+        "schema": SCHEMA, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "quick": settings.quick, "machine": machine(settings.device),
+        "load_average_before": load_average(),
+        "model": {"name": display_name(settings.model), "model": settings.model,
+                  "defaults": settings.defaults},
+        "note": ("--quick: fewer runs and steps, a check of the plumbing rather than a measurement"
+                 if settings.quick else "figures are comparable only from an otherwise idle machine "
+                                        "(see load_average_before / after)"),
+        "sections": {},
+    }
+    for name, module in SECTIONS.items():
+        if only and name not in only:
+            report["sections"][name] = complete({}, module.KEYS, "not run (--only)")
+            continue
+        if progress is not None:
+            progress(f"{TITLES[name]}…")
+        start = time.perf_counter()
+        try:
+            result = complete(module.run(settings), module.KEYS)
+        except Exception as exc:  # noqa: BLE001 - one section failing must not lose the others
+            result = complete({}, module.KEYS)
+            result["error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:500]}"
+            if progress is not None:
+                progress("".join(traceback.format_exception(exc)).rstrip())
+        result["section_s"] = round(time.perf_counter() - start, 1)
+        report["sections"][name] = result
+    report["load_average_after"] = load_average()
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    return report
+
+
+def complete(result: dict, keys, fill=None) -> dict:
+    """``result`` with every key of the section present (``fill`` where missing)."""
+    return {**{key: fill for key in keys}, **result}
+
+
+# ---- the table --------------------------------------------------------------------------------------------
+
+
+def _s(summary, unit: str = "s", digits: int = 3) -> str:
+    """'0.912 s [0.901–0.930]' from a spread, or the text it holds, or '—'."""
+    if isinstance(summary, dict) and "median" in summary:
+        return (f"{summary['median']:.{digits}f} {unit} "
+                f"[{summary['min']:.{digits}f}–{summary['max']:.{digits}f}, n={summary['runs']}]")
+    if summary is None:
+        return "—"
+    return str(summary)
+
+
+def _verdict(value, target, below: bool = True) -> str:
+    if value is None:
+        return ""
+    ok = value <= target if below else value >= target
+    return "  ok" if ok else "  MISSED"
+
+
+def rows(report: dict) -> list[str]:
+    sections = report["sections"]
+    out = []
+
+    def add(title: str, *lines: str) -> None:
+        out.append(title)
+        out.extend(f"    {line}" for line in lines)
+
+    def failed(name: str) -> bool:
+        section = sections[name]
+        if section.get("section_s") is None:
+            add(TITLES[name], "not run (--only)")
+            return True
+        if section.get("error"):
+            add(TITLES[name], f"error: {section['error']}")
+            return True
+        return False
+
+    s = sections["overhead"]
+    if not failed("overhead"):
+        add(TITLES["overhead"], f"ours {_s(s['ours_s'])}   bare diffusers {_s(s['bare_s'])}",
+            f"ratio {s['ratio']} (target ≤ {s['target']}){_verdict(s['ratio'], s['target'])}"
+            f"   per-pair ratios {_s(s['pair_ratio'], '', 3)}   same image: {s['images_match']}")
+    s = sections["previews"]
+    if not failed("previews"):
+        profile = s.get("profile") or {}
+        add(TITLES["previews"], f"off {_s(s['off_s'])}",
+            f"every step, {s['decoders'].get('every_step_vae') if s['decoders'] else '?'}: "
+            f"{_s(s['every_step_vae_s'])}  ratio {s['ratio_every_step_vae']}",
+            f"every step, FittedPreview: {_s(s['every_step_fitted_s'])}  ratio {s['ratio_every_step_fitted']}",
+            f"app default ({(s['decoders'] or {}).get('app_default')}, rationed): {_s(s['app_default_s'])}  "
+            f"ratio {s['ratio_app_default']}",
+            f"ratio with the app's decoder every step {s['ratio']} (target ≤ {s['target']})"
+            f"{_verdict(s['ratio'], s['target'])}",
+            f"one step {profile.get('step_ms')} ms; a VAE preview {_s(profile.get('vae_preview_ms'), 'ms', 2)}; "
+            f"a fitted preview {_s(profile.get('fitted_preview_ms'), 'ms', 3)}")
+    s = sections["responsiveness"]
+    if not failed("responsiveness"):
+        gen = s.get("generation") or {}
+        add(TITLES["responsiveness"],
+            f"longest stall while generating {gen.get('max_gap_ms')} ms (p99 {gen.get('p99_gap_ms')} ms, "
+            f"{gen.get('runs')} runs; target < {s['target_ms']} ms)"
+            f"{_verdict(gen.get('max_gap_ms'), s['target_ms'])}",
+            f"while the engine warms up {(s.get('warm_up') or {}).get('max_gap_ms')} ms; "
+            f"first run (loads the model) {(s.get('first_run') or {}).get('max_gap_ms')} ms; "
+            f"idle {(s.get('idle') or {}).get('max_gap_ms')} ms",
+            f"training: {s['training']}")
+    s = sections["startup"]
+    if not failed("startup"):
+        add(TITLES["startup"],
+            f"window shown {_s(s['window_shown_s'])} (target < {s['target_window_s']} s)"
+            f"{_verdict((s['window_shown_s'] or {}).get('median'), s['target_window_s'])}",
+            f"first image {_s(s['first_image_s'])} (target < {s['target_first_image_s']} s)"
+            f"{_verdict((s['first_image_s'] or {}).get('median'), s['target_first_image_s'])}")
+    s = sections["throughput"]
+    if not failed("throughput"):
+        native, upscaled = s["native"] or {}, s["upscaled"]
+        up = (f"{upscaled['images_per_s']} images/s at {upscaled['size'][0]}x{upscaled['size'][1]}"
+              if isinstance(upscaled, dict) else str(upscaled))
+        add(TITLES["throughput"],
+            f"{native.get('images_per_s')} images/s at native size {native.get('size')}; upscaled: {up}",
+            f"UNet {_gflop(s['unet_flops_per_step'])} per step in {_s(s['step_s'], 's', 4)} = "
+            f"{s['achieved_gflops']} GFLOP/s; float32 matmul {_s(s['matmul_gflops'], 'GFLOP/s', 1)}; "
+            f"fraction {s['fraction_of_matmul']}")
+    s = sections["memory"]
+    if not failed("memory"):
+        add(TITLES["memory"], f"desktop-app generate peak RSS {_s(s['generate_peak_rss_mb'], 'MB', 0)}",
+            f"import torch, diffusers alone {_s(s['import_peak_rss_mb'], 'MB', 0)}; "
+            f"window {s['window_peak_rss_mb']} MB; GPU {s['peak_gpu_mb']}")
+    s = sections["training"]
+    if not failed("training"):
+        add(TITLES["training"], str(s["status"]))
+    s = sections["gpu"]
+    if not failed("gpu"):
+        lines = [f"status: {s['status']}"]
+        for name in gpu.MODELS:
+            model = s.get(name) or {}
+            for mode in ("standard", "fast"):
+                run = model.get(mode) or {}
+                if isinstance(run.get("bare_s"), dict):
+                    lines.append(f"{name} {mode}: ours {_s(run.get('ours_s'))} bare {_s(run.get('bare_s'))} "
+                                 f"ratio {run.get('ratio')}, {run.get('it_per_s')} it/s, "
+                                 f"{run.get('fraction_of_matmul')} of fp16 matmul")
+            if model.get("error") and model.get("error") != s["status"]:
+                lines.append(f"{name}: {model['error']}")
+        add(TITLES["gpu"], *lines)
+    return out
+
+
+def _gflop(flops) -> str:
+    return "—" if flops is None else f"{flops / 1e9:.2f} GFLOP"
+
+
+def format_table(report: dict) -> str:
+    m = report["machine"]
+    head = [f"desktop-app bench · {report['date']} · {report['model']['name']} on {m['device']} ({m['dtype']})"
+            + (" · QUICK" if report["quick"] else ""),
+            f"machine: {m['cpu']}, {m['usable_cores']} of {m['cores']} cores, torch {m['torch']} "
+            f"({m['torch_threads']} threads), diffusers {m['diffusers']}"
+            + (f", GPU {m['gpu']['name']}" if m.get("gpu") else ""),
+            f"load average before {report['load_average_before']}, after {report.get('load_average_after')}; "
+            f"{report['note']}", ""]
+    return "\n".join(head + rows(report) + ["", f"({report['seconds']} s)"])
+
+
+def write(report: dict, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    return path

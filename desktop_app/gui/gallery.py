@@ -1,0 +1,216 @@
+"""The gallery: every kept image from the history, newest first, with search, favourites, delete, open folder.
+
+A file the user moved or deleted outside the app shows as "missing" with a placeholder; it never breaks the
+list. Deleting moves the file to the system trash where there is one (QFile.moveToTrash), else removes it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QSize, Qt, QUrl, Signal
+from PySide6.QtGui import QColor, QDesktopServices, QIcon, QImage, QKeySequence, QPainter, QPixmap, QShortcut
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QHBoxLayout,
+    QLineEdit,
+    QListView,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop_app.history import Entry, History
+
+THUMB = 96
+ENTRY_ROLE = Qt.ItemDataRole.UserRole
+
+
+def move_to_trash(path: Path) -> bool:
+    """To the system trash when there is one; else unlink. True when the file is gone."""
+    from PySide6.QtCore import QFile
+
+    if not path.exists():
+        return True
+    try:
+        if QFile.moveToTrash(str(path)):
+            return True
+    except (TypeError, RuntimeError):  # bindings differ in what moveToTrash returns
+        pass
+    try:
+        path.unlink()
+        return True
+    except OSError:
+        return False
+
+
+def open_folder(folder: Path) -> bool:
+    return QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+
+
+class GalleryPanel(QWidget):
+    recipe_chosen = Signal(object)  # an Entry: the person wants its recipe in the form
+    image_chosen = Signal(object)  # an Entry: show it on the canvas
+    changed = Signal()
+
+    # replaceable in tests: nothing of theirs should land in the real trash or open a file manager
+    trash = staticmethod(move_to_trash)
+    opener = staticmethod(open_folder)
+
+    def __init__(self, history: History, folder_of=None, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("gallery")
+        self.history = history
+        self._folder_of = folder_of  # () -> the current output folder, for "Open folder" with no selection
+        self._icons: dict[tuple[int, str], QIcon] = {}
+
+        self.search_edit = QLineEdit()
+        self.search_edit.setObjectName("gallery_search")
+        self.search_edit.setPlaceholderText("Search prompts…")
+        self.search_edit.setClearButtonEnabled(True)
+        self.search_edit.textChanged.connect(self.refresh)
+        self.favourites_check = QCheckBox("★ only")
+        self.favourites_check.setToolTip("Show only favourites")
+        self.favourites_check.toggled.connect(self.refresh)
+        top = QHBoxLayout()
+        top.addWidget(self.search_edit, 1)
+        top.addWidget(self.favourites_check)
+
+        self.list = QListWidget()
+        self.list.setObjectName("gallery_list")
+        self.list.setViewMode(QListView.ViewMode.IconMode)
+        self.list.setResizeMode(QListView.ResizeMode.Adjust)
+        self.list.setMovement(QListView.Movement.Static)
+        self.list.setIconSize(QSize(THUMB, THUMB))
+        self.list.setGridSize(QSize(THUMB + 16, THUMB + 36))
+        self.list.setUniformItemSizes(True)
+        self.list.setWordWrap(True)
+        self.list.itemActivated.connect(self._on_activated)
+        self.list.currentItemChanged.connect(lambda *_: self._update_buttons())
+
+        self.favourite_button = QPushButton("★ Favourite")
+        self.favourite_button.setToolTip("Mark or unmark as favourite (F)")
+        self.favourite_button.clicked.connect(self.toggle_favourite)
+        self.use_button = QPushButton("Use recipe")
+        self.use_button.setToolTip("Put this image's settings into the form (Enter)")
+        self.use_button.clicked.connect(self._use_recipe)
+        self.delete_button = QPushButton("Delete")
+        self.delete_button.setToolTip("Move the image to the trash and remove it from the history (Del)")
+        self.delete_button.clicked.connect(self.delete_selected)
+        self.folder_button = QPushButton("Open folder")
+        self.folder_button.setToolTip("Show the folder that holds the image")
+        self.folder_button.clicked.connect(self.open_selected_folder)
+        buttons = QHBoxLayout()
+        for button in (self.favourite_button, self.use_button, self.delete_button, self.folder_button):
+            buttons.addWidget(button)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addLayout(top)
+        layout.addWidget(self.list, 1)
+        layout.addLayout(buttons)
+        for key, slot in ((QKeySequence.StandardKey.Delete, self.delete_selected),
+                          (QKeySequence("F"), self.toggle_favourite)):
+            shortcut = QShortcut(key, self.list)
+            shortcut.setContext(Qt.ShortcutContext.WidgetShortcut)
+            shortcut.activated.connect(slot)
+        self.refresh()
+
+    # ---- contents ------------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        selected = self.selected()
+        self.list.clear()
+        for entry in self.history.entries(self.search_edit.text(), self.favourites_check.isChecked()):
+            missing = entry.missing
+            star = "★ " if entry.favourite else ""
+            label = f"{star}{entry.prompt[:40] or '(no prompt)'}"
+            if missing:
+                label = f"{label}\n(missing)"
+            item = QListWidgetItem(self._icon(entry, missing), label)
+            item.setData(ENTRY_ROLE, entry.id)
+            item.setToolTip(f"{entry.prompt}\nseed {entry.seed} · {entry.model}\n{entry.path}"
+                            + ("\nThe file is missing: it was moved or deleted outside the app" if missing
+                               else ""))
+            self.list.addItem(item)
+            if selected is not None and entry.id == selected.id:
+                self.list.setCurrentItem(item)
+        self._update_buttons()
+        self.changed.emit()
+
+    def entries_shown(self) -> list[Entry]:
+        return [self.history.get(self.list.item(row).data(ENTRY_ROLE)) for row in range(self.list.count())]
+
+    def selected(self) -> Entry | None:
+        item = self.list.currentItem()
+        return self.history.get(item.data(ENTRY_ROLE)) if item is not None else None
+
+    def select_row(self, row: int) -> None:
+        self.list.setCurrentRow(row)
+
+    # ---- commands ------------------------------------------------------------------------------
+
+    def toggle_favourite(self) -> None:
+        entry = self.selected()
+        if entry is not None:
+            self.history.set_favourite(entry.id, not entry.favourite)
+            self._icons.pop((entry.id, "ok"), None)
+            self.refresh()
+
+    def delete_selected(self) -> None:
+        entry = self.selected()
+        if entry is None:
+            return
+        if not entry.missing and not self.trash(entry.path):
+            return  # the file could not be removed: keep its row so that it stays findable
+        self.history.delete(entry.id)
+        self.refresh()
+
+    def open_selected_folder(self) -> None:
+        entry = self.selected()
+        folder = entry.path.parent if entry is not None else (self._folder_of() if self._folder_of else None)
+        if folder is not None:
+            self.opener(Path(folder))
+
+    def _use_recipe(self) -> None:
+        entry = self.selected()
+        if entry is not None:
+            self.recipe_chosen.emit(entry)
+
+    def _on_activated(self, item: QListWidgetItem) -> None:
+        entry = self.history.get(item.data(ENTRY_ROLE))
+        if entry is not None:
+            self.image_chosen.emit(entry)
+
+    def _update_buttons(self) -> None:
+        entry = self.selected()
+        for button in (self.favourite_button, self.use_button, self.delete_button):
+            button.setEnabled(entry is not None)
+
+    def _icon(self, entry: Entry, missing: bool) -> QIcon:
+        key = (entry.id, "missing" if missing else "ok")
+        icon = self._icons.get(key)
+        if icon is None:
+            image = QImage() if missing else QImage(str(entry.path))
+            icon = QIcon(_thumbnail(image))
+            self._icons[key] = icon
+        return icon
+
+
+def _thumbnail(image: QImage) -> QPixmap:
+    if image.isNull():  # missing or unreadable: a grey square with a question mark
+        pixmap = QPixmap(THUMB, THUMB)
+        pixmap.fill(QColor("#3a3d44"))
+        painter = QPainter(pixmap)
+        painter.setPen(QColor("#9aa0a8"))
+        font = painter.font()
+        font.setPointSize(28)
+        painter.setFont(font)
+        painter.drawText(pixmap.rect(), Qt.AlignmentFlag.AlignCenter, "?")
+        painter.end()
+        return pixmap
+    mode = Qt.TransformationMode.FastTransformation if max(image.width(), image.height()) <= 128 \
+        else Qt.TransformationMode.SmoothTransformation
+    return QPixmap.fromImage(image.scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio, mode))

@@ -1,0 +1,158 @@
+"""File → Upscale an Image…: the job runs in its own worker thread, shows per-tile progress, the result
+lands on the canvas, Save As keeps it, Esc cancels between tiles, a bad file gets a readable message."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+
+import pytest
+from PIL import Image
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QFileDialog
+
+from desktop_app.engine.errors import RequestError
+from desktop_app.engine.events import Cancelled, Finished, Progress, StageStarted
+from desktop_app.gui.main_window import MainWindow
+from desktop_app.gui.workers import UpscaleJob
+
+
+class FakeUpscaler:
+    """Engine.upscale's contract without torch: stages, one Progress per tile, Finished (or Cancelled)."""
+
+    def __init__(self, tiles=4, delay=0.0, error=None):
+        self.tiles, self.delay, self.error = tiles, delay, error
+        self.jobs, self.tiles_done = [], 0
+
+    def upscale(self, source, model="default", scale=None, tile=None, emit=None, cancel=None,
+                model_folder=None):
+        self.jobs.append((source, model, scale, tile, model_folder))
+        if self.error is not None:
+            raise self.error
+        image = Image.open(source).convert("RGB")
+        start = time.perf_counter()
+        emit(StageStarted("upscale", f"{self.tiles} tiles"))
+        for tile_index in range(1, self.tiles + 1):
+            if cancel.is_set():
+                emit(Cancelled())
+                return None
+            time.sleep(self.delay)
+            self.tiles_done += 1
+            emit(Progress(tile_index, self.tiles, None, time.perf_counter() - start, stage="upscale"))
+        big = image.resize((image.width * 4, image.height * 4))
+        recipe = {"job": "upscale", "input": str(source), "input_size": list(image.size),
+                  "output_size": list(big.size), "scale": 4.0, "tile": tile,
+                  "upscaler": {"name": "default", "file": "model.safetensors", "sha256": "0123456789"}}
+        return Finished(images=[big], seeds=[], recipe=recipe, timings={"total": time.perf_counter() - start})
+
+
+@pytest.fixture
+def open_window(qtbot):
+    windows = []
+
+    def open_(**kwargs):
+        window = MainWindow(**kwargs)
+        windows.append(window)
+        qtbot.addWidget(window)
+        window.show()
+        with qtbot.waitActive(window):
+            window.activateWindow()
+        return window
+
+    yield open_
+    for window in windows:
+        window.close()
+
+
+@pytest.fixture
+def photo(tmp_path):
+    path = tmp_path / "photo.png"
+    Image.new("RGB", (24, 16), (30, 160, 90)).save(path)
+    return path
+
+
+def choose(monkeypatch, path):
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *args, **kwargs: (str(path), ""))
+
+
+def test_upscale_an_image_from_the_file_menu_and_save_it(qtbot, open_window, monkeypatch, photo, tmp_path):
+    fake = FakeUpscaler(tiles=4)
+    window = open_window(engine_factory=lambda device: fake)
+    file_menu = window.menuBar().actions()[0].menu()
+    assert window.upscale_action in file_menu.actions()
+    labels = []
+    window.frame_shown.connect(lambda step, total: labels.append(window.step_label.text()))
+    choose(monkeypatch, photo)
+    with qtbot.waitSignal(window.run_ended, timeout=10_000) as blocker:
+        window.upscale_action.trigger()
+        assert window.is_running() and not window.upscale_action.isEnabled()
+    assert blocker.args == ["finished"], window.message_area.text.text()
+
+    assert [label.split(" · ")[0] for label in labels] == ["Tile 1/4", "Tile 2/4", "Tile 3/4", "Tile 4/4"]
+    image = window.canvas.image()
+    assert (image.width(), image.height()) == (96, 64)
+    assert window.stage_strip.state("upscale") == "done"
+    assert window.stage_strip.state("denoise") == "skipped" and window.stage_strip.state("text") == "skipped"
+    assert window.step_label.text().startswith("Upscaled")
+    assert "photo.png" in window.statusBar().currentMessage()
+    assert fake.jobs[0][0] == str(photo) and fake.jobs[0][1] == "default"
+    assert window.save_action.isEnabled() and window.upscale_action.isEnabled()
+
+    target = tmp_path / "saved.png"
+    offered = []
+
+    def save_dialog(parent, title, start, *rest):
+        offered.append(start)
+        return str(target), "PNG image (*.png)"
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", save_dialog)
+    qtbot.keyClick(window, Qt.Key.Key_S, Qt.KeyboardModifier.ControlModifier)
+    assert offered and offered[0].endswith("photo-x4.png")
+    with Image.open(target) as saved:
+        assert saved.size == (96, 64)
+        assert json.loads(saved.text["recipe"])["job"] == "upscale"
+        assert saved.text["parameters"].startswith("Postprocess upscale by: 4, Postprocess upscaler: default")
+
+
+def test_escape_cancels_an_upscale_between_tiles(qtbot, open_window, monkeypatch, photo):
+    fake = FakeUpscaler(tiles=50, delay=0.05)
+    window = open_window(engine_factory=lambda device: fake)
+    choose(monkeypatch, photo)
+    with qtbot.waitSignal(window.frame_shown, timeout=10_000):
+        window.upscale_action.trigger()
+    with qtbot.waitSignal(window.run_ended, timeout=10_000) as blocker:
+        qtbot.keyClick(window, Qt.Key.Key_Escape)
+    assert blocker.args == ["cancelled"]
+    assert fake.tiles_done < 50 and not window.is_running()
+    assert window.statusBar().currentMessage() == "Cancelled"
+
+
+def test_a_file_that_is_not_an_image_gets_a_readable_message(qtbot, open_window, monkeypatch, tmp_path):
+    error = RequestError("input", "notes.png is not an image this app can read")
+    window = open_window(engine_factory=lambda device: FakeUpscaler(error=error))
+    choose(monkeypatch, tmp_path / "notes.png")
+    with qtbot.waitSignal(window.run_ended, timeout=10_000) as blocker:
+        window.upscale_action.trigger()
+    assert blocker.args == ["failed"]
+    assert window.message_area.isVisible()
+    assert "not an image" in window.message_area.text.text()
+    assert window.upscale_action.isEnabled()
+
+
+def test_the_real_engine_upscales_with_the_models_own_upscaler(qtbot, open_window, tiny_model_dir, photo):
+    window = open_window(model=str(tiny_model_dir), device="cpu")
+    with qtbot.waitSignal(window.run_ended, timeout=120_000) as blocker:
+        assert window.upscale_file(photo)
+    assert blocker.args == ["finished"], window.message_area.text.text()
+    image = window.canvas.image()
+    assert (image.width(), image.height()) == (96, 64)
+    recipe = window._result.recipe
+    own = tiny_model_dir / "upscaler" / "model.safetensors"
+    assert recipe["upscaler"]["sha256"] == hashlib.sha256(own.read_bytes()).hexdigest()[:10]
+    assert recipe["scale"] == 4 and recipe["input"] == str(photo)
+
+
+def test_upscale_jobs_are_plain_data():
+    job = UpscaleJob("a.png")
+    assert (job.model, job.scale, job.tile) == ("default", None, 512)
