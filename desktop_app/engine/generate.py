@@ -15,6 +15,8 @@ import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
+from . import import_guard  # first: no collector pauses while torch and diffusers import (see there)
+
 import torch
 
 import desktop_app
@@ -85,6 +87,7 @@ class Engine:
         self.unload()
         if emit is not None:
             emit(StageStarted("load", f"{display_name(name)} on {devices.describe(self.device, dtype)}"))
+        import_guard.preload(is_embedded(read_index(folder)))  # lazy imports without collector pauses
         self.model = load_model(name, self.device, dtype)
         return self.model
 
@@ -331,3 +334,6 @@ def _timed(timings: dict, name: str):
         yield
     finally:
         timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
+
+
+import_guard.release()  # the engine's imports are done: see import_guard

@@ -47,7 +47,9 @@ FIELD_WIDGETS = {
     "seed": ("Seed", "seed_spin"),
     "batch_size": ("Batch", "batch_spin"),
     "model": ("Model", "model_combo"),
-    "upscale": ("Upscale", "upscale_check"),
+    "upscale": ("Upscale", "upscaler_combo"),
+    "hires_scale": ("Hires fix", "hires_spin"),
+    "hires_strength": ("Hires strength", "hires_strength_spin"),
 }
 
 
@@ -128,10 +130,38 @@ class GenerationForm(QWidget):
         self.runs_spin.setRange(1, 100)
         self.runs_spin.setToolTip("How many runs to queue; with a fixed seed each run goes on from the "
                                   "last seed of the one before")
-        self.upscale_check = QCheckBox("Upscale 4x")
+        self.upscale_check = QCheckBox("Upscale")
         self.upscale_check.setObjectName("upscale")
         self.upscale_check.setChecked(True)
-        self.upscale_check.setToolTip("Enlarge the result 4x with the embedded upscaler model")
+        self.upscale_check.setToolTip("Enlarge the result with an upscaler model (the model's own is 4x)")
+        self.upscaler_combo = QComboBox()
+        self.upscaler_combo.setObjectName("upscaler")
+        self.upscaler_combo.setToolTip("Which upscaler: the model's own, a file in the upscalers folder "
+                                       "(<user folder>/models/upscalers), or any .safetensors/.pth file")
+        self.upscaler_combo.activated.connect(self._on_upscaler_activated)
+        self._fill_upscalers()
+        upscale_row = QHBoxLayout()
+        upscale_row.addWidget(self.upscale_check)
+        upscale_row.addWidget(self.upscaler_combo, 1)
+        self.hires_spin = QDoubleSpinBox()
+        self.hires_spin.setObjectName("hires_scale")
+        self.hires_spin.setRange(1.0, 4.0)
+        self.hires_spin.setSingleStep(0.25)
+        self.hires_spin.setDecimals(2)
+        self.hires_spin.setSpecialValueText("Off")
+        self.hires_spin.setSuffix("x")
+        self.hires_spin.setToolTip("Hires fix (Stable Diffusion models): enlarge this much (with the upscaler "
+                                   "chosen above, else Lanczos), then re-draw detail with a short img2img pass")
+        self.hires_strength_spin = QDoubleSpinBox()
+        self.hires_strength_spin.setObjectName("hires_strength")
+        self.hires_strength_spin.setRange(0.0, 1.0)
+        self.hires_strength_spin.setSingleStep(0.05)
+        self.hires_strength_spin.setValue(0.5)
+        self.hires_strength_spin.setToolTip("Denoising strength of the hires pass: how much it may change")
+        hires_row = QHBoxLayout()
+        hires_row.addWidget(self.hires_spin, 1)
+        hires_row.addWidget(QLabel("strength"))
+        hires_row.addWidget(self.hires_strength_spin, 1)
         image_box = QGroupBox("Model and image")
         image_form = QFormLayout(image_box)
         image_form.addRow("Model", self.model_combo)
@@ -141,7 +171,8 @@ class GenerationForm(QWidget):
         batch_row.addWidget(QLabel("images × runs"))
         batch_row.addWidget(self.runs_spin, 1)
         image_form.addRow("Batch", batch_row)
-        image_form.addRow("", self.upscale_check)
+        image_form.addRow("", upscale_row)
+        image_form.addRow("Hires fix", hires_row)
 
         # 3. sampling
         self.steps_spin = QSpinBox()
@@ -206,8 +237,15 @@ class GenerationForm(QWidget):
             seed=None if self.random_check.isChecked() else int(self.seed_spin.value()),
             batch_size=self.batch_spin.value(),
             model=self.model(),
-            upscale=UPSCALE_DEFAULT if self.upscale_check.isChecked() else None,
+            upscale=self.upscaler() if self.upscale_check.isChecked() else None,
+            hires_scale=self.hires_spin.value() if self.hires_spin.value() > 1 else None,
+            hires_strength=round(self.hires_strength_spin.value(), 2),
         )
+
+    def upscaler(self) -> str:
+        """The chosen upscaler: "default" (the model's own) or a file path."""
+        value = self.upscaler_combo.currentData()
+        return UPSCALE_DEFAULT if value in (None, BROWSE) else str(value)
 
     def apply_request(self, values: dict) -> list[str]:
         """Fill the form from GenerationRequest fields (a recipe read back from an image, or the last run).
@@ -247,6 +285,17 @@ class GenerationForm(QWidget):
                 self.random_check.setChecked(True)
         if "upscale" in values and self.upscale_check.isEnabled():
             self.upscale_check.setChecked(bool(values["upscale"]))
+            if values["upscale"] and values["upscale"] != UPSCALE_DEFAULT:
+                if Path(str(values["upscale"])).expanduser().is_file():
+                    self.select_upscaler(str(values["upscale"]))
+                else:
+                    skipped.append("upscale")
+        hires = values.get("hires_scale")
+        if self.hires_spin.isEnabled() and (hires is None or isinstance(hires, (int, float))):
+            self.hires_spin.setValue(float(hires or 1.0))
+        strength = values.get("hires_strength")
+        if isinstance(strength, (int, float)) and 0 <= strength <= 1:
+            self.hires_strength_spin.setValue(float(strength))
         return skipped
 
     def model(self) -> str:
@@ -256,6 +305,48 @@ class GenerationForm(QWidget):
     def show_used_seed(self, seed: int) -> None:
         """After a random-seed run: show the seed that was drawn (untick Random to reuse it)."""
         self.seed_spin.setValue(seed)
+
+    # ---- upscalers -------------------------------------------------------------------------------
+
+    def _fill_upscalers(self) -> None:
+        self.upscaler_combo.clear()
+        self.upscaler_combo.addItem("Model's own", UPSCALE_DEFAULT)
+        for path in model_info.upscaler_files():
+            self.upscaler_combo.addItem(path.stem, str(path))
+            self.upscaler_combo.setItemData(self.upscaler_combo.count() - 1, str(path),
+                                            Qt.ItemDataRole.ToolTipRole)
+        self.upscaler_combo.insertSeparator(self.upscaler_combo.count())
+        self.upscaler_combo.addItem("Browse file…", BROWSE)
+        self._last_upscaler_index = 0
+
+    def select_upscaler(self, choice: str) -> None:
+        """Select "default" or an upscaler file (added to the list if new)."""
+        if choice == UPSCALE_DEFAULT:
+            index = 0
+        else:
+            path = str(Path(choice).expanduser())
+            index = self.upscaler_combo.findData(path)
+            if index < 0:
+                index = self.upscaler_combo.count() - 2  # before the separator and "Browse file…"
+                self.upscaler_combo.insertItem(index, Path(path).stem or path, path)
+                self.upscaler_combo.setItemData(index, path, Qt.ItemDataRole.ToolTipRole)
+            self.upscale_check.setEnabled(True)
+        self.upscaler_combo.setCurrentIndex(index)
+        self._last_upscaler_index = index
+
+    def _on_upscaler_activated(self, index: int) -> None:
+        if self.upscaler_combo.itemData(index) == BROWSE:
+            path, _ = QFileDialog.getOpenFileName(self, "Choose an upscaler model", "",
+                                                  "Upscaler models (*.safetensors *.pth *.pt);;All files (*)")
+            if path:
+                self.select_upscaler(path)
+                self.upscale_check.setChecked(True)
+            else:
+                self.upscaler_combo.setCurrentIndex(self._last_upscaler_index)
+            return
+        self._last_upscaler_index = index
+        if self.upscale_check.isEnabled():
+            self.upscale_check.setChecked(True)
 
     # ---- models ----------------------------------------------------------------------------------
 
@@ -307,11 +398,24 @@ class GenerationForm(QWidget):
             self.sampler_combo.setCurrentText(defaults["sampler"])
         # the 4x upscaler is the model folder's own; a folder that cannot be read yet keeps the choice open
         has_upscaler = defaults.get("upscale") is not None if info else model == DEFAULT_MODEL
-        self.upscale_check.setEnabled(has_upscaler or not info)
+        if not has_upscaler and info and self.upscaler() == UPSCALE_DEFAULT:
+            files = [i for i in range(self.upscaler_combo.count())
+                     if self.upscaler_combo.itemData(i) not in (None, BROWSE, UPSCALE_DEFAULT)]
+            if files:  # the model has none of its own: offer the first upscaler file instead
+                self.upscaler_combo.setCurrentIndex(files[0])
+                self._last_upscaler_index = files[0]
+        own_chosen = self.upscaler() == UPSCALE_DEFAULT
+        self.upscale_check.setEnabled(has_upscaler or not info or not own_chosen)
         self.upscale_check.setChecked(has_upscaler)
         self.upscale_check.setToolTip(
-            "Enlarge the result 4x with the model's own upscaler" if has_upscaler or not info
-            else "This model has no upscaler of its own")
+            "Enlarge the result with the chosen upscaler" if has_upscaler or not info or not own_chosen
+            else "This model has no upscaler of its own: choose an upscaler file")
+        # the hires fix re-draws at a larger size: for Stable Diffusion models, not the one-size embedded model
+        hires_ok = model_info.is_embedded(model) is False
+        self.hires_spin.setEnabled(hires_ok)
+        self.hires_strength_spin.setEnabled(hires_ok)
+        if not hires_ok:
+            self.hires_spin.setValue(1.0)
 
     # ---- pointing at a bad value -----------------------------------------------------------------
 

@@ -40,6 +40,22 @@ def model_defaults(model: str) -> dict:
     return result
 
 
+def is_embedded(model: str) -> bool | None:
+    """True for the embedded format (one size, its own upscaler: no hires fix), False for other diffusers
+    folders, None when the folder cannot be read."""
+    try:
+        return model_folder.is_embedded(model_folder.read_index(model_folder.check_folder(model)))
+    except ModelError:
+        return None
+
+
+def upscaler_files() -> list[Path]:
+    """The upscaler files in the user's upscalers folder (<user folder>/models/upscalers)."""
+    from desktop_app.engine import upscaler_files as files  # no torch in there
+
+    return files.available()
+
+
 def looks_like_model_folder(path: Path) -> bool:
     return (Path(path) / "model_index.json").is_file()
 

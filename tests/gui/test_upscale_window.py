@@ -156,3 +156,37 @@ def test_the_real_engine_upscales_with_the_models_own_upscaler(qtbot, open_windo
 def test_upscale_jobs_are_plain_data():
     job = UpscaleJob("a.png")
     assert (job.model, job.scale, job.tile) == ("default", None, 512)
+
+
+# ---- the generation form: which upscaler, and the hires fix --------------------------------------------
+
+
+def test_the_form_offers_the_upscalers_folder_and_builds_the_request(qtbot, open_window, tiny_model_dir,
+                                                                     tiny_sd_dir, make_engine):
+    import shutil
+
+    from desktop_app import paths
+
+    mine = paths.upscalers_dir() / "4x-mine.safetensors"
+    shutil.copy(tiny_model_dir / "upscaler" / "model.safetensors", mine)
+    window = open_window(model=str(tiny_model_dir), engine_factory=lambda device: make_engine())
+    form = window.form
+    form.prompt_edit.setPlainText("a cat")
+    names = [form.upscaler_combo.itemText(i) for i in range(form.upscaler_combo.count())]
+    assert names[0] == "Model's own" and "4x-mine" in names and names[-1] == "Browse file…"
+    assert form.upscale_check.isChecked() and form.build_request().upscale == "default"
+    assert not form.hires_spin.isEnabled()  # the embedded format draws at one size
+
+    form.select_model(str(tiny_sd_dir))  # no upscaler of its own: the file is offered instead
+    assert form.upscaler() == str(mine) and form.upscale_check.isEnabled()
+    assert not form.upscale_check.isChecked()
+    assert form.hires_spin.isEnabled() and form.hires_spin.text() == "Off"
+    assert form.build_request().hires_scale is None
+    form.hires_spin.setValue(2.0)
+    form.hires_strength_spin.setValue(0.35)
+    form.upscale_check.setChecked(True)
+    request = form.build_request()
+    assert (request.hires_scale, request.hires_strength, request.upscale) == (2.0, 0.35, str(mine))
+
+    form.apply_request({"hires_scale": None, "hires_strength": 0.6, "upscale": "default"})
+    assert form.build_request().hires_scale is None and form.hires_strength_spin.value() == 0.6
