@@ -45,6 +45,8 @@ def run(settings) -> dict:
 
     if not torch.cuda.is_available():
         return skipped()
+    if str(settings.device) in ("cpu", "mps"):
+        return skipped(f"skipped: the bench was asked to run on {settings.device}")
     device = settings.device if str(settings.device).startswith("cuda") else "cuda"
     return measure(device=device, quick=settings.quick)
 

@@ -50,7 +50,7 @@ class Engine:
         self._choice = devices.resolve(device)
         self.preview_share = preview_share
         self.preview_mode = preview_mode
-        self._preview: tuple = (None, None, None)  # (model, mode, decoder)
+        self._preview: tuple = (None, {})  # (model, {mode: decoder})
         self.model: LoadedModel | None = None
         self._upscalers: dict[str, object] = {}
 
@@ -95,6 +95,7 @@ class Engine:
         if self.model is None and not self._upscalers:
             return
         self.model = None
+        self._preview = (None, {})  # its decoders hold the model's VAE
         self._upscalers.clear()
         gc.collect()
         if self.device.type == "cuda":
@@ -124,9 +125,12 @@ class Engine:
         millisecond), else ``make_decoder``'s choice; "fitted": that map, fitted now if there is none
         (seconds; cached for next time); "vae" / "linear": ``make_decoder``'s choice (the small VAE, or the
         published factors) / always the published factors."""
-        held, mode, decoder = self._preview
-        if held is model and mode == self.preview_mode:
-            return decoder
+        held, decoders = self._preview
+        if held is not model:
+            decoders = {}
+            self._preview = (model, decoders)
+        if self.preview_mode in decoders:
+            return decoders[self.preview_mode]
         from . import preview_fit
         from .preview import SD1_BIAS, SD1_FACTORS, SDXL_BIAS, SDXL_FACTORS, LinearPreview
 
@@ -141,7 +145,7 @@ class Engine:
             decoder = LinearPreview(SDXL_FACTORS if sdxl else SD1_FACTORS, SDXL_BIAS if sdxl else SD1_BIAS)
         if decoder is None:
             decoder = make_decoder(model.pipe, model.family)
-        self._preview = (model, mode, decoder)
+        decoders[mode] = decoder
         return decoder
 
     # ---- generation --------------------------------------------------------------------------------

@@ -397,21 +397,22 @@ class GenerationForm(QWidget):
         if defaults.get("sampler") in SAMPLERS:
             self.sampler_combo.setCurrentText(defaults["sampler"])
         # the 4x upscaler is the model folder's own; a folder that cannot be read yet keeps the choice open
-        has_upscaler = defaults.get("upscale") is not None if info else model == DEFAULT_MODEL
-        if not has_upscaler and info and self.upscaler() == UPSCALE_DEFAULT:
+        embedded = model_info.is_embedded(model)  # None: the folder cannot be read (yet)
+        readable = embedded is not None
+        has_upscaler = defaults.get("upscale") is not None if readable else model == DEFAULT_MODEL
+        if not has_upscaler and readable and self.upscaler() == UPSCALE_DEFAULT:
             files = [i for i in range(self.upscaler_combo.count())
                      if self.upscaler_combo.itemData(i) not in (None, BROWSE, UPSCALE_DEFAULT)]
             if files:  # the model has none of its own: offer the first upscaler file instead
                 self.upscaler_combo.setCurrentIndex(files[0])
                 self._last_upscaler_index = files[0]
-        own_chosen = self.upscaler() == UPSCALE_DEFAULT
-        self.upscale_check.setEnabled(has_upscaler or not info or not own_chosen)
+        usable = has_upscaler or not readable or self.upscaler() != UPSCALE_DEFAULT
+        self.upscale_check.setEnabled(usable)
         self.upscale_check.setChecked(has_upscaler)
-        self.upscale_check.setToolTip(
-            "Enlarge the result with the chosen upscaler" if has_upscaler or not info or not own_chosen
-            else "This model has no upscaler of its own: choose an upscaler file")
+        self.upscale_check.setToolTip("Enlarge the result with the chosen upscaler" if usable
+                                      else "This model has no upscaler of its own: choose an upscaler file")
         # the hires fix re-draws at a larger size: for Stable Diffusion models, not the one-size embedded model
-        hires_ok = model_info.is_embedded(model) is False
+        hires_ok = embedded is False
         self.hires_spin.setEnabled(hires_ok)
         self.hires_strength_spin.setEnabled(hires_ok)
         if not hires_ok:

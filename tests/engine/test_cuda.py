@@ -58,3 +58,26 @@ def test_without_bfloat16_the_embedded_model_runs_in_float32(make_request, tiny_
     assert np.asarray(result.images[0], dtype=np.float32).std() > 1.0
     other, _ = _run(engine, make_request(model=str(tiny_sd_dir)))
     assert other.recipe["dtype"] == "float16"
+
+
+def test_upscale_job_tiles_in_half_precision_match_the_cpu(cuda_engine, tiny_model_dir):
+    from PIL import Image
+
+    from desktop_app.engine.generate import Engine
+
+    rng = np.random.default_rng(0)
+    image = Image.fromarray((rng.random((150, 200, 4)) * 255).astype(np.uint8), "RGBA")
+    own = str(tiny_model_dir / "upscaler" / "model.safetensors")
+    on_gpu = cuda_engine.upscale(image, own, tile=64)
+    assert on_gpu.recipe["device"].startswith("cuda") and on_gpu.recipe["dtype"] in ("float16", "bfloat16")
+    on_cpu = Engine(device="cpu").upscale(image, own, tile=0)
+    gpu, cpu = (np.asarray(r.images[0], dtype=np.float32) for r in (on_gpu, on_cpu))
+    assert gpu.shape == cpu.shape == (600, 800, 4)
+    assert np.abs(gpu - cpu).mean() < 1.0  # half precision and tiles: within a level on average
+
+
+def test_hires_fix_in_half_precision(cuda_engine, make_request, tiny_sd_dir):
+    result, events = _run(cuda_engine, make_request(model=str(tiny_sd_dir), steps=4, hires_scale=2.0))
+    image = np.asarray(result.images[0], dtype=np.float32)
+    assert image.shape == (64, 64, 3) and np.isfinite(image).all()
+    assert [type(e).__name__ for e in events].count("Progress") == 4 + 2

@@ -46,7 +46,7 @@ def test_a_map_for_other_vae_weights_is_not_used(tmp_path):
 def test_fitting_during_a_run_keeps_the_requested_sampler(engine, generate, make_request, monkeypatch):
     reference, _ = generate(make_request(sampler="Euler a", preview=False))
     monkeypatch.setattr(engine, "preview_mode", "fitted")
-    monkeypatch.setattr(engine, "_preview", (None, None, None))  # forget any decoder made before
+    monkeypatch.setattr(engine, "_preview", (None, {}))  # forget any decoder made before
     monkeypatch.setattr(preview_fit, "find", lambda folder: None)  # nothing cached: the run fits one first
     result, events = generate(make_request(sampler="Euler a"))
     assert type(engine.model.pipe.scheduler).__name__ == "EulerAncestralDiscreteScheduler"

@@ -54,6 +54,19 @@ def test_an_upscaler_named_by_path_is_recorded_by_its_file(generate, make_reques
         short_sha(path)
 
 
+def test_cancel_between_the_tiles_of_a_generations_upscale(generate, make_request):
+    cancel = threading.Event()
+
+    def stop_at_the_first_tile(event):
+        if isinstance(event, Progress) and event.stage == "upscale":
+            cancel.set()
+
+    result, events = generate(make_request(upscale="default", batch_size=3), cancel=cancel,
+                              emit=stop_at_the_first_tile)
+    assert result is None and events.cancelled
+    assert [(p.step, p.total) for p in events.progress if p.stage == "upscale"] == [(1, 3)]
+
+
 def test_no_upscale_no_record(generate, make_request):
     result, _ = generate(make_request())
     assert "upscaler" not in result.recipe and result.images[0].size == (32, 32)
