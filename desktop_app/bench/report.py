@@ -198,3 +198,94 @@ def write(report: dict, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     return path
+
+
+# ---- docs/PERFORMANCE.md ----------------------------------------------------------------------------------
+
+
+def _md(summary, unit: str = "s", digits: int = 3) -> str:
+    if isinstance(summary, dict) and "median" in summary:
+        return (f"{summary['median']:.{digits}f} {unit} [{summary['min']:.{digits}f}–{summary['max']:.{digits}f}]"
+                f", {summary['runs']}")
+    return "—" if summary is None else str(summary)
+
+
+def _met(value) -> str:
+    return "—" if value is None else ("yes" if value else "**no**")
+
+
+def markdown(report: dict) -> str:
+    """The Results table of docs/PERFORMANCE.md, from a report (``desktop-app bench --json``)."""
+    m, sec = report["machine"], report["sections"]
+    o, p, r, st, t, mem = (sec[name] for name in ("overhead", "previews", "responsiveness", "startup",
+                                                  "throughput", "memory"))
+    settings = o.get("settings") or {}
+    gen, decoders = r.get("generation") or {}, p.get("decoders") or {}
+    profile, native, met = p.get("profile") or {}, t.get("native") or {}, st.get("meets_target") or {}
+    up = t.get("upscaled")
+    fitted = p.get("ratio_every_step_fitted")
+    size = "×".join(map(str, settings.get("size", [])))
+    head = (f"Date: {report['date'][:10]} · Machine: {m['cpu']}, {m['usable_cores']} cores, torch {m['torch']} "
+            f"({m['torch_threads']} threads) · Device: {m['device']} ({m['dtype']}) · Model: "
+            f"{report['model']['name']}, {size}, {settings.get('steps')} steps, {settings.get('sampler')}, "
+            f"guidance {settings.get('guidance')} · load average before/after {report['load_average_before']} / "
+            f"{report.get('load_average_after')}")
+    if report["quick"]:
+        head += " · **--quick (not a measurement)**"
+    rows = [  # (number, figure, result, target, met)
+        (1, f"engine overhead: ours / bare diffusers (previews every step with "
+            f"{settings.get('preview_decoder')}, events, no saving)",
+         f"{o.get('ratio')} (ours {_md(o.get('ours_s'))}; bare {_md(o.get('bare_s'))})",
+         f"≤ {overhead.TARGET}", _met(o.get("meets_target"))),
+        (2, f"preview cost, every step / off — with the app's preview decoder ({decoders.get('app_default')})",
+         p.get("ratio"), f"≤ {previews.TARGET}", _met(p.get("meets_target"))),
+        (2, f"… every step with the model's VAE ({decoders.get('every_step_vae')})",
+         f"{p.get('ratio_every_step_vae')} (a preview {_md(profile.get('vae_preview_ms'), 'ms', 2)}; "
+         f"a step {profile.get('step_ms')} ms)", "", ""),
+        (2, "… every step with the fitted map (FittedPreview)",
+         f"{fitted} (a preview {_md(profile.get('fitted_preview_ms'), 'ms', 3)})", f"≤ {previews.TARGET}",
+         _met(None if fitted is None else fitted <= previews.TARGET)),
+        (2, f"… the app's default (rationed to ≤ {decoders.get('app_default_share')} of the step time)",
+         p.get("ratio_app_default"), "", ""),
+        (3, "longest event-loop stall while generating (5 ms probe, real window offscreen)",
+         f"{gen.get('max_gap_ms')} ms (p99 {gen.get('p99_gap_ms')} ms, {gen.get('runs')} runs)",
+         f"< {r.get('target_ms')} ms", _met(r.get("meets_target"))),
+        (3, "… while the engine warms up (torch import in the worker) / first run (model load)",
+         f"{(r.get('warm_up') or {}).get('max_gap_ms')} ms / {(r.get('first_run') or {}).get('max_gap_ms')} ms",
+         "", ""),
+        (3, "… while training", r.get("training"), f"< {r.get('target_ms')} ms", "—"),
+        (4, "process start → window shown", _md(st.get("window_shown_s")), f"< {st.get('target_window_s')} s",
+         _met(met.get("window"))),
+        (4, "process start → first finished image (`desktop-app generate`, model defaults)",
+         _md(st.get("first_image_s")), f"< {st.get('target_first_image_s')} s", _met(met.get("first_image"))),
+        (5, "images/s at native size / with the 4× upscale, previews off",
+         f"{native.get('images_per_s')} / {up['images_per_s'] if isinstance(up, dict) else up}", "", ""),
+        (5, "UNet GFLOP per step · achieved GFLOP/s · fraction of the fp32 matmul rate",
+         f"{_gflop(t.get('unet_flops_per_step'))} · {t.get('achieved_gflops')} · {t.get('fraction_of_matmul')} "
+         f"(matmul {_md(t.get('matmul_gflops'), 'GFLOP/s', 1)})", "", ""),
+        (6, "peak RSS, `desktop-app generate` · `import torch, diffusers` alone · the window",
+         f"{_md(mem.get('generate_peak_rss_mb'), 'MB', 0)} · {_md(mem.get('import_peak_rss_mb'), 'MB', 0)} · "
+         f"{mem.get('window_peak_rss_mb')} MB", "", ""),
+        (6, "peak GPU memory", mem.get("peak_gpu_mb"), "", ""),
+        (7, "LoRA training steps/s, ours / bare loop", sec["training"].get("status"), "", ""),
+        (8, "SD1.5 512² and SDXL 1024², fp16, 20 steps (CUDA)", sec["gpu"].get("status"), "", ""),
+    ]
+    table = ["| # | figure | result (median [min–max], runs) | target | met |", "|---|---|---|---|---|"]
+    table += ["| " + " | ".join("—" if cell is None else str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join([head, "", *table])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m desktop_app.bench.report REPORT.json``: the Results table for docs/PERFORMANCE.md."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m desktop_app.bench.report REPORT.json", file=sys.stderr)
+        return 2
+    print(markdown(json.loads(Path(args[0]).read_text(encoding="utf-8"))))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

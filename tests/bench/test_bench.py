@@ -108,3 +108,11 @@ def test_gpu_keys_are_all_there_when_skipped():
         assert set(gpu.MODEL_KEYS) <= set(skipped[name])
         assert all(skipped[name][mode][key] == gpu.SKIPPED for mode in ("standard", "fast")
                    for key in gpu.RUN_KEYS)
+
+
+def test_the_report_renders_the_performance_table(quick_report):
+    table = report.markdown(quick_report)
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| #")]
+    assert [row.split(" | ")[0] for row in rows] == ["| 1", *["| 2"] * 4, *["| 3"] * 3, "| 4", "| 4", "| 5", "| 5",
+                                                     "| 6", "| 6", "| 7", "| 8"]
+    assert "--quick" in table.splitlines()[0]
