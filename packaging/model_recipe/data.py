@@ -109,8 +109,6 @@ def _records(modules: Path) -> list[dict]:
     base = json.loads((modules / "emojibase-data" / "en" / "data.json").read_text())
     records = []
     for emoji in base:
-        if emoji.get("group") == 2 and False:  # components (skin tone swatches) are kept: they are art too
-            continue
         entries = [(emoji, None)] + [(skin, skin.get("tone")) for skin in emoji.get("skins") or []]
         for entry, tone in entries:
             if isinstance(tone, list):  # multi-person mixed tones: skip, too fine-grained for 64 px
