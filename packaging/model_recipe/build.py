@@ -54,6 +54,9 @@ def main(argv=None) -> int:
     parser.add_argument("--minutes-vae", type=float, default=20)
     parser.add_argument("--minutes-unet", type=float, default=60)
     parser.add_argument("--minutes-sr", type=float, default=10)
+    parser.add_argument("--unet-lr", type=float, default=3e-4, help="UNet learning rate (at the start of the stretch)")
+    parser.add_argument("--unet-lr-final", type=float, default=None,
+                        help="anneal the UNet learning rate to this along a cosine over the stretch")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--tiny", action="store_true", help="a handful of images, a few steps (for CI)")
     args = parser.parse_args(argv)
@@ -76,7 +79,8 @@ def main(argv=None) -> int:
         elif stage == "encode":
             encode.encode(args.cache)
         elif stage == "unet":
-            train_unet.train(args.cache, args.minutes_unet, steps=steps["unet"], batch=4 if args.tiny else 64)
+            train_unet.train(args.cache, args.minutes_unet, steps=steps["unet"], batch=4 if args.tiny else 64,
+                             lr=args.unet_lr, lr_final=args.unet_lr_final)
         elif stage == "sr":
             train_sr.train(args.cache, args.minutes_sr, steps=steps["sr"], batch=2 if args.tiny else 16)
         elif stage == "evaluate":

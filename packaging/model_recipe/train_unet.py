@@ -9,6 +9,7 @@ block, not only through cross-attention.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from pathlib import Path
 
@@ -34,7 +35,12 @@ MIN_SNR_GAMMA = 5.0
 
 
 def train(cache: Path, minutes: float, steps: int | None = None, batch: int = 64, lr: float = 3e-4,
-          ema_decay: float = 0.999) -> Path:
+          ema_decay: float = 0.999, lr_final: float | None = None) -> Path:
+    """Train for ``minutes`` (or ``steps``), resuming from the checkpoint.
+
+    With ``lr_final`` the learning rate falls from ``lr`` to ``lr_final`` along a cosine over this stretch
+    (by elapsed time, or by steps when ``steps`` is given): the annealing phase that a constant rate never has.
+    """
     enc = torch.load(cache / "encoded.pt", weights_only=False)
     _, _, meta = data.load(cache)
     train_items = torch.tensor([it["split"] == "train" for it in meta["items"]])
@@ -64,6 +70,7 @@ def train(cache: Path, minutes: float, steps: int | None = None, batch: int = 64
     gen = torch.Generator().manual_seed(1000 + step)
     start, last_save = time.time(), time.time()
     target = steps or 10**9
+    first_step = step
     unet.train()
     while step < target and (time.time() - start) < minutes * 60:
         pick = caption_ids[torch.randint(0, len(caption_ids), (batch,), generator=gen)]
@@ -80,6 +87,13 @@ def train(cache: Path, minutes: float, steps: int | None = None, batch: int = 64
         # min-SNR-gamma weighting for v-prediction: min(snr, gamma) / (snr + 1)
         weight = torch.clamp(snr[t], max=MIN_SNR_GAMMA) / (snr[t] + 1)
         loss = (F.mse_loss(pred, target_v, reduction="none").mean(dim=(1, 2, 3)) * weight).mean()
+        if lr_final is not None:
+            done = ((step - first_step) / steps) if steps else (time.time() - start) / (minutes * 60)
+            rate = lr_final + (lr - lr_final) * 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
+        else:
+            rate = lr
+        for group in opt.param_groups:
+            group["lr"] = rate
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
@@ -91,8 +105,8 @@ def train(cache: Path, minutes: float, steps: int | None = None, batch: int = 64
                 p_ema.lerp_(p, 1 - decay)
         if step % 50 == 0:
             elapsed = seconds + time.time() - start
-            log.write(step=step, loss=loss.item(), seconds=elapsed)
-            print(f"unet step {step} loss {loss.item():.4f} {elapsed / 60:.1f} min", flush=True)
+            log.write(step=step, loss=loss.item(), seconds=elapsed, lr=rate)
+            print(f"unet step {step} loss {loss.item():.4f} lr {rate:.2e} {elapsed / 60:.1f} min", flush=True)
         if time.time() - last_save > 300:
             checkpoints.save(ckpt_path, model=unet.state_dict(), ema=ema.state_dict(), opt=opt.state_dict(),
                              step=step, seconds=seconds + time.time() - start)
