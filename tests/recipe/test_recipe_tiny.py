@@ -28,6 +28,7 @@ def test_recipe_runs_end_to_end_on_a_handful_of_images(tmp_path):
     for part in ("unet", "vae", "scheduler"):
         assert (out / part / "config.json").exists() or (out / part / "scheduler_config.json").exists()
     assert (out / "upscaler" / "model.safetensors").exists()
+    assert (out / "preview" / "latent_to_rgb.safetensors").exists(), "the fitted preview map ships in the folder"
     card = (out / "MODEL_CARD.md").read_text()
     assert "Twemoji" in card and "CC-BY 4.0" in card
     results = json.loads((tmp_path / "cache" / "eval.json").read_text())
