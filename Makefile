@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint selftest model model-tiny clean-venv
+.PHONY: run test lint selftest package model model-tiny clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ test: $(STAMP)
 
 selftest: $(STAMP)
 	$(VENV)/bin/desktop-app selftest
+
+# The Linux bundle, .tar.gz and .deb in dist/, and a packaging report (README, "Packaging")
+package: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[package]"
+	$(PY) packaging/build_linux.py
 
 # Rebuild the embedded default model (hours of CPU, resumable; see packaging/model_recipe/build.py)
 model: $(STAMP)

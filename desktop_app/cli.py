@@ -18,7 +18,7 @@ from pathlib import Path
 import desktop_app
 
 PROG = "desktop-app"
-COMMANDS = ("generate", "selftest", "info", "upscale", "bench")
+COMMANDS = ("generate", "selftest", "info", "upscale", "bench", "train", "models")
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="denoising strength of the hires pass, 0 to 1 (default 0.5)")
     gen.add_argument("--no-preview", action="store_true", help="skip the per-step previews (not shown here)")
     gen.add_argument("--json", action="store_true", help="print one JSON object: files, seeds, timings, ...")
+    from . import cli_studio  # --timeline (plain PIL)
+
+    cli_studio.add_options(gen)
+    from . import cli_lora
+
+    cli_lora.add_options(gen)
 
     up = commands.add_parser("upscale", help="upscale an image file with a super-resolution model",
                              description="Upscale INPUT into OUTPUT with a super-resolution model, tile by tile "
@@ -90,10 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="print one JSON object: file, sizes, scale, upscaler, tiles, timings, ...")
 
     info = commands.add_parser("info", help="print the recipe stored in an image",
-                               description="Print the recipe in a PNG: ours, or the AUTOMATIC1111-style "
-                                           "'parameters' text other tools write. Exit 2 when the file is not "
+                               description="Print the recipe in a PNG, JPEG or WebP: ours, or the "
+                                           "AUTOMATIC1111-style 'parameters' text other tools write (in EXIF "
+                                           "UserComment for JPEG and WebP). Exit 2 when the file is not "
                                            "an image or holds no recipe.")
-    info.add_argument("image", help="a PNG file")
+    info.add_argument("image", help="a PNG, JPEG or WebP file")
     info.add_argument("--json", action="store_true",
                       help="print one JSON object: source, request, info, parameters")
 
@@ -116,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--only", metavar="SECTIONS",
                        help="comma-separated sections to run (overhead, previews, responsiveness, startup, "
                             "throughput, memory, training, gpu); the others keep their keys, marked not run")
+    from . import cli_models, cli_train
+
+    cli_train.register(commands)
+    cli_models.register(commands)
     return parser
 
 
@@ -128,7 +139,8 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # offline by default: nothing here should ever reach a hub unless the user opts in
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if "HF_HUB_OFFLINE" not in os.environ:  # `models download` lifts this default, never the user's own setting
+        os.environ["HF_HUB_OFFLINE"] = os.environ["DESKTOP_APP_DEFAULT_OFFLINE"] = "1"
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version")):
         return open_window(argv)
@@ -142,6 +154,14 @@ def main(argv: list[str] | None = None) -> int:
             return upscale(args)
         if args.command == "bench":
             return bench(args)
+        if args.command == "models":
+            from . import cli_models
+
+            return cli_models.run(args)
+        if args.command == "train":
+            from . import cli_train
+
+            return cli_train.run(args)
         return selftest(args)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
@@ -213,12 +233,18 @@ def open_window(argv: list[str]) -> int:
 def generate(args: argparse.Namespace) -> int:
     import secrets
 
+    from . import cli_lora
     from .engine.model_folder import check_folder, model_defaults
     from .engine.request import MAX_SEED, GenerationRequest
+    from .model_library import resolve_model
 
     # 1. the request: options first, then what the model declares, then the request's own defaults
+    args.model = resolve_model(args.model)  # "default", a library name, or a path
     check_folder(args.model)  # a missing model is reported before torch loads
-    declared = model_defaults(args.model)
+    from .engine.few_step import few_step_defaults
+
+    # a few-step model (Turbo, LCM) or an LCM-LoRA: its published steps, guidance and sampler
+    declared = few_step_defaults(args.model, args.lora) | model_defaults(args.model)
     values = {
         "width": args.width, "height": args.height, "steps": args.steps, "guidance_scale": args.guidance,
         "sampler": args.sampler,
@@ -236,7 +262,8 @@ def generate(args: argparse.Namespace) -> int:
     request = GenerationRequest(prompt=args.prompt, negative_prompt=args.negative, seed=seed,
                                 batch_size=args.batch, model=args.model, upscale=upscale,
                                 hires_scale=args.hires_scale, hires_strength=args.hires_strength,
-                                preview=False, **values)
+                                preview=bool(args.timeline), loras=cli_lora.loras_from_args(args),
+                                **values)
     targets = output_paths(args.out, [(seed + k) % (MAX_SEED + 1) for k in range(request.batch_size)],
                            request.prompt)
     for folder in {target.parent for target in targets}:
@@ -245,27 +272,38 @@ def generate(args: argparse.Namespace) -> int:
     # 2. the engine (torch loads here)
     from .engine.generate import Engine
 
+    from . import cli_studio
+
     reporter = Reporter(sys.stderr)
-    engine = Engine(device=args.device)
-    result = engine.run(request, reporter)
+    # --timeline: a preview after every step (not paced), kept by the recorder
+    recorder = cli_studio.TimelineRecorder(reporter) if args.timeline else None
+    engine = Engine(device=args.device, preview_share=None) if recorder else Engine(device=args.device)
+    result = engine.run(request, recorder or reporter)
     reporter.close()
     if result is None:
         print(f"{PROG}: cancelled", file=sys.stderr)
         return EXIT_INTERRUPTED
 
-    # 3. the files, each with its recipe
-    from .png_recipe import save_png  # plain PIL: no Qt, no torch
-
-    files = []
-    for image, seed, target in zip(result.images, result.seeds, targets):
-        files.append(str(save_png(image, target, result.recipe, seed=seed)))
+    # 3. the files, each with its recipe and a history row (the window's gallery lists them); the timeline
+    files = cli_studio.keep_files(result, targets, PROG)
+    timeline, problem = None, None
+    if recorder is not None:
+        try:
+            timeline = cli_studio.write_timeline(recorder, args.timeline, result.images[0])
+        except cli_studio.TimelineError as exc:
+            problem = exc  # reported (exit 2) once the PNG files are listed: they are saved
     if args.json:
         print(json.dumps({"files": files, "seeds": result.seeds, "timings": result.timings,
                           "device": result.recipe["device"], "dtype": result.recipe["dtype"],
-                          "model": result.recipe["model_name"], "size": result.recipe.get("output_size")}))
+                          "model": result.recipe["model_name"], "size": result.recipe.get("output_size"),
+                          "timeline": timeline}))
     else:
         for path, seed in zip(files, result.seeds):
             print(f"wrote {path} (seed {seed})")
+        if timeline:
+            print(f"wrote {timeline['file']} ({timeline['frames']} frames)")
+    if problem is not None:
+        raise BadInput(f"--timeline {problem} (the images were saved)")
     return EXIT_OK
 
 
@@ -450,6 +488,13 @@ def bench(args: argparse.Namespace) -> int:
 
 
 def selftest(args: argparse.Namespace) -> int:
+    from .scratch_home import temporary_home
+
+    with temporary_home():  # the window and the engine write settings, history, caches: never the user's
+        return _selftest(args)
+
+
+def _selftest(args: argparse.Namespace) -> int:
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")

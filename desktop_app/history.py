@@ -154,6 +154,14 @@ class History:
     def delete(self, entry_id: int) -> None:
         self._db.execute("DELETE FROM images WHERE id=?", (entry_id,))
 
+    def drop_replaced(self, path: Path) -> int:
+        """Rows of ``path`` older than its newest one: the file was overwritten (``generate --out`` to the
+        same name), so their image is gone. Returns how many were dropped."""
+        cursor = self._db.execute(
+            "DELETE FROM images WHERE path=? AND id < (SELECT MAX(id) FROM images WHERE path=?)",
+            (str(Path(path)), str(Path(path))))
+        return cursor.rowcount
+
     def count(self, state: str | None = None) -> int:
         if state is None:
             return int(self._db.execute("SELECT COUNT(*) FROM images").fetchone()[0])

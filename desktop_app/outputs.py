@@ -45,7 +45,13 @@ def keep_image(image, recipe: dict, seed: int | None, folder: Path, history: His
     left behind: no partial file, no history row) when the folder cannot be written or the disk is full."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    path = unique_path(folder, seed)
+    return keep_image_as(image, recipe, seed, unique_path(folder, seed), history)
+
+
+def keep_image_as(image, recipe: dict, seed: int | None, path: Path, history: History | None) -> Path:
+    """``keep_image`` at a path of the caller's choosing (``desktop-app generate --out``): the same file, the
+    same two-phase history row."""
+    path = Path(path)
     one = dict(recipe or {})
     if seed is not None:
         one["seed"] = seed

@@ -23,6 +23,8 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 
+from .exif_recipe import user_comment
+
 RECIPE_FORMAT = "desktop-app-recipe/1"
 TEMP_PREFIX = ".saving-"  # temporary files start with this; the start-up check removes leftovers
 DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
@@ -189,6 +191,8 @@ def read_recipe(path: Path) -> dict:
             for key, value in (image.info or {}).items():
                 if isinstance(value, str):
                     chunks.setdefault(key, value)
+            if not chunks.get("parameters"):  # JPEG, WebP: AUTOMATIC1111 keeps it in the EXIF UserComment
+                chunks["parameters"] = user_comment(image)
     except FileNotFoundError:
         raise NoRecipe(f"{path}: no such file") from None
     except (UnidentifiedImageError, IsADirectoryError):
@@ -208,7 +212,8 @@ def read_recipe(path: Path) -> dict:
         parsed = parse_parameters(parameters)
         return {"source": "parameters", "request": parsed["request"], "info": parsed["info"],
                 "parameters": parameters}
-    raise NoRecipe(f"{path}: the image has no recipe (no 'recipe' or 'parameters' text chunk)")
+    raise NoRecipe(f"{path}: the image has no recipe (no 'recipe' or 'parameters' text chunk, no EXIF "
+                   "UserComment)")
 
 
 def request_fields(recipe: dict) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 DEFAULT_MODEL_NAME = "emoji-mini"
@@ -12,6 +13,8 @@ def resources_dir() -> Path:
     override = os.environ.get("DESKTOP_APP_RESOURCES")
     if override:
         return Path(override).expanduser()
+    if getattr(sys, "frozen", False):  # a PyInstaller bundle: resources/ sits in its data folder
+        return Path(getattr(sys, "_MEIPASS", Path(sys.executable).parent)) / "resources"
     return Path(__file__).resolve().parents[1] / "resources"
 
 

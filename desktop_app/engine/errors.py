@@ -19,3 +19,8 @@ class ModelError(EngineError):
 
 class CancelledError(EngineError):
     """The user cancelled the job."""
+
+
+class OutOfMemory(EngineError):
+    """The device ran out of memory even in the lightest mode (see memory.py); the message says what was
+    tried."""

@@ -22,10 +22,11 @@ import torch
 import desktop_app
 
 from . import device as devices
-from . import upscale_job
+from . import memory, upscale_job
 from .errors import CancelledError, RequestError
 from .events import Cancelled, Emit, Finished, Progress, StageStarted
 from .loader import LoadedModel, load_model
+from .lora import apply_embeddings, apply_loras
 from .model_folder import check_folder, display_name, is_embedded, read_index
 from .model_hash import model_hash
 from .preview import DEFAULT_PREVIEW_SHARE, PreviewPacer, capture_x0, make_decoder
@@ -172,6 +173,11 @@ class Engine:
         upscaler = self.upscaler(request.upscale, model) if request.upscale else None
         pipe = model.pipe
         pipe.scheduler = make_scheduler(request.sampler, model.base_scheduler_config)
+        # the same set of LoRA files again is not reloaded; another set unloads the old one first
+        applied_loras = apply_loras(model, request.loras, lambda text: emit(StageStarted("load", text)))
+        apply_embeddings(model, request.prompt, request.negative_prompt)
+        memory.prepare(pipe, self.device, request.width, request.height)
+        notices: list[str] = []
         if cancel.is_set():
             return cancelled()
 
@@ -188,6 +194,8 @@ class Engine:
             with _timed(timings, "noise"):
                 generators = [torch.Generator(_generator_device(self.device)).manual_seed(s) for s in seeds]
                 latents = initial_noise(pipe, request, generators, self.device)
+            if hasattr(pipe.scheduler, "noise_sampler_seed"):  # DPM++ SDE: its Brownian noise from the seed
+                pipe.scheduler.noise_sampler_seed = seed
             if cancel.is_set():
                 return cancelled()
 
@@ -215,23 +223,43 @@ class Engine:
                     emit(StageStarted("decode", f"{request.batch_size} image(s) by the VAE"))
                 return {}
 
+            def call_pipe(one_at_a_time: bool) -> list:
+                nonlocal denoise_start
+                denoise_start, decode_start[0] = time.perf_counter(), None
+                kwargs = dict(text_kwargs, width=request.width, height=request.height,
+                              num_inference_steps=request.steps, guidance_scale=request.guidance_scale,
+                              callback_on_step_end=on_step_end, output_type="pil")
+                if not one_at_a_time:
+                    return list(pipe(**kwargs, num_images_per_prompt=request.batch_size, generator=generators,
+                                     latents=latents).images)
+                return [image for k in range(len(generators)) for image in pipe(
+                    **kwargs, num_images_per_prompt=1, generator=generators[k], latents=latents[k:k + 1]).images]
+
+            def notice(stage: str):
+                def say(message: str) -> None:
+                    notices.append(message)
+                    emit(StageStarted(stage, message))
+                return say
+
             try:
-                with capture as x0:
-                    result = pipe(
-                        **text_kwargs, width=request.width, height=request.height,
-                        num_inference_steps=request.steps, guidance_scale=request.guidance_scale,
-                        num_images_per_prompt=request.batch_size, generator=generators, latents=latents,
-                        callback_on_step_end=on_step_end, output_type="pil")
+                with capture as x0, memory.decode_guard(getattr(pipe, "vae", None), notice("decode")):
+                    images, fallbacks = memory.run_with_fallbacks(call_pipe, pipe, self.device,
+                                                                  request.batch_size, notice("denoise"))
             except _Stop:
                 return cancelled()
             end = time.perf_counter()
             if decode_start[0] is None:  # a pipeline that skipped the last callback
                 timings["denoise"], decode_start[0] = end - denoise_start, end
             timings["decode"] = end - decode_start[0]
-            images = list(result.images)
 
             # 5. upscale (tile by tile); or, with the hires fix, enlarge and re-draw detail by img2img
             extra = {}
+            if applied_loras:
+                extra["lora_hashes"] = {item.name: item.hash for item in applied_loras if item.hash}
+            if fallbacks:
+                extra["memory_fallbacks"] = list(fallbacks)
+            if notices:
+                extra["notices"] = list(notices)
             if upscaler is not None or request.hires_scale:
                 if cancel.is_set():
                     return cancelled()
@@ -266,8 +294,6 @@ def check_request(request: GenerationRequest, model: LoadedModel) -> None:
         if value % scale or not low <= value <= high:
             raise RequestError(name, f"must be a multiple of {scale} from {low} to {high} for the model "
                                      f"{model.display_name}, got {value}")
-    if request.loras:
-        raise RequestError("loras", "LoRA loading is not available yet")
     if request.hires_scale and model.family == "embedded":
         raise RequestError("hires_scale", f"the hires fix is for Stable Diffusion models; the model "
                                           f"{model.display_name} draws at one size: use its upscaler instead")

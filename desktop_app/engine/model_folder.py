@@ -37,15 +37,18 @@ def check_folder(name_or_path: str) -> Path:
                          "Reinstall the app, or pass --model with a diffusers model folder.")
     if not folder.exists():
         raise ModelError(f"Model not found: {folder} does not exist.")
+    if folder.is_file():  # a single-file checkpoint: engine/single_file.py inspects and loads it
+        return folder
     if not folder.is_dir():
-        raise ModelError(f"Model {folder} is not a folder. Only diffusers model folders can be loaded "
-                         "for now.")
+        raise ModelError(f"Model {folder} is neither a folder nor a file.")
     if not (folder / "model_index.json").is_file():
         raise ModelError(f"{folder} is not a diffusers model folder: it has no model_index.json.")
     return folder
 
 
 def read_index(folder: Path) -> dict:
+    if Path(folder).is_file():  # a single-file checkpoint has no model_index.json: it declares nothing itself
+        return {}
     path = Path(folder) / "model_index.json"
     try:
         index = json.loads(path.read_text(encoding="utf-8"))
@@ -91,6 +94,10 @@ def upscaler_path(folder: Path) -> Path | None:
 def model_defaults(name_or_path: str) -> dict:
     """The defaults a model declares, plus "upscale": "default" when it carries an upscaler. {} when the
     folder cannot be read (the loader reports that properly later)."""
+    if resolve(name_or_path).is_file():
+        from .single_file import file_defaults
+
+        return file_defaults(resolve(name_or_path))
     try:
         folder = check_folder(name_or_path)
         index = read_index(folder)

@@ -37,6 +37,8 @@ class X0Capture:
 
     def _x0(self, output) -> torch.Tensor | None:
         pred = getattr(output, "pred_original_sample", None)
+        if pred is None:
+            pred = getattr(output, "denoised", None)  # LCM names its x0 so
         if pred is not None:
             return pred
         outputs = getattr(self.scheduler, "model_outputs", None)
@@ -140,17 +142,23 @@ class LinearPreview:
         return _to_pil((rgb + 1) / 2, size)
 
 
+# families with published latent->RGB factors (SD 2.x shares SD 1.x's VAE and latent space)
+LINEAR_FACTORS = {"sd1": (SD1_FACTORS, SD1_BIAS), "sd2": (SD1_FACTORS, SD1_BIAS),
+                  "sdxl": (SDXL_FACTORS, SDXL_BIAS)}
+
+
 def make_decoder(pipe, family: str):
-    """The cheapest faithful preview decoder for this pipeline, or None (latents not 4 channels)."""
+    """The cheapest faithful preview decoder for this pipeline: the VAE itself when it is small; the
+    published linear factors for SD 1.x/2.x and SDXL; for other families (SD3, Flux, unknown latents) the
+    full VAE decode, which PreviewPacer then runs only every few steps (its cost bounds how often). None
+    without a VAE."""
     vae = getattr(pipe, "vae", None)
     if vae is not None and sum(p.numel() for p in vae.parameters()) < VAE_PREVIEW_MAX_PARAMS:
         return VaePreview(vae)
     channels = getattr(getattr(vae, "config", None), "latent_channels", 4)
-    if channels != 4:
-        return None
-    if family == "sdxl":
-        return LinearPreview(SDXL_FACTORS, SDXL_BIAS)
-    return LinearPreview(SD1_FACTORS, SD1_BIAS)
+    if channels == 4 and family in LINEAR_FACTORS:
+        return LinearPreview(*LINEAR_FACTORS[family])
+    return VaePreview(vae) if vae is not None else None
 
 
 def _to_pil(image01: torch.Tensor, size: tuple[int, int]) -> Image.Image:

@@ -31,6 +31,7 @@ from desktop_app.engine.request import (
 )
 
 from . import model_info
+from .lora_picker import LoraPicker
 
 BROWSE = "__browse__"
 UPSCALE_DEFAULT = "default"
@@ -218,6 +219,10 @@ class GenerationForm(QWidget):
         layout.addWidget(prompt_box)
         layout.addWidget(image_box)
         layout.addWidget(sampling_box)
+        self.lora_picker = LoraPicker()  # the LoRAs found, each with a checkbox, a weight and its trigger word
+        lora_box = QGroupBox("LoRAs")
+        QVBoxLayout(lora_box).addWidget(self.lora_picker)
+        layout.addWidget(lora_box)
         layout.addStretch(1)
         self._on_random_toggled(True)
         self._apply_model_defaults(DEFAULT_MODEL)
@@ -240,6 +245,7 @@ class GenerationForm(QWidget):
             upscale=self.upscaler() if self.upscale_check.isChecked() else None,
             hires_scale=self.hires_spin.value() if self.hires_spin.value() > 1 else None,
             hires_strength=round(self.hires_strength_spin.value(), 2),
+            loras=self.lora_picker.choices(),
         )
 
     def upscaler(self) -> str:
@@ -296,6 +302,8 @@ class GenerationForm(QWidget):
         strength = values.get("hires_strength")
         if isinstance(strength, (int, float)) and 0 <= strength <= 1:
             self.hires_strength_spin.setValue(float(strength))
+        if "loras" in values and self.lora_picker.set_choices(values["loras"]):
+            skipped.append("loras")  # a LoRA of the recipe that this machine does not have
         return skipped
 
     def model(self) -> str:
@@ -382,6 +390,10 @@ class GenerationForm(QWidget):
         """Use the size limits and defaults the model folder declares, so the form offers what it can draw."""
         info = model_info.model_defaults(model)
         limits, defaults = info.get("limits", {}), info.get("defaults", {})
+        if model != DEFAULT_MODEL:  # a Turbo or LCM model: its few steps, low guidance and sampler
+            from desktop_app.engine.few_step import few_step_defaults
+
+            defaults = few_step_defaults(model) | defaults
         low = max(MIN_SIZE, int(limits.get("min_size", MIN_SIZE)))
         high = min(MAX_SIZE, int(limits.get("max_size", MAX_SIZE)))
         for spin in (self.width_spin, self.height_spin):

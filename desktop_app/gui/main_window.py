@@ -39,9 +39,12 @@ from .canvas import ImageCanvas
 from .gallery import GalleryPanel
 from .generation_form import GenerationForm
 from .images import pil_to_qimage
+from .models_panel import ModelsPanel
 from .queue_panel import QueuePanel
 from .stage_strip import STAGES, StageStrip, parse_tokens
 from .thumbnails import ThumbnailStrip
+from .timeline_bar import TimelineBar
+from .training_panel import TrainingPanel
 from .workers import GenerationWorker, UpscaleJob, UpscaleWorker, WorkerThread
 
 FAILURE_TITLES = {
@@ -450,7 +453,9 @@ class MainWindow(QMainWindow):
         seed_text = ", ".join(str(seed) for seed in seeds)
         done = f"Done in {total:.1f} s" if isinstance(total, (int, float)) else "Done"
         self.step_label.setText(done)
-        self.statusBar().showMessage(f"{done} · seed {seed_text}" if seed_text else done)
+        status = f"{done} · seed {seed_text}" if seed_text else done
+        notices = recipe.get("notices") or []  # memory fallbacks used, a VAE decode redone in float32
+        self.statusBar().showMessage(" · ".join([status, *notices]))
         self.save_action.setEnabled(bool(self._images))
         self._keep_outputs(finished)
         self.run_ended.emit("finished")
@@ -591,6 +596,9 @@ class MainWindow(QMainWindow):
         self.gallery_dock.setWidget(self.gallery)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.gallery_dock)
         self._build_studio_actions()
+        self.timeline_bar = TimelineBar.attach(self)  # the denoising frames of the last run, scrubbable
+        self.models_panel = ModelsPanel.attach(self)  # the model library; "Use" sets the form's model
+        self.training_panel = TrainingPanel.attach(self)  # LoRA fine-tuning, in a process of its own
 
         self.setAcceptDrops(True)
         self._apply_settings()
@@ -799,6 +807,8 @@ class MainWindow(QMainWindow):
 
         Call it (or close()) before dropping the window: a QThread destroyed while running aborts the process.
         """
+        if getattr(self, "training_panel", None) is not None:
+            self.training_panel.shutdown()  # a running training saves its state and stops
         if self._thread.isRunning():
             self.worker.cancel()
             self._thread.quit()

@@ -137,6 +137,7 @@ class GenerationWorker(QObject):
 
     def _execute(self, engine, request, cancel: threading.Event):
         """Run one job on the engine: Finished, or None when it was cancelled."""
+        request = _resolve_library_model(request)
         return engine.run(request, self._on_event, cancel)
 
     def _get_engine(self):
@@ -169,6 +170,8 @@ class GenerationWorker(QObject):
             return "bad_input", str(exc)
         if isinstance(exc, errors.ModelError):
             return "model", str(exc)
+        if isinstance(exc, errors.OutOfMemory):  # every lighter mode was tried: the engine says which
+            return "out_of_memory", str(exc)
         if _is_out_of_memory(exc):
             where = "GPU" if "cuda" in type(exc).__module__.lower() or "CUDA" in str(exc) else "device"
             return "out_of_memory", (
@@ -224,6 +227,24 @@ def logs_dir() -> Path:
     except (ImportError, AttributeError):  # paths not importable: the same rule, by hand
         home = os.environ.get("DESKTOP_APP_HOME")
         return (Path(home) if home else Path.home() / ".desktop-app") / "logs"
+
+
+def _resolve_library_model(request):
+    """The request with a model-library name replaced by its path; anything else as it was (the loader
+    reports a missing path itself)."""
+    import dataclasses
+
+    from desktop_app.engine.errors import ModelError
+    from desktop_app.model_library import resolve_model  # torch-free
+
+    model = getattr(request, "model", None)
+    if not isinstance(model, str) or not dataclasses.is_dataclass(request):
+        return request
+    try:
+        resolved = resolve_model(model)
+    except ModelError:
+        return request
+    return request if resolved == model else dataclasses.replace(request, model=resolved)
 
 
 def _is_engine_error(exc: BaseException) -> bool:

@@ -68,7 +68,8 @@ def main(argv=None) -> int:
     parser.add_argument("--minutes-vae", type=float, default=20)
     parser.add_argument("--minutes-unet", type=float, default=60)
     parser.add_argument("--minutes-sr", type=float, default=10)
-    parser.add_argument("--unet-lr", type=float, default=3e-4, help="UNet learning rate (at the start of the stretch)")
+    parser.add_argument("--unet-lr", type=float, default=3e-4,
+                        help="UNet learning rate (at the start of the stretch)")
     parser.add_argument("--unet-lr-final", type=float, default=None,
                         help="anneal the UNet learning rate to this along a cosine over the stretch")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")

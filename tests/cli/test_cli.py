@@ -78,7 +78,7 @@ def test_batch_json_and_no_upscale(tiny_model_dir, tmp_path):
     (["--steps", "0"], "steps"),
     (["--width", "30"], "width"),
     (["--height", "256"], "height"),  # the tiny model's limit is 128
-    (["--sampler", "Heun"], "sampler"),
+    (["--sampler", "Heun++"], "sampler"),
     (["--out", "picture.jpg"], "PNG"),
     (["--model", "/no/such/model"], "/no/such/model"),
 ])

@@ -87,7 +87,8 @@ def test_every_sampler_runs_and_previews(generate, make_request, sampler):
     result, events = generate(make_request(sampler=sampler))
     array = pixels(result.images[0])
     assert array.shape == (32, 32, 3) and np.isfinite(array).all()
-    assert len(events.progress) == 3
+    # Heun and DPM++ SDE evaluate the model twice a step: their callbacks count model calls
+    assert len(events.progress) == events.progress[-1].total >= 3
     assert all(p.preview is not None and p.preview.size == (32, 32) for p in events.progress)
 
 

@@ -56,10 +56,11 @@ def test_a_missing_path_is_named(tmp_path):
         load_model(str(missing), "cpu", torch.float32)
 
 
-def test_a_file_is_not_a_model_folder(tmp_path):
+def test_a_damaged_single_file_is_refused_by_content(tmp_path):
+    # single files load now (engine/single_file.py); this one is inspected first and refused
     checkpoint = tmp_path / "model.safetensors"
     checkpoint.write_bytes(b"\0" * 16)
-    with pytest.raises(ModelError, match="is not a folder"):
+    with pytest.raises(ModelError, match="damaged or not a safetensors file"):
         load_model(str(checkpoint), "cpu", torch.float32)
 
 

@@ -111,3 +111,24 @@ def test_the_engine_paces_previews_by_default():
     from desktop_app.engine.generate import Engine
 
     assert Engine("cpu").preview_share == previews.DEFAULT_PREVIEW_SHARE
+
+
+def test_each_family_gets_its_factors_and_others_a_paced_full_decode(monkeypatch):
+    from types import SimpleNamespace
+
+    import torch
+
+    monkeypatch.setattr(previews, "VAE_PREVIEW_MAX_PARAMS", 0)  # every VAE counts as big here
+
+    def pipe(channels):
+        vae = SimpleNamespace(config=SimpleNamespace(latent_channels=channels),
+                              parameters=lambda: iter([torch.zeros(1)]))
+        return SimpleNamespace(vae=vae)
+
+    for family, factors in (("sd1", previews.SD1_FACTORS), ("sd2", previews.SD1_FACTORS),
+                            ("sdxl", previews.SDXL_FACTORS)):
+        decoder = make_decoder(pipe(4), family)
+        assert isinstance(decoder, LinearPreview) and decoder.factors.tolist() == torch.tensor(factors).tolist()
+    assert isinstance(make_decoder(pipe(16), "sd3"), VaePreview)  # no published factors: the VAE itself
+    assert isinstance(make_decoder(pipe(4), "custom"), VaePreview)
+    assert make_decoder(SimpleNamespace(vae=None), "sd3") is None

@@ -43,5 +43,5 @@ def test_ddim_does_not_clip_latents():
 
 def test_an_unknown_sampler_is_a_request_error():
     with pytest.raises(RequestError) as info:
-        make_scheduler("Heun", BASE)
+        make_scheduler("Heun++", BASE)
     assert info.value.field == "sampler"

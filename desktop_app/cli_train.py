@@ -1,0 +1,164 @@
+"""``desktop-app train``: teach a model a subject from a folder of images (a LoRA, DreamBooth style).
+
+Runs in this process with a progress bar on stderr; Ctrl-C pauses (saves a checkpoint), ``--resume``
+continues. The window runs the same trainer in a separate process (desktop_app.training.run).
+Exit codes as everywhere: 0 done, 2 bad input, 1 training failed, 130 paused by Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+
+from .cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, PROG, BadInput
+
+
+def register(commands) -> None:
+    train = commands.add_parser(
+        "train", help="train a LoRA on your own images (DreamBooth style)",
+        description="Teach the model a subject or style from a folder of PNG/JPEG/WebP images (a .txt caption "
+                    "beside an image replaces the instance prompt \"a photo of TOKEN CLASS\"). Writes "
+                    "NAME.safetensors (kohya format, for AUTOMATIC1111/ComfyUI too) and NAME/ (diffusers format) "
+                    "to the LoRA folder; use it with: generate --lora NAME. Defaults come from the device's "
+                    "preset.")
+    train.add_argument("--images", metavar="DIR", help="the folder of training images")
+    train.add_argument("--token", help="the trigger word, a rare one like sks or ohwx")
+    train.add_argument("--class-word", default="", metavar="WORD", help="what the subject is (dog, person, style)")
+    train.add_argument("--model", default="default", help='"default" (the embedded model) or a diffusers folder')
+    train.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
+    train.add_argument("--steps", type=int, help="training steps")
+    train.add_argument("--rank", type=int, help="LoRA rank")
+    train.add_argument("--lr", type=float, help="learning rate")
+    train.add_argument("--batch", type=int, help="images per step")
+    train.add_argument("--resolution", type=int, metavar="PX", help="training size (default: the model's)")
+    train.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    train.add_argument("--crop", choices=("center", "random"), default="center", help="how images are cropped")
+    train.add_argument("--out", metavar="NAME", help="the LoRA's name (default: TOKEN)")
+    train.add_argument("--resume", action="store_true", help="continue the job NAME from its last checkpoint")
+    train.add_argument("--train-text-encoder", action="store_true", help="train a LoRA on the text encoder too")
+    train.add_argument("--prior-preservation", action="store_true",
+                       help="mix in class images drawn by the base model (needs --class-word)")
+    train.add_argument("--snr-gamma", type=float, default=0.0, help="min-SNR weighting gamma (5 is usual; 0 off)")
+    train.add_argument("--noise-offset", type=float, default=0.0, help="noise offset (0.05 is usual; 0 off)")
+    train.add_argument("--checkpoint-every", type=int, default=50, metavar="N", help="checkpoint every N steps")
+    train.add_argument("--sample-every", type=int, default=100, metavar="N", help="sample images every N steps")
+    train.add_argument("--json", action="store_true", help="print the events as JSON lines on stdout")
+
+
+def make_config(args: argparse.Namespace):
+    """The TrainConfig for the arguments: a resumed job's saved settings, or the device preset plus options."""
+    from .engine.device import choose_device
+    from .training.config import TrainConfig, preset
+    from .training.trainer import job_dir
+
+    name = args.out or args.token
+    if args.resume:
+        if not name:
+            raise BadInput("--resume needs --out NAME (or --token) to know which job to continue")
+        saved = job_dir(name) / "config.json"
+        if saved.is_file():
+            config = TrainConfig.load(saved)
+            if args.steps:
+                config.steps = args.steps
+            return config
+    if not args.images or not args.token:
+        raise BadInput("--images DIR and --token TOKEN are needed (see desktop-app train --help)")
+    device = choose_device(args.device)
+    values = preset(device.type)
+    values.update({k: v for k, v in {"steps": args.steps, "rank": args.rank, "learning_rate": args.lr,
+                                     "batch_size": args.batch, "resolution": args.resolution}.items()
+                   if v is not None})
+    if args.resolution is None:
+        values["resolution"] = native_resolution(args.model, values["resolution"])
+    return TrainConfig(images=args.images, token=args.token, name=name, class_word=args.class_word,
+                       model=args.model, device=str(device), seed=args.seed, crop=args.crop,
+                       train_text_encoder=args.train_text_encoder, prior_preservation=args.prior_preservation,
+                       snr_gamma=args.snr_gamma, noise_offset=args.noise_offset,
+                       checkpoint_every=args.checkpoint_every, sample_every=args.sample_every, **values)
+
+
+def native_resolution(model: str, fallback: int) -> int:
+    """The model's default width (64 for the embedded model), else ``fallback``."""
+    from .engine import model_folder
+
+    folder = model_folder.check_folder(model)
+    width = model_folder.defaults(model_folder.read_index(folder)).get("width")
+    return int(width) if isinstance(width, int) else fallback
+
+
+class Bar:
+    """Training events on stderr: a progress bar (loss, elapsed, ETA) on a terminal, a line now and then
+    elsewhere."""
+
+    def __init__(self, stream, as_json: bool):
+        self.stream, self.as_json = stream, as_json
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+
+    def __call__(self, event: dict) -> None:
+        if self.as_json:
+            print(json.dumps(event), flush=True)
+        kind = event["event"]
+        if kind == "step":
+            step, total = event["step"], event["total"]
+            eta = f"{event['eta']:.0f}s" if event.get("eta") is not None else "?"
+            text = f"  step {step}/{total} loss {event['loss']:.4f} elapsed {event['elapsed']:.0f}s eta {eta}"
+            if self.tty:
+                done = int(30 * step / max(total, 1))
+                self.stream.write(f"\r  [{'#' * done}{'.' * (30 - done)}]{text}")
+            elif step in (1, total) or step % max(total // 10, 1) == 0:
+                self.stream.write(text.strip() + "\n")
+        elif kind == "started":
+            where = "resuming at step " + str(event["step"]) if event["resumed"] else "starting"
+            self.stream.write(f"train: {event['images']} image(s), {where}, {event['total']} steps on "
+                              f"{event['device']} ({event['dtype']}); prompt \"{event['instance_prompt']}\"\n")
+        elif kind in ("unusable", "warning"):
+            text = f"{event['path']}: {event['reason']}" if kind == "unusable" else event["message"]
+            self.stream.write(f"{PROG} train: skipped {text}\n" if kind == "unusable" else f"warning: {text}\n")
+        elif kind == "class_image":
+            self.stream.write(f"  class image {event['index']}/{event['total']}\n")
+        elif kind in ("paused", "cancelled"):
+            self.stream.write(f"\n{kind} at step {event['step']}; checkpoint {event['checkpoint']}\n")
+        self.stream.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    from .engine.errors import ModelError, RequestError
+    from .training import originality
+    from .training.dataset import DatasetError
+    from .training.trainer import TrainingError, train
+
+    try:
+        config = make_config(args)
+    except (RequestError, ModelError, DatasetError) as exc:
+        raise BadInput(" ".join(str(exc).split())) from None
+    command: list[str | None] = [None]
+
+    def on_interrupt(signum, frame):
+        command[0] = "pause"  # the loop saves a checkpoint and stops at the end of this step
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        event = train(config, Bar(sys.stderr, args.json), lambda: command[0], resume=args.resume)
+    except (RequestError, ModelError, DatasetError) as exc:
+        raise BadInput(" ".join(str(exc).split())) from None
+    except TrainingError as exc:
+        print(f"\n{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if event["event"] == "paused":
+        print(f"{PROG}: paused; continue with: {PROG} train --out {config.name} --resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if event["event"] == "cancelled":
+        return EXIT_INTERRUPTED
+    out = sys.stderr if args.json else sys.stdout
+    print(f"\nLoRA {config.name}: {event['files']['kohya']} (kohya) and {event['files']['diffusers']} (diffusers)",
+          file=out)
+    prompt = " ".join(f"a photo of {config.token} {config.class_word}".split())
+    print(f"use it with: {PROG} generate \"{prompt}\" --lora {config.name}:1.0", file=out)
+    print("originality (nearest training image per sample; similarity 1.0 = a copy):", file=out)
+    for entry in event["originality"]:
+        print("  " + originality.describe(entry), file=out)
+    return EXIT_OK

@@ -1,0 +1,178 @@
+"""Memory and precision guards around one pipeline call.
+
+- ``prepare``: attention slicing on Apple MPS, VAE tiling for large images (over 1024 px on a side), and the
+  lighter modes an earlier out-of-memory error switched on (they stay on for that pipeline).
+- ``run_with_fallbacks``: an out-of-memory error (``torch.OutOfMemoryError``, of which
+  ``torch.cuda.OutOfMemoryError`` is the same class) is caught by type, and the call is run again with the next
+  lighter mode, in a fixed order: VAE tiling, attention slicing, model CPU offload (CUDA with accelerate only),
+  batch 1. The modes used are returned, so that the result can say so; an error that outlasts the last one
+  becomes OutOfMemory, a readable EngineError.
+- ``decode_guard``: the fp16 VAE black-image problem. A decode that gives NaNs (or an all-black image) is done
+  again with the VAE in float32, and the caller is told.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import weakref
+from collections.abc import Callable
+from contextlib import contextmanager
+
+import torch
+
+from .errors import OutOfMemory
+
+FALLBACKS = ("vae_tiling", "attention_slicing", "cpu_offload", "batch_1")
+FALLBACK_LABELS = {"vae_tiling": "VAE tiling", "attention_slicing": "attention slicing",
+                   "cpu_offload": "model CPU offload", "batch_1": "one image at a time"}
+TILING_ABOVE = 1024  # pixels on a side: larger images decode tile by tile from the start
+
+# pipeline -> the fallbacks an out-of-memory error switched on (kept while the pipeline lives)
+_sticky: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, torch.OutOfMemoryError)
+
+
+def prepare(pipe, device: torch.device, width: int, height: int) -> None:
+    """The memory settings for one run, before it starts."""
+    sticky = _sticky.get(pipe, set())
+    if device.type == "mps" or "attention_slicing" in sticky:
+        _call(pipe, "enable_attention_slicing")
+    vae = getattr(pipe, "vae", None)
+    if vae is not None:
+        if max(width, height) > TILING_ABOVE or "vae_tiling" in sticky:
+            _call(vae, "enable_tiling")
+        else:
+            _call(vae, "disable_tiling")
+
+
+def run_with_fallbacks(call: Callable[[bool], object], pipe, device: torch.device, batch_size: int,
+                       notice: Callable[[str], None] | None = None) -> tuple[object, list[str]]:
+    """``call(one_at_a_time)`` until it does not run out of memory. Returns (its result, the fallbacks
+    switched on for this run, in order)."""
+    used: list[str] = []
+    one_at_a_time = "batch_1" in _sticky.get(pipe, set()) and batch_size > 1
+    remaining = [name for name in FALLBACKS if name not in _sticky.get(pipe, set())]
+    while True:
+        try:
+            return call(one_at_a_time), used
+        except torch.OutOfMemoryError as exc:
+            error = exc
+        _free(device)
+        while remaining:
+            name = remaining.pop(0)
+            if _switch_on(name, pipe, device, batch_size):
+                used.append(name)
+                _sticky.setdefault(pipe, set()).add(name)
+                one_at_a_time = one_at_a_time or name == "batch_1"
+                if notice is not None:
+                    notice(f"out of memory; trying again with {FALLBACK_LABELS[name]}")
+                break
+        else:
+            tried = ", ".join(FALLBACK_LABELS[name] for name in FALLBACKS if name in _sticky.get(pipe, ()))
+            raise OutOfMemory(
+                f"The {device.type.upper() if device.type != 'cpu' else 'CPU'} ran out of memory even with "
+                f"{tried or 'every lighter mode'}: choose a smaller image or fewer steps of hires fix, or close "
+                f"other programs using the device ({_one_line(error)})") from None
+
+
+def fallback_text(used: list[str]) -> str:
+    return ", ".join(FALLBACK_LABELS[name] for name in used)
+
+
+def _switch_on(name: str, pipe, device: torch.device, batch_size: int) -> bool:
+    """Switch on one lighter mode; False when it does not apply here (then the next one is tried)."""
+    if name == "vae_tiling":
+        vae = getattr(pipe, "vae", None)
+        return vae is not None and _call(vae, "enable_tiling")
+    if name == "attention_slicing":
+        return _call(pipe, "enable_attention_slicing")
+    if name == "cpu_offload":
+        if device.type != "cuda" or not hasattr(pipe, "enable_model_cpu_offload"):
+            return False
+        try:
+            import accelerate  # noqa: F401 - enable_model_cpu_offload needs it
+        except ImportError:
+            return False
+        pipe.enable_model_cpu_offload(device=device)
+        return True
+    if name == "batch_1":
+        return batch_size > 1
+    return False
+
+
+def _call(target, method: str) -> bool:
+    function = getattr(target, method, None)
+    if function is None:
+        return False
+    function()
+    return True
+
+
+def _free(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    elif device.type == "mps":
+        torch.mps.empty_cache()
+
+
+# ---- the fp16 VAE black-image problem -----------------------------------------------------------------
+
+
+def bad_decode(sample: torch.Tensor) -> str | None:
+    """"NaNs" when the decoded image has NaN or infinite values, "an all-black image" when every pixel is
+    black (the VAE's range is -1..1), else None."""
+    if not torch.isfinite(sample).all():
+        return "NaNs"
+    if sample.numel() and float(sample.max()) <= -0.99:
+        return "an all-black image"
+    return None
+
+
+@contextmanager
+def decode_guard(vae, notice: Callable[[str], None] | None = None):
+    """While installed, ``vae.decode`` checks its result; a bad one is decoded again with the VAE in float32
+    (then the VAE goes back to its dtype). ``notice`` hears about it once per decode that was redone."""
+    if vae is None:
+        yield
+        return
+    original = vae.decode
+    had_own = "decode" in vars(vae)
+
+    @functools.wraps(original)
+    def decode(z, *args, **kwargs):
+        out = original(z, *args, **kwargs)
+        sample = out[0] if isinstance(out, tuple) else out.sample
+        problem = bad_decode(sample)
+        if problem is None:
+            return out
+        dtype = vae.dtype
+        vae.to(torch.float32)
+        try:
+            out32 = original(z.to(torch.float32), *args, **kwargs)
+        finally:
+            vae.to(dtype)
+        if notice is not None:
+            notice(f"the {str(dtype).removeprefix('torch.')} VAE produced {problem}; decoded again in float32")
+        if isinstance(out32, tuple):
+            return tuple(t.to(sample.dtype) if torch.is_tensor(t) else t for t in out32)
+        out32.sample = out32.sample.to(sample.dtype)
+        return out32
+
+    vae.decode = decode
+    try:
+        yield
+    finally:
+        if had_own:
+            vae.decode = original
+        else:
+            del vae.decode
+
+
+def _one_line(exc: BaseException, limit: int = 160) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"

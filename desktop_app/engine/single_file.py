@@ -1,0 +1,150 @@
+"""Single-file checkpoints (original Stable Diffusion layout) loaded offline with the configs in resources/configs.
+
+diffusers' ``from_single_file`` fetches the model's diffusers configs and tokenizer from the hub unless it is
+given a local config folder (diffusers issues #7209, #8752, #7902): each family's folder ships in
+``resources/configs/<family>/`` (model_index.json, scheduler/, unet/, vae/, text_encoder*/, tokenizer*/), so
+nothing is fetched. The family comes from the tensors (``model_files.inspect``), never from the file name.
+
+SD 2.x comes in two flavours the tensors cannot tell apart: 768 v-prediction (SD 2.0-v/2.1, the usual SD 2
+checkpoint) and 512 epsilon (2.x-base). ``model_files`` reports "sd2-v" when the file carries the ``v_pred``
+marker A1111/ComfyUI write; a plain "sd2" gets the 768 v-prediction config too, as diffusers itself assumes
+(its default SD 2 config is stabilityai/stable-diffusion-2-1). ``prediction_type="epsilon"`` (loader option)
+picks the 512 epsilon config instead; ``"v"`` also serves v-prediction fine-tunes of SD 1.x and SDXL.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..resources import resources_dir
+from .errors import ModelError
+
+if TYPE_CHECKING:  # torch-free at import: the command line reads file_defaults before torch loads
+    import torch
+
+FAMILY_CONFIGS = {"sd1": "sd1", "sd2": "sd2", "sd2-v": "sd2-v", "sdxl": "sdxl"}
+PREDICTION_TYPES = {"v": "v_prediction", "v_prediction": "v_prediction", "epsilon": "epsilon", "eps": "epsilon"}
+FAMILY_NAMES = {"sd1": "Stable Diffusion 1.x", "sd2": "Stable Diffusion 2.x (512, epsilon)",
+                "sd2-v": "Stable Diffusion 2.x (768, v-prediction)", "sdxl": "Stable Diffusion XL"}
+
+
+def configs_dir() -> Path:
+    return resources_dir() / "configs"
+
+
+def bundled_config(family: str) -> Path:
+    """The bundled diffusers config folder for ``family`` ("sd1", "sd2", "sd2-v", "sdxl")."""
+    if family not in FAMILY_CONFIGS:
+        supported = ", ".join(FAMILY_NAMES.values())
+        raise ModelError(f"Single-file checkpoints of the {family!r} family are not supported; this app loads "
+                         f"single files of {supported}. Use a diffusers folder for other models.")
+    folder = configs_dir() / FAMILY_CONFIGS[family]
+    if not (folder / "model_index.json").is_file():
+        raise ModelError(f"The bundled config for {family} is missing ({folder}). Reinstall the app.")
+    return folder
+
+
+def normalize_prediction_type(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return PREDICTION_TYPES[value.strip().lower()]
+    except KeyError:
+        raise ModelError(f"Unknown prediction type {value!r}: use v or epsilon.") from None
+
+
+def detect_family(path: Path) -> str:
+    """The family from the tensors; raises ModelError (from model_files) for unsafe or damaged files."""
+    from .. import model_files
+
+    info = model_files.inspect(path)
+    if info.kind != model_files.CHECKPOINT:
+        raise ModelError(f"{path.name} is not a model checkpoint: {info.details}")
+    return info.family
+
+
+def choose_config(family: str, prediction_type: str | None) -> str:
+    """The bundled config for a family, with the user's prediction type choosing between SD 2 flavours."""
+    if family in ("sd2", "sd2-v"):
+        return "sd2" if prediction_type == "epsilon" else "sd2-v"
+    return family
+
+
+def file_defaults(path: str | Path) -> dict:
+    """The generation defaults (width, height) of the bundled config a file would load with; {} when the file
+    cannot be read (the loader reports that properly later). Torch-free."""
+    from .model_folder import defaults, read_index
+
+    try:
+        return defaults(read_index(bundled_config(choose_config(detect_family(Path(path).expanduser()), None))))
+    except ModelError:
+        return {}
+
+
+def load_single_file(path: str | Path, dtype: torch.dtype, *, prediction_type: str | None = None,
+                     config_dir: str | Path | None = None, family: str | None = None):
+    """Load an original-layout .safetensors checkpoint; returns (pipeline, family, config folder).
+
+    ``config_dir`` replaces the bundled config (tests use one that matches their tiny models); ``family``
+    overrides the detected family (the file is inspected all the same: that is the safety check).
+    """
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    from .loader import _dtype_kwargs, _quiet_loading
+    from .model_folder import read_index
+
+    path = Path(path).expanduser()
+    prediction_type = normalize_prediction_type(prediction_type)
+    # 1. what the file is (content, not name): refuses pickles, zips, truncated files, LFS pointers
+    detected = detect_family(path)
+    family = family or choose_config(detected, prediction_type)
+    # 2. the config folder for that family
+    folder = Path(config_dir) if config_dir is not None else bundled_config(family)
+    index = read_index(folder)
+    pipeline_class = {"StableDiffusionPipeline": StableDiffusionPipeline,
+                      "StableDiffusionXLPipeline": StableDiffusionXLPipeline}.get(index.get("_class_name"))
+    if pipeline_class is None:
+        raise ModelError(f"{folder}/model_index.json names {index.get('_class_name')!r}; single files load as "
+                         "StableDiffusionPipeline or StableDiffusionXLPipeline.")
+    extra = {}
+    if pipeline_class is StableDiffusionPipeline:
+        extra.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    # 3. load: configs and tokenizers from the folder, weights from the file, nothing from the network
+    # from_single_file casts with .to(dtype) and then warns about float32 modules even when there are none
+    noisy = logging.getLogger("diffusers.models.modeling_utils")
+    level = noisy.level
+    noisy.setLevel(logging.ERROR)
+    try:
+        with _quiet_loading():
+            pipe = pipeline_class.from_single_file(str(path), config=str(folder), local_files_only=True,
+                                                   **_dtype_kwargs(dtype), **extra)
+    finally:
+        noisy.setLevel(level)
+    # 4. a v-prediction override for families whose config says epsilon (v-pred fine-tunes of SD 1.x and XL)
+    if prediction_type is not None and pipe.scheduler.config.get("prediction_type") != prediction_type:
+        pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, prediction_type=prediction_type)
+    return pipe, family, folder
+
+
+def load_checkpoint(name_or_path: str, device: torch.device, dtype: torch.dtype, *,
+                    prediction_type: str | None = None, config_dir: str | Path | None = None):
+    """The loader's single-file branch: a LoadedModel whose ``family`` is the detected one."""
+    from .loader import LoadedModel, _damage_hint, _one_line
+
+    path = Path(name_or_path).expanduser()
+    try:
+        pipe, family, folder = load_single_file(path, dtype, prediction_type=prediction_type,
+                                                config_dir=config_dir)
+    except ModelError:
+        raise
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError, AttributeError) as exc:
+        raise ModelError(f"Cannot load the checkpoint {path}: {_one_line(exc)}{_damage_hint(exc)}") from exc
+    pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    from .model_folder import read_index
+
+    return LoadedModel(pipe=pipe, name=str(name_or_path), path=path, family=family, device=device, dtype=dtype,
+                       display_name=path.stem, index=read_index(folder),
+                       base_scheduler_config=pipe.scheduler.config)

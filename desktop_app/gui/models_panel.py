@@ -1,0 +1,250 @@
+"""The models panel: the user's model library as a table (name, kind, family, size, source), with Add file…,
+Add folder…, Download…, Remove, and Use (make a checkpoint or diffusers model the form's model).
+
+Everything here is torch-free (model_library inspects file headers only). Errors show in the panel as one
+line, never as a traceback.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QDockWidget,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMainWindow,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop_app import model_library
+from desktop_app.cli_models import format_size
+from desktop_app.engine.errors import ModelError
+
+COLUMNS = ("Name", "Kind", "Family", "Size", "Source")
+ENTRY_ROLE = Qt.ItemDataRole.UserRole
+SCANNED = "scanned: "
+
+
+def choose_file(parent: QWidget) -> str:
+    path, _ = QFileDialog.getOpenFileName(parent, "Add a model file", "",
+                                          "Models (*.safetensors);;All files (*)")
+    return path
+
+
+def choose_folder(parent: QWidget) -> str:
+    return QFileDialog.getExistingDirectory(parent, "Add a diffusers model, or another tool's model folder")
+
+
+class ModelsPanel(QWidget):
+    use_requested = Signal(str)  # the path (or "default") of the model to generate with
+    changed = Signal()
+
+    # replaceable in tests: no native dialogs there
+    file_dialog = staticmethod(choose_file)
+    folder_dialog = staticmethod(choose_folder)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("models_panel")
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setObjectName("models_table")
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().hide()
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.table.itemSelectionChanged.connect(self._update_buttons)
+        self.table.itemDoubleClicked.connect(lambda _item: self.use_selected())
+
+        self.add_file_button = QPushButton("Add file…")
+        self.add_file_button.setToolTip("Register a .safetensors checkpoint, LoRA, embedding or upscaler "
+                                        "(the file stays where it is)")
+        self.add_file_button.clicked.connect(lambda: self.add_path(self.file_dialog(self)))
+        self.add_folder_button = QPushButton("Add folder…")
+        self.add_folder_button.setToolTip("A diffusers model folder, or the model folder of AUTOMATIC1111 or "
+                                          "ComfyUI (scanned, not copied)")
+        self.add_folder_button.clicked.connect(lambda: self.add_path(self.folder_dialog(self)))
+        self.download_button = QPushButton("Download…")
+        self.download_button.setToolTip("Download a diffusers model by Hugging Face repo id (needs a network)")
+        self.download_button.clicked.connect(self.open_download)
+        self.remove_button = QPushButton("Remove")
+        self.remove_button.setToolTip("Take the selected entry out of the library (the file is not deleted)")
+        self.remove_button.clicked.connect(self.remove_selected)
+        self.use_button = QPushButton("Use")
+        self.use_button.setToolTip("Generate with the selected model")
+        self.use_button.clicked.connect(self.use_selected)
+        self.message = QLabel()
+        self.message.setObjectName("models_message")
+        self.message.setWordWrap(True)
+        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        buttons = QHBoxLayout()
+        for button in (self.add_file_button, self.add_folder_button, self.download_button, self.remove_button,
+                       self.use_button):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.table)
+        layout.addLayout(buttons)
+        layout.addWidget(self.message)
+        self.refresh(hf_cache=False)  # at once; the Hugging Face cache (a slower scan) once the window shows
+        QTimer.singleShot(0, self, self.refresh)
+
+    # ---- what is shown ---------------------------------------------------------------------------
+
+    def refresh(self, hf_cache: bool = True) -> None:
+        try:
+            entries = model_library.entries(hf_cache=hf_cache)
+        except ModelError as exc:
+            self.show_error(str(exc))
+            entries = []
+        try:
+            self._folders = set(model_library.folders())
+        except ModelError:
+            self._folders = set()
+        self.table.setRowCount(len(entries))
+        for row, entry in enumerate(entries):
+            family = entry.family if entry.family != "unknown" else "—"
+            cells = (entry.name, entry.kind, family, format_size(entry.size), entry.source)
+            for column, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setData(ENTRY_ROLE, entry)
+                item.setToolTip(f"{entry.path}\n{entry.details}" if entry.details else entry.path)
+                self.table.setItem(row, column, item)
+        self._update_buttons()
+
+    def names(self) -> list[str]:
+        return [self.table.item(row, 0).text() for row in range(self.table.rowCount())]
+
+    def selected(self) -> model_library.Entry | None:
+        rows = self.table.selectionModel().selectedRows()
+        if not rows:
+            return None
+        return self.table.item(rows[0].row(), 0).data(ENTRY_ROLE)
+
+    def select(self, name: str) -> None:
+        for row, text in enumerate(self.names()):
+            if text == name:
+                self.table.selectRow(row)
+                return
+
+    def show_error(self, text: str) -> None:
+        self.message.setProperty("error", True)
+        self.message.setStyleSheet("color: #d9534f;")
+        self.message.setText(" ".join(text.split()))
+
+    def show_info(self, text: str) -> None:
+        self.message.setProperty("error", False)
+        self.message.setStyleSheet("")
+        self.message.setText(text)
+
+    def _update_buttons(self) -> None:
+        entry = self.selected()
+        removable = entry is not None and (entry.source in ("added", "downloaded") or (
+            entry.source.startswith(SCANNED) and entry.source[len(SCANNED):] in self._folders))
+        self.remove_button.setEnabled(removable)
+        self.use_button.setEnabled(entry is not None and entry.kind in model_library.MODEL_KINDS)
+
+    # ---- actions ---------------------------------------------------------------------------------
+
+    def add_path(self, path: str) -> None:
+        """Add a file, a diffusers folder, or another tool's model folder."""
+        if not path:
+            return
+        from pathlib import Path
+
+        target = Path(path)
+        try:
+            if target.is_dir() and not (target / "model_index.json").is_file():
+                scan = model_library.add_folder(target)
+                note = f" ({len(scan.skipped)} file(s) skipped: {scan.skipped[0][1]})" if scan.skipped else ""
+                self.show_info(f"Added the {scan.layout} folder {target.name}: {len(scan.entries)} "
+                               f"model file(s){note}")
+            else:
+                entry = model_library.add(target)
+                self.show_info(f"Added {entry.name}: {entry.details}")
+        except ModelError as exc:
+            self.show_error(str(exc))
+            return
+        except OSError as exc:
+            self.show_error(f"Cannot read {target}: {exc.strerror or exc}")
+            return
+        self.refresh()
+        self.changed.emit()
+
+    def open_download(self) -> None:
+        from .download_dialog import DownloadDialog
+
+        dialog = DownloadDialog(self)
+        dialog.downloaded.connect(self._on_downloaded)
+        dialog.exec()
+
+    def _on_downloaded(self, name: str) -> None:
+        self.refresh()
+        self.select(name)
+        self.show_info(f"Downloaded {name} into the library.")
+        self.changed.emit()
+
+    def remove_selected(self) -> None:
+        entry = self.selected()
+        if entry is None:
+            return
+        scanned = entry.source.startswith(SCANNED)
+        try:  # an entry found in a registered folder goes with its folder
+            model_library.remove(entry.source[len(SCANNED):] if scanned else entry.name)
+        except ModelError as exc:
+            self.show_error(str(exc))
+            return
+        if scanned:
+            self.show_info(f"Removed the folder {entry.source[len(SCANNED):]} from the library; its files stay")
+        else:
+            self.show_info(f"Removed {entry.name} from the library; the file stays in {entry.path}")
+        self.refresh()
+        self.changed.emit()
+
+    def use_selected(self) -> None:
+        entry = self.selected()
+        if entry is None:
+            return
+        if entry.kind not in model_library.MODEL_KINDS:
+            self.show_error(f"{entry.name} is a {entry.kind}, not a model to generate with; choose a checkpoint "
+                            "or a diffusers model.")
+            return
+        self.show_info(f"Generating with {entry.name} ({entry.family_name}).")
+        self.use_requested.emit("default" if entry.source == "embedded" else entry.path)
+
+    # ---- in the window ---------------------------------------------------------------------------
+
+    @classmethod
+    def attach(cls, window: QMainWindow) -> ModelsPanel:
+        """Add the panel to the window as a dock beside the gallery, with a View menu entry; Use selects the
+        model in the generation form."""
+        panel = cls(window)
+        dock = QDockWidget("Models", window)
+        dock.setObjectName("models_dock")
+        dock.setWidget(panel)
+        window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+        gallery = getattr(window, "gallery_dock", None)
+        if gallery is not None:
+            window.tabifyDockWidget(gallery, dock)
+            gallery.raise_()
+        form = getattr(window, "form", None)
+        if form is not None:
+            panel.use_requested.connect(form.select_model)
+        action = dock.toggleViewAction()
+        action.setText("&Models")
+        view = next((a.menu() for a in window.menuBar().actions() if a.text() == "&View" and a.menu()), None)
+        if view is not None:
+            view.insertAction(view.actions()[1] if len(view.actions()) > 1 else None, action)
+        window.models_dock = dock
+        window.models_action = action
+        return panel

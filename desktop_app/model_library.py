@@ -1,0 +1,430 @@
+"""The user's model library: the models, LoRAs, embeddings and upscalers the app knows by name.
+
+Stored as ``library.json`` in the user folder (written atomically). Files are never copied or deleted: an
+entry points at the user's file, a registered folder (another tool's model folder) is scanned when the library
+is read, and diffusers models already in the Hugging Face cache are listed too. Every file is inspected
+(``model_files.inspect``) before it is registered, so a bad file is refused and nothing is half-registered.
+
+Torch-free: the command line and the window read it before torch loads.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import model_files, paths
+from .engine.errors import ModelError
+from .engine.request import DEFAULT_MODEL
+from .resources import DEFAULT_MODEL_NAME, default_model_dir
+
+LIBRARY_FILE = "library.json"
+FORMAT_VERSION = 1
+MODEL_KINDS = (model_files.CHECKPOINT, model_files.DIFFUSERS)
+USABLE_KINDS = (*MODEL_KINDS, model_files.LORA, model_files.EMBEDDING, model_files.UPSCALER)
+SCANNED_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt", ".bin")
+
+# subfolders of other tools' model folders, and the kind of file each holds (None: whatever the file says)
+TOOL_LAYOUTS = {
+    "AUTOMATIC1111": {"models/Stable-diffusion": model_files.CHECKPOINT, "models/Lora": model_files.LORA,
+                      "models/LyCORIS": model_files.LORA, "embeddings": model_files.EMBEDDING,
+                      "models/ESRGAN": model_files.UPSCALER, "models/RealESRGAN": model_files.UPSCALER},
+    "ComfyUI": {"models/checkpoints": model_files.CHECKPOINT, "models/diffusers": model_files.DIFFUSERS,
+                "models/loras": model_files.LORA, "models/embeddings": model_files.EMBEDDING,
+                "models/upscale_models": model_files.UPSCALER},
+}
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    path: str
+    kind: str
+    family: str
+    size: int
+    source: str  # "added", "scanned: <folder>", "hf-cache", "downloaded", "embedded"
+    layout: str = ""
+    details: str = ""
+
+    @property
+    def family_name(self) -> str:
+        return model_files.FAMILY_NAMES.get(self.family, self.family)
+
+
+@dataclass
+class FolderScan:
+    """What scanning a folder found: the entries, and the files skipped with the reason."""
+
+    folder: str
+    layout: str  # "AUTOMATIC1111", "ComfyUI" or "flat"
+    entries: list[Entry] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the stored file
+
+
+def library_path() -> Path:
+    return paths.home() / LIBRARY_FILE
+
+
+def _load() -> dict:
+    path = library_path()
+    if not path.is_file():
+        return {"version": FORMAT_VERSION, "entries": [], "folders": []}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"The model library {path} cannot be read ({exc}); move it away to start "
+                         "afresh.") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"The model library {path} is damaged (not a JSON object); move it away to start "
+                         "afresh.")
+    data.setdefault("entries", [])
+    data.setdefault("folders", [])
+    return data
+
+
+def _save(data: dict) -> None:
+    """Write the library atomically: a temporary file in the same folder, then os.replace."""
+    path = library_path()
+    data["version"] = FORMAT_VERSION
+    handle, temp = tempfile.mkstemp(prefix=".library-", suffix=".json", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(data, out, indent=2)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def _stored_entries(data: dict) -> list[Entry]:
+    known = Entry.__dataclass_fields__
+    return [Entry(**{k: v for k, v in item.items() if k in known}) for item in data["entries"]
+            if isinstance(item, dict)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# adding and removing
+
+
+def _entry(info: model_files.FileInfo, name: str, source: str) -> Entry:
+    return Entry(name=name, path=str(Path(info.path).resolve()), kind=info.kind, family=info.family,
+                 size=info.size_bytes, source=source, layout=info.layout, details=info.details)
+
+
+def _check_name(name: str) -> str:
+    name = name.strip()
+    if not name:
+        raise ModelError("A model name cannot be empty.")
+    if name == DEFAULT_MODEL:
+        raise ModelError(f'"{DEFAULT_MODEL}" means the embedded model; choose another name with --name.')
+    if ":" in name or "\\" in name or name.startswith(("/", "~", ".")):
+        # ":" separates a LoRA's weight (--lora NAME:0.8); a leading / ~ . reads as a path
+        raise ModelError(f"Model name {name!r} cannot contain ':' or '\\' or start with '/', '~' or '.'; "
+                         "choose another with --name.")
+    return name
+
+
+def add(path, name: str | None = None, source: str = "added") -> Entry:
+    """Register the file or diffusers folder at ``path`` under ``name`` (default: its file or folder name).
+    The file is inspected first; on any error nothing is registered."""
+    path = Path(path).expanduser()
+    info = model_files.inspect(path)
+    if info.kind not in USABLE_KINDS:
+        raise ModelError(f"{path.name} is not a model this app can use: {info.details}")
+    if name is None:  # the file or folder name, made usable as a name
+        name = _unique(path.stem if path.is_file() else path.resolve().name, set())
+    name = _check_name(name)
+    data = _load()
+    resolved = str(path.resolve())
+    for other in entries():
+        if other.name == name:
+            raise ModelError(f"The library already has a model named {name!r} ({other.path}); choose another "
+                             "name with --name, or remove that one first.")
+        if other.path == resolved and other.source != "embedded":
+            raise ModelError(f"{path} is already in the library as {other.name!r}.")
+    entry = _entry(info, name, source)
+    data["entries"].append(asdict(entry))
+    _save(data)
+    return entry
+
+
+def remove(name: str) -> Entry:
+    """Unregister ``name`` (or a registered folder, by its path); the user's files are never deleted."""
+    data = _load()
+    stored = _stored_entries(data)
+    for index, entry in enumerate(stored):
+        if entry.name == name:
+            del data["entries"][index]
+            _save(data)
+            return entry
+    folder = str(Path(name).expanduser().resolve())
+    if folder in data["folders"]:
+        data["folders"].remove(folder)
+        _save(data)
+        return Entry(name=name, path=folder, kind="folder", family="", size=0, source="folder")
+    for entry in entries():
+        if entry.name == name:
+            if entry.source == "embedded":
+                raise ModelError(f"{name!r} is the embedded model; it cannot be removed.")
+            if entry.source.startswith("scanned: ") and entry.source[9:] not in data["folders"]:
+                raise ModelError(f"{name!r} is a file in the app's folder {entry.source[9:]}; move or delete "
+                                 "the file itself to take it out.")
+            if entry.source.startswith("scanned: "):
+                raise ModelError(f"{name!r} comes from the folder {entry.source[9:]}; remove that folder with "
+                                 f"`models remove {entry.source[9:]}`.")
+            raise ModelError(f"{name!r} is in the Hugging Face cache; remove it with `hf cache delete`.")
+    raise ModelError(_unknown_message(name, [e.name for e in entries()], "in the library"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# folders of other tools
+
+
+def add_folder(path) -> FolderScan:
+    """Register another tool's model folder (AUTOMATIC1111, ComfyUI, or a flat folder of files). It is scanned
+    whenever the library is read; nothing is copied. Returns what a scan finds now."""
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise ModelError(f"Model folder not found: {folder} is not a folder.")
+    if (folder / "model_index.json").is_file():
+        raise ModelError(f"{folder} is a diffusers model, not a folder of models; add it with `models add`.")
+    folder = folder.resolve()
+    data = _load()
+    if str(folder) in data["folders"]:
+        raise ModelError(f"The folder {folder} is already in the library.")
+    result = scan_folder(folder, taken={e.name for e in entries()})
+    data["folders"].append(str(folder))
+    _save(data)
+    return result
+
+
+def folders() -> list[str]:
+    return list(_load()["folders"])
+
+
+def detect_layout(folder: Path) -> tuple[str, dict[str, str | None]]:
+    """("AUTOMATIC1111" / "ComfyUI" / "flat", {subfolder: expected kind})."""
+    for tool, layout in TOOL_LAYOUTS.items():
+        present = {sub: kind for sub, kind in layout.items() if (folder / sub).is_dir()}
+        if present:
+            return tool, present
+    return "flat", {".": None}
+
+
+_scan_cache: dict[tuple[str, int, int], model_files.FileInfo | str] = {}
+
+
+def _inspect_cached(path: Path, upscaler: bool) -> model_files.FileInfo:
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _scan_cache:
+        try:
+            _scan_cache[key] = model_files.inspect(path, allow_pytorch_upscaler=upscaler)
+        except ModelError as exc:
+            _scan_cache[key] = str(exc)
+    found = _scan_cache[key]
+    if isinstance(found, str):
+        raise ModelError(found)
+    return found
+
+
+def scan_folder(folder, taken: set[str] | None = None) -> FolderScan:
+    folder = Path(folder)
+    tool, layout = detect_layout(folder)
+    result = FolderScan(str(folder), tool)
+    taken = set(taken or ())
+    source = f"scanned: {folder}"
+    for sub, expected in layout.items():
+        where = folder / sub
+        if not where.is_dir():
+            continue
+        models = sorted(p.parent for p in where.rglob("model_index.json") if p.parent != where)
+        files = sorted(p for p in where.rglob("*") if p.is_file() and p.suffix.lower() in SCANNED_SUFFIXES
+                       and not any(part.startswith(".") for part in p.relative_to(where).parts)
+                       and not any(m in p.parents for m in models))  # a diffusers folder's files: the folder
+        for path in models + files:
+            try:
+                info = _inspect_cached(path, upscaler=expected == model_files.UPSCALER)
+            except ModelError as exc:
+                result.skipped.append((str(path), str(exc)))
+                continue
+            if info.kind not in USABLE_KINDS:
+                result.skipped.append((str(path), info.details))
+                continue
+            name = _unique(path.stem if path.is_file() else path.name, taken)
+            taken.add(name)
+            result.entries.append(_entry(info, name, source))
+    return result
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    name = name.replace(":", "-").replace("/", "-").replace("\\", "-") or "model"
+    if name == DEFAULT_MODEL:
+        name = f"{name}-file"
+    candidate, n = name, 2
+    while candidate in taken:
+        candidate, n = f"{name}-{n}", n + 1
+    return candidate
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the Hugging Face cache
+
+
+def hf_cache_dir() -> Path:
+    """The Hugging Face hub cache, read from the environment now (huggingface_hub reads it once, at import)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser() / "huggingface" / "hub"
+
+
+def scan_hf_cache(cache_dir=None) -> list[Entry]:
+    """The diffusers models (a snapshot with model_index.json) present in the Hugging Face cache."""
+    cache = Path(cache_dir) if cache_dir is not None else hf_cache_dir()
+    if not cache.is_dir():
+        return []
+    from huggingface_hub import scan_cache_dir
+
+    try:
+        info = scan_cache_dir(cache)
+    except Exception:  # noqa: BLE001 - a damaged cache must not break the library
+        return []
+    found = []
+    for repo in sorted(info.repos, key=lambda r: r.repo_id):
+        if repo.repo_type != "model" or not repo.revisions:
+            continue
+        revision = max(repo.revisions, key=lambda r: ("main" in r.refs, r.last_modified))
+        snapshot = Path(revision.snapshot_path)
+        if not (snapshot / "model_index.json").is_file():
+            continue
+        try:
+            model = _inspect_cached(snapshot, upscaler=False)
+        except ModelError:
+            continue
+        found.append(Entry(name=repo.repo_id, path=str(snapshot), kind=model.kind, family=model.family,
+                           size=revision.size_on_disk, source="hf-cache", layout=model.layout,
+                           details=model.details))
+    return found
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# reading the library
+
+
+def embedded_entry() -> Entry | None:
+    folder = default_model_dir()
+    if not (folder / "model_index.json").is_file():
+        return None
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    return Entry(name=DEFAULT_MODEL, path=str(folder), kind=model_files.DIFFUSERS, family="embedded", size=size,
+                 source="embedded", layout="diffusers",
+                 details=f"The embedded default model ({DEFAULT_MODEL_NAME}).")
+
+
+def app_folders() -> list[tuple[Path, str]]:
+    """The app's own folders whose files are listed without being added: LoRAs (training writes there)
+    and upscalers."""
+    return [(paths.loras_dir(), model_files.LORA), (paths.upscalers_dir(), model_files.UPSCALER)]
+
+
+def _scan_app_folder(folder: Path, expected: str, taken: set[str]) -> list[Entry]:
+    found = []
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SCANNED_SUFFIXES):
+        try:
+            info = _inspect_cached(path, upscaler=expected == model_files.UPSCALER)
+        except ModelError:
+            continue  # the upscaler and LoRA loaders report a bad file when it is chosen
+        if info.kind in USABLE_KINDS:
+            name = _unique(path.stem, taken)
+            found.append(_entry(info, name, f"scanned: {folder}"))
+    return found
+
+
+def entries(kind: str | None = None, *, hf_cache: bool = True) -> list[Entry]:
+    """Everything the library knows: the embedded model, added files, registered folders (scanned now) and
+    the Hugging Face cache. ``kind``: only that kind ("checkpoint", "diffusers", "lora", ...; "model" means
+    checkpoints and diffusers folders)."""
+    data = _load()
+    found = [e for e in [embedded_entry()] if e is not None] + _stored_entries(data)
+    taken = {e.name for e in found}
+    for folder in data["folders"]:
+        if Path(folder).is_dir():
+            scan = scan_folder(folder, taken)
+            found += scan.entries
+            taken |= {e.name for e in scan.entries}
+    for folder, expected in app_folders():
+        for entry in _scan_app_folder(folder, expected, taken):
+            found.append(entry)
+            taken.add(entry.name)
+    if hf_cache:
+        found += [e for e in scan_hf_cache() if e.name not in taken]
+    if kind == "model":
+        return [e for e in found if e.kind in MODEL_KINDS]
+    return [e for e in found if kind is None or e.kind == kind]
+
+
+def find(name: str) -> Entry | None:
+    for entry in entries():
+        if entry.name == name:
+            return entry
+    return None
+
+
+def _unknown_message(name: str, names: list[str], where: str) -> str:
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    close += [n for n in names if name.lower() in n.lower() and n not in close][: 3 - len(close)]
+    hint = f" Did you mean {', '.join(repr(n) for n in close)}?" if close else ""
+    return f"Unknown model {name!r}: no file or folder by that path and no such name {where}.{hint}"
+
+
+def resolve_model(name_or_path: str) -> str:
+    """What the loader should load for ``name_or_path``: "default", a library name's path, or an existing
+    path as given. A ModelError lists close matches for an unknown name."""
+    name_or_path = str(name_or_path).strip()
+    if name_or_path == DEFAULT_MODEL:
+        return DEFAULT_MODEL
+    if Path(name_or_path).expanduser().exists():
+        return name_or_path
+    models = entries()
+    for entry in models:
+        if entry.name == name_or_path:
+            if entry.kind not in MODEL_KINDS:
+                raise ModelError(f"{entry.name!r} is a {entry.kind}, not a model to generate with; use a "
+                                 "checkpoint or a diffusers folder.")
+            return entry.path
+    if name_or_path.startswith(("/", "~", ".")) or Path(name_or_path).is_absolute():
+        raise ModelError(f"Model not found: {Path(name_or_path).expanduser()} does not exist.")
+    names = [e.name for e in models if e.kind in MODEL_KINDS]
+    raise ModelError(_unknown_message(name_or_path, names, "in the model library (desktop-app models list)"))
+
+
+def resolve_lora(name_or_path: str) -> Path:
+    """The LoRA file ``name_or_path`` means: an existing path, a library LoRA's name, or a file in
+    ``paths.loras_dir()`` (with or without ``.safetensors``)."""
+    name_or_path = str(name_or_path).strip()
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path
+    loras = entries(model_files.LORA, hf_cache=False)
+    for entry in loras:
+        if entry.name == name_or_path:
+            return Path(entry.path)
+    folder = paths.loras_dir()
+    for candidate in (folder / name_or_path, folder / f"{name_or_path}.safetensors"):
+        if candidate.is_file():
+            return candidate
+    names = [e.name for e in loras] + sorted(p.stem for p in folder.glob("*.safetensors"))
+    message = _unknown_message(name_or_path, names, f"among the library's LoRAs or in {folder}")
+    raise ModelError(message.replace("Unknown model", "Unknown LoRA", 1))

@@ -1,0 +1,138 @@
+"""One training job's settings (a JSON file the training process reads) and the per-device presets."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from ..engine.errors import RequestError
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+RARE_TOKENS = ("sks", "ohwx", "zwx", "qxj", "vpt")  # rare in text encoders' vocabularies: a blank slate
+
+# Out-of-the-box settings per device. CPU is for the embedded model (64 px); CUDA for SD1.5-size models.
+PRESETS = {
+    "cpu": {"resolution": 64, "rank": 4, "learning_rate": 5e-4, "steps": 300, "batch_size": 1,
+            "mixed_precision": "no", "gradient_checkpointing": False, "use_8bit_adam": False},
+    "cuda": {"resolution": 512, "rank": 8, "learning_rate": 1e-4, "steps": 500, "batch_size": 1,
+             "mixed_precision": "auto", "gradient_checkpointing": True, "use_8bit_adam": True},
+    "mps": {"resolution": 512, "rank": 8, "learning_rate": 1e-4, "steps": 500, "batch_size": 1,
+            "mixed_precision": "no", "gradient_checkpointing": True, "use_8bit_adam": False},
+}
+
+
+@dataclass
+class TrainConfig:
+    images: str
+    token: str
+    name: str
+    class_word: str = ""
+    model: str = "default"
+    device: str = "cpu"
+    steps: int = 300
+    rank: int = 4
+    learning_rate: float = 5e-4
+    batch_size: int = 1
+    resolution: int = 64
+    seed: int = 0
+    crop: str = "center"  # or "random"
+    train_text_encoder: bool = False
+    prior_preservation: bool = False
+    class_images: int = 8
+    prior_weight: float = 1.0
+    snr_gamma: float = 0.0  # 0: off; 5 is the min-SNR paper's value
+    noise_offset: float = 0.0
+    checkpoint_every: int = 50
+    sample_every: int = 100
+    sample_prompt: str = ""  # empty: the instance prompt
+    sample_steps: int = 20
+    mixed_precision: str = "no"  # "no", "auto" (bf16 where the GPU has it, else fp16), "fp16", "bf16"
+    gradient_checkpointing: bool = False
+    use_8bit_adam: bool = False
+    inject_nan_at: int = 0  # tests only: make the loss NaN at this step
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.token, str) and self.token.strip() != "" and " " not in self.token.strip(),
+               "token", f"must be one word, like {RARE_TOKENS[0]!r}, got {self.token!r}")
+        _check(isinstance(self.name, str) and bool(NAME_PATTERN.match(self.name)), "out",
+               f"LoRA name must be letters, digits, '_', '-' or '.', at most 64, got {self.name!r}")
+        _check(_int(self.steps) and 1 <= self.steps <= 100_000, "steps",
+               f"must be 1 to 100000, got {self.steps!r}")
+        _check(_int(self.rank) and 1 <= self.rank <= 256, "rank", f"must be 1 to 256, got {self.rank!r}")
+        _check(_num(self.learning_rate) and 0 < self.learning_rate <= 1e-1, "lr",
+               f"must be above 0 and at most 0.1, got {self.learning_rate!r}")
+        _check(_int(self.batch_size) and 1 <= self.batch_size <= 64, "batch",
+               f"must be 1 to 64, got {self.batch_size!r}")
+        _check(_int(self.resolution) and 32 <= self.resolution <= 2048 and self.resolution % 8 == 0, "resolution",
+               f"must be a multiple of 8 from 32 to 2048, got {self.resolution!r}")
+        _check(_int(self.seed) and 0 <= self.seed < 2**32, "seed", f"must be 0 to 2^32-1, got {self.seed!r}")
+        _check(self.crop in ("center", "random"), "crop", f"must be center or random, got {self.crop!r}")
+        _check(not self.prior_preservation or self.class_word.strip() != "", "class_word",
+               "prior preservation needs a class word (like 'dog')")
+        _check(_int(self.class_images) and 1 <= self.class_images <= 1000, "class_images",
+               f"must be 1 to 1000, got {self.class_images!r}")
+        for name in ("snr_gamma", "noise_offset", "prior_weight"):
+            value = getattr(self, name)
+            _check(_num(value) and 0 <= value <= 100, name, f"must be a number from 0 to 100, got {value!r}")
+        for name in ("checkpoint_every", "sample_every"):
+            value = getattr(self, name)
+            _check(_int(value) and value >= 0, name, f"must be a whole number, 0 for never, got {value!r}")
+        _check(self.mixed_precision in ("no", "auto", "fp16", "bf16"), "mixed_precision",
+               f"must be no, auto, fp16 or bf16, got {self.mixed_precision!r}")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, sort_keys=True)
+
+    def save(self, path: Path) -> None:
+        path.write_text(self.to_json() + "\n", encoding="utf-8")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise RequestError("config", f"unknown setting(s): {', '.join(unknown)}")
+        return cls(**data)
+
+    @classmethod
+    def load(cls, path: Path) -> TrainConfig:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise RequestError("config", f"cannot read {path}: {exc}") from None
+        if not isinstance(data, dict):
+            raise RequestError("config", f"{path} does not hold a JSON object")
+        return cls.from_dict(data)
+
+
+def preset(device: str) -> dict:
+    """The preset for a device name ("cpu", "cuda", "cuda:1", "mps"). 8-bit Adam only where bitsandbytes
+    imports (never on MPS or the CPU)."""
+    values = dict(PRESETS.get(device.split(":", 1)[0], PRESETS["cpu"]))
+    if values["use_8bit_adam"] and not bitsandbytes_available():
+        values["use_8bit_adam"] = False
+    return values
+
+
+def bitsandbytes_available() -> bool:
+    try:
+        import bitsandbytes  # noqa: F401
+    except Exception:  # noqa: BLE001 - a broken CUDA setup raises more than ImportError
+        return False
+    return True
+
+
+def _int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _num(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check(ok: bool, field_name: str, message: str) -> None:
+    if not ok:
+        raise RequestError(field_name, message)

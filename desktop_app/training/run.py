@@ -1,0 +1,96 @@
+"""The training process: ``python -m desktop_app.training.run --config job.json [--resume]``.
+
+Events go to stdout as JSON lines (nothing else is written there: stray prints go to stderr). Control comes
+by stdin lines or by a file ``control`` in the job folder holding "pause" or "cancel": pause saves a
+checkpoint and exits, cancel saves one and exits; ``--resume`` continues from it. A crash or an out-of-memory
+here cannot take the window down, and a killed process resumes from its last checkpoint.
+
+Exit codes: 0 finished, paused or cancelled (the last event says which); 2 bad input (a "failed" event with
+kind "input"); 1 training failed (kind "nan", "disk" or "error").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import traceback
+from pathlib import Path
+
+CONTROL_FILE = "control"
+COMMANDS = ("pause", "cancel")
+
+
+class Control:
+    """The latest command from stdin or the control file."""
+
+    def __init__(self, control_file: Path, read_stdin: bool = True):
+        self.file = control_file
+        self.command: str | None = None
+        self.file.unlink(missing_ok=True)  # a command left from an earlier run is not for this one
+        if read_stdin and sys.stdin is not None and not sys.stdin.isatty():
+            threading.Thread(target=self._read_stdin, daemon=True).start()
+
+    def _read_stdin(self) -> None:
+        for line in sys.stdin:
+            word = line.strip().lower()
+            if word in COMMANDS:
+                self.command = word
+
+    def __call__(self) -> str | None:
+        if self.command is None and self.file.is_file():
+            word = self.file.read_text(encoding="utf-8", errors="replace").strip().lower()
+            if word in COMMANDS:
+                self.command = word
+        return self.command
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m desktop_app.training.run")
+    parser.add_argument("--config", required=True, help="the job's JSON file (TrainConfig fields)")
+    parser.add_argument("--resume", action="store_true", help="continue from the job's checkpoint")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+    events = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8", buffering=1)
+    sys.stdout = sys.stderr  # library prints must not break the JSON lines
+
+    def emit(event: dict) -> None:
+        events.write(json.dumps(event) + "\n")
+        events.flush()
+
+    from ..engine.errors import EngineError, ModelError, RequestError
+    from .config import TrainConfig
+    from .dataset import DatasetError, check_ready, scan
+    from .errors import TrainingError
+
+    try:
+        config = TrainConfig.load(Path(args.config))
+        check_ready(scan(config.images), config.batch_size)  # bad folders answer before torch loads (seconds)
+        from .trainer import job_dir, train
+
+        control = Control(job_dir(config.name) / CONTROL_FILE)
+        train(config, emit, control, resume=args.resume)
+        return 0
+    except (RequestError, ModelError, DatasetError) as exc:
+        emit({"event": "failed", "kind": "input", "message": " ".join(str(exc).split())})
+        return 2
+    except TrainingError as exc:
+        if exc.kind == "disk":
+            emit({"event": "failed", "kind": "disk", "message": str(exc)})
+        return 1  # "nan" was emitted where it happened, with the step
+    except EngineError as exc:
+        emit({"event": "failed", "kind": "error", "message": " ".join(str(exc).split())})
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the process boundary: every failure becomes an event
+        traceback.print_exc(file=sys.stderr)
+        kind = "memory" if "out of memory" in str(exc).lower() else "error"
+        emit({"event": "failed", "kind": kind, "message": f"{type(exc).__name__}: {' '.join(str(exc).split())}"})
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

