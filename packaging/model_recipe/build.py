@@ -102,6 +102,7 @@ def main(argv=None) -> int:
             results = evaluate.run(args.cache, quick=args.tiny)
             results["sr"] = train_sr.bicubic_gain(args.cache)
             (args.cache / "eval.json").write_text(json.dumps(results, indent=1))
+            card.record_learning_curve(args.cache, results)
         elif stage == "export":
             export.export(args.cache, args.out, card.render(args.cache))
             print("wrote", args.out)

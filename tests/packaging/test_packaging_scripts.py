@@ -216,3 +216,14 @@ def test_workflow_builds_on_the_three_systems_with_files_that_exist():
     for path in re.findall(r"packaging[/\\][\w/\\.]+\.(?:py|sh|iss|spec)", commands):
         assert (ROOT / path.replace("\\", "/")).is_file(), path
     assert commands.count("selftest") >= 3  # the frozen self-test on each system
+
+
+def test_frozen_entry_answers_the_training_panel_call_of_its_own_executable():
+    # the panel runs "<sys.executable> -m desktop_app.training.run --config job.json": frozen, that is the app
+    argv = ["desktop-app", "-m", "desktop_app.training.run", "--config", "job.json"]
+    assert frozen_entry.child_module(argv) == "desktop_app.training.run"
+    assert frozen_entry.child_module(["desktop-app", "generate", "a cat"]) is None
+    assert frozen_entry.child_module(["desktop-app", "-m", "os"]) is None  # no other module runs this way
+    from desktop_app.gui import training_panel
+
+    assert "desktop_app.training.run" in open(training_panel.__file__, encoding="utf-8").read()
