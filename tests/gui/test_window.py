@@ -207,8 +207,10 @@ def test_save_as_writes_a_png_with_the_recipe(qtbot, open_window, make_engine, t
     assert saved.exists()
     with Image.open(saved) as image:
         assert image.size == (256, 256)
+        # the form starts on the embedded model's own defaults (its model_index.json)
+        guidance = float(_default_model_defaults()["guidance_scale"])
         assert image.text["parameters"].startswith(
-            "a red apple\nSteps: 20, Sampler: DPM++ 2M, CFG scale: 5.0, Seed: 1234")
+            f"a red apple\nSteps: 20, Sampler: DPM++ 2M, CFG scale: {guidance}, Seed: 1234")
         assert json.loads(image.text["recipe"])["prompt"] == "a red apple"
     assert str(saved) in window.statusBar().currentMessage()
 
@@ -330,3 +332,10 @@ def test_small_images_are_scaled_by_whole_pixels(qtbot):
 ])
 def test_token_details_are_parsed(detail, tokens):
     assert parse_tokens(detail) == tokens
+
+
+def _default_model_defaults() -> dict:
+    from desktop_app.engine import model_folder
+    from desktop_app.resources import default_model_dir
+
+    return model_folder.defaults(model_folder.read_index(default_model_dir()))

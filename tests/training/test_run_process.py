@@ -60,7 +60,7 @@ def test_killed_process_resumes_from_its_checkpoint_and_matches_an_uninterrupted
     resumed, unbroken = load_file(paths.loras_dir() / "killed.safetensors"), \
         load_file(paths.loras_dir() / "unbroken.safetensors")
     for key in unbroken:
-        torch.testing.assert_close(resumed[key], unbroken[key], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(resumed[key], unbroken[key], atol=1e-4, rtol=1e-3)  # two processes: float order
 
 
 def test_cancel_and_pause_by_stdin_and_by_the_control_file(images, tmp_path):
