@@ -134,7 +134,7 @@ def rows(report: dict) -> list[str]:
             f"while the engine warms up {(s.get('warm_up') or {}).get('max_gap_ms')} ms; "
             f"first run (loads the model) {(s.get('first_run') or {}).get('max_gap_ms')} ms; "
             f"idle {(s.get('idle') or {}).get('max_gap_ms')} ms",
-            f"training: {s['training']}")
+            f"training: {_training_stall(s['training'])}")
     s = sections["startup"]
     if not failed("startup"):
         add(TITLES["startup"],
@@ -256,7 +256,8 @@ def markdown(report: dict) -> str:
         (3, "… while the engine warms up (torch import in the worker) / first run (model load)",
          f"{(r.get('warm_up') or {}).get('max_gap_ms')} ms / {(r.get('first_run') or {}).get('max_gap_ms')} ms",
          "", ""),
-        (3, "… while training", r.get("training"), f"< {r.get('target_ms')} ms", "—"),
+        (3, "… while a LoRA trains from the Fine-tune panel (its own process)", _training_stall(r.get("training")),
+         f"< {r.get('target_ms')} ms", _met(_training_met(r))),
         (4, "process start → window shown", _md(st.get("window_shown_s")), f"< {st.get('target_window_s')} s",
          _met(met.get("window"))),
         (4, "process start → first finished image (`desktop-app generate`, model defaults)",
@@ -295,3 +296,18 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def _training_stall(training) -> str:
+    """The window's longest stall while a training ran, or why it was not measured."""
+    if not isinstance(training, dict):
+        return str(training)
+    return (f"{training.get('max_gap_ms')} ms (p99 {training.get('p99_gap_ms')} ms, "
+            f"{training.get('steps')} steps, {training.get('outcome')})")
+
+
+def _training_met(section: dict):
+    training = section.get("training")
+    if not isinstance(training, dict) or training.get("max_gap_ms") is None:
+        return None
+    return training["max_gap_ms"] < section.get("target_ms", 50)

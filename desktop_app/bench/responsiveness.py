@@ -4,8 +4,10 @@ A child process (``python -m desktop_app.bench.responsiveness --child``) opens t
 QT_QPA_PLATFORM=offscreen, starts a 5 ms QTimer probe on the UI thread, and records the gaps between its
 ticks while: the window idles; the worker warms up (imports torch and creates the engine, as the window does
 after it is shown); the first generation runs (it loads the model); then further generations run. A gap much
-longer than 5 ms is a time the window could not repaint or answer a click. The target (under 50 ms) is for
-the generations; the warm-up and first run are reported beside them because people meet them too.
+longer than 5 ms is a time the window could not repaint or answer a click. Last, a short LoRA training runs
+from the window's Fine-tune panel (a separate process; the window reads its events and draws the loss curve and
+samples). The target (under 50 ms) is for the generations and the training; the warm-up and first run are
+reported beside them because people meet them too. The child runs on a temporary user folder.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 from .common import NOT_AVAILABLE, Settings, child_env, last_line, run_child, spread
 
@@ -26,10 +29,15 @@ MARK = "RESPONSIVENESS "
 
 
 def run(settings: Settings) -> dict:
+    from ..scratch_home import temporary_home
+
     runs = 2 if settings.quick else 5
-    child = run_child(["-m", "desktop_app.bench.responsiveness", "--child", "--model", settings.model,
-                       "--device", settings.device, "--runs", str(runs), "--prompt", settings.prompt],
-                      env=child_env(QT_QPA_PLATFORM="offscreen"), timeout=600)
+    training_steps = 10 if settings.quick else 40
+    with temporary_home("desktop-app-bench-") as home:  # the window's settings, history and the probe's LoRA
+        child = run_child(["-m", "desktop_app.bench.responsiveness", "--child", "--model", settings.model,
+                           "--device", settings.device, "--runs", str(runs), "--prompt", settings.prompt,
+                           "--training-steps", str(training_steps)],
+                          env=child_env(QT_QPA_PLATFORM="offscreen", DESKTOP_APP_HOME=str(home)), timeout=900)
     lines = [line for line in child.stdout.splitlines() if line.startswith(MARK)]
     if child.returncode != 0 or not lines:
         raise RuntimeError(f"the window probe failed (exit {child.returncode}): "
@@ -37,13 +45,15 @@ def run(settings: Settings) -> dict:
     phases = json.loads(lines[-1][len(MARK):])
     settings.shared["window_peak_rss_mb"] = child.peak_rss_mb
     generation = phases.get("generation") or {}
-    worst = generation.get("max_gap_ms")
+    training = phases.get("training") or {}
+    worst = max((g for g in (generation.get("max_gap_ms"), training.get("max_gap_ms")) if g is not None),
+                default=None)
     return {
         "generation": generation, "warm_up": phases.get("warm_up"), "first_run": phases.get("first_run"),
         "idle": phases.get("idle"), "target_ms": TARGET_MS,
         "meets_target": None if worst is None else worst < TARGET_MS,
         "window_peak_rss_mb": child.peak_rss_mb,
-        "training": f"{NOT_AVAILABLE}: fine-tuning is not built yet, so there is no training to probe",
+        "training": training or f"{NOT_AVAILABLE}: the training phase did not run",
     }
 
 
@@ -109,6 +119,38 @@ def _idle(seconds: float) -> None:
     loop.exec()
 
 
+def _train_in_the_panel(window, steps: int) -> str:
+    """A short LoRA training from the Fine-tune panel of the real window (its own process, events read by the
+    window, loss curve and samples drawn as they come) on five generated images; the final panel state."""
+    import tempfile
+
+    from PIL import Image, ImageDraw
+
+    folder = Path(tempfile.mkdtemp(prefix="desktop-app-bench-images-"))
+    for index in range(5):
+        image = Image.new("RGB", (96, 96), "white")
+        ImageDraw.Draw(image).ellipse((12 + index * 3, 12, 84, 84 - index * 3), fill=(200, 40 + 30 * index, 40))
+        image.save(folder / f"ball{index}.png")
+    panel = window.training_dock.widget()
+    panel.set_folder(str(folder))
+    panel.token_edit.setText("sks")
+    panel.class_edit.setText("ball")
+    panel.name_edit.setText("bench-probe")
+    panel.steps.setValue(steps)
+    panel.advanced.setChecked(True)
+    panel.sample_every.setValue(max(1, steps // 2))
+    panel.sample_steps.setValue(10)
+    panel.checkpoint_every.setValue(max(1, steps // 2))
+    if not panel.start():
+        return f"did not start: {panel.status.text()}"
+    deadline = time.perf_counter() + 600
+    while panel.state not in ("finished", "failed", "cancelled") and time.perf_counter() < deadline:
+        _idle(0.1)
+    while panel.is_running() and time.perf_counter() < deadline:
+        _idle(0.1)
+    return panel.state
+
+
 def child_main(args: argparse.Namespace) -> int:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from ..gui.app import application
@@ -155,6 +197,11 @@ def child_main(args: argparse.Namespace) -> int:
     probe.gaps = gaps
     phases["generation"] = probe.summary(sum(seconds), runs=len(seconds), run_s=spread(seconds),
                                          outcomes=sorted(set(outcomes)))
+    if args.training_steps and "error" not in phases:
+        probe.phase()
+        start = time.perf_counter()
+        state = _train_in_the_panel(window, args.training_steps)
+        phases["training"] = probe.summary(time.perf_counter() - start, steps=args.training_steps, outcome=state)
     probe.timer.stop()
     window.close()
     app.processEvents()
@@ -169,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--prompt", default="a red apple")
+    parser.add_argument("--training-steps", type=int, default=0,
+                        help="then probe a LoRA training of this many steps from the Fine-tune panel (0: none)")
     args = parser.parse_args(argv)
     if args.child:
         return child_main(args)
