@@ -281,6 +281,21 @@ def markdown(report: dict) -> str:
     table += ["| " + " | ".join("—" if cell is None else str(cell) for cell in row) + " |" for row in rows]
     return "\n".join([head, "", *table])
 
+def _training_stall(training) -> str:
+    """The window's longest stall while a training ran, or why it was not measured."""
+    if not isinstance(training, dict):
+        return str(training)
+    return (f"{training.get('max_gap_ms')} ms (p99 {training.get('p99_gap_ms')} ms, "
+            f"{training.get('steps')} steps, {training.get('outcome')})")
+
+
+def _training_met(section: dict):
+    training = section.get("training")
+    if not isinstance(training, dict) or training.get("max_gap_ms") is None:
+        return None
+    return training["max_gap_ms"] < section.get("target_ms", 50)
+
+
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m desktop_app.bench.report REPORT.json``: the Results table for docs/PERFORMANCE.md."""
@@ -297,17 +312,3 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     raise SystemExit(main())
 
-
-def _training_stall(training) -> str:
-    """The window's longest stall while a training ran, or why it was not measured."""
-    if not isinstance(training, dict):
-        return str(training)
-    return (f"{training.get('max_gap_ms')} ms (p99 {training.get('p99_gap_ms')} ms, "
-            f"{training.get('steps')} steps, {training.get('outcome')})")
-
-
-def _training_met(section: dict):
-    training = section.get("training")
-    if not isinstance(training, dict) or training.get("max_gap_ms") is None:
-        return None
-    return training["max_gap_ms"] < section.get("target_ms", 50)

@@ -53,6 +53,8 @@ def render(cache: Path) -> str:
         f"{data.ART_LICENCES[style][1]} | {c['train']} | {c['val']} |"
         for style, c in sorted(counts.items()))
     sr = results.get("sr", {})
+    speed_path = cache / "speed.json"  # written from tests/benchmarks/embedded_speed.py on the build machine
+    speed = json.loads(speed_path.read_text()) if speed_path.exists() else {}
     return f"""# emoji-mini: the embedded default model
 
 A small text-to-image latent diffusion model, Stable Diffusion in miniature, trained on this project's build
@@ -97,6 +99,9 @@ The Apple and Facebook sets are not used (not licensed for this), nor OpenMoji (
 | Same three with guidance 1 (no CFG) | {_fmt(results.get('names_no_cfg'))} / {_fmt(results.get('paraphrases_no_cfg'))} / {_fmt(results.get('heldout_emoji_names_no_cfg'))} |
 | Upscaler PSNR on held-out Fluent art, against bicubic | {_fmt(sr.get('sr_psnr'))} dB vs {_fmt(sr.get('bicubic_psnr'))} dB |
 | Seconds per 64x64 image, 20 steps, CPU, pipeline only | {_fmt(results.get('seconds_per_64px_image'))} |
+| One image at the default steps plus the 4x upscale, through the app's engine (median; bar 1.5 s) | {_fmt(speed.get('image_plus_upscale_median_s'))} s |
+| Load through the app's loader (bar 3 s) | {_fmt(speed.get('load_s'))} s |
+| `desktop-app generate`, process start to PNG written (median; bar 8 s) | {_fmt(speed.get('cli_end_to_end_median_s'))} s |
 
 Adherence: for a prompt that names emoji E, the fraction of 40 random other emoji whose 16x16 colour layout is
 farther from the generated image than E's is (best over styles); 0.5 is chance. Names: {results.get('n_names')}
