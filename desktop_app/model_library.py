@@ -13,11 +13,11 @@ from __future__ import annotations
 import difflib
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import model_files, paths
+from .atomic_write import write_text_atomically
 from .engine.errors import ModelError
 from .engine.request import DEFAULT_MODEL
 from .resources import DEFAULT_MODEL_NAME, default_model_dir
@@ -94,16 +94,7 @@ def _save(data: dict) -> None:
     """Write the library atomically: a temporary file in the same folder, then os.replace."""
     path = library_path()
     data["version"] = FORMAT_VERSION
-    handle, temp = tempfile.mkstemp(prefix=".library-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump(data, out, indent=2)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    write_text_atomically(path, json.dumps(data, indent=2), prefix=".library-")
 
 
 def _stored_entries(data: dict) -> list[Entry]:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from datetime import datetime
 from pathlib import Path
+
+from .atomic_write import write_text_atomically
 
 VERSION = 1
 THEMES = ("system", "dark", "light")
@@ -57,18 +58,8 @@ def load(path: Path | None = None) -> tuple[dict, str | None]:
 def save(data: dict, path: Path | None = None) -> None:
     """Write atomically: a crash mid-write leaves the previous file, never half of a new one."""
     path = Path(path) if path is not None else _default_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps({**data, "version": VERSION}, indent=2, sort_keys=True, default=str)
-    handle, temp = tempfile.mkstemp(prefix=".settings-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    write_text_atomically(path, text, prefix=".settings-")
 
 
 def _move_aside(path: Path, reason: str) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QDockWidget,
     QFileDialog,
     QHBoxLayout,
     QHeaderView,
@@ -26,6 +25,7 @@ from PySide6.QtWidgets import (
 from desktop_app import model_library
 from desktop_app.cli_models import format_size
 from desktop_app.engine.errors import ModelError
+from desktop_app.gui.side_dock import add_side_dock
 
 COLUMNS = ("Name", "Kind", "Family", "Size", "Source")
 ENTRY_ROLE = Qt.ItemDataRole.UserRole
@@ -229,22 +229,10 @@ class ModelsPanel(QWidget):
         """Add the panel to the window as a dock beside the gallery, with a View menu entry; Use selects the
         model in the generation form."""
         panel = cls(window)
-        dock = QDockWidget("Models", window)
-        dock.setObjectName("models_dock")
-        dock.setWidget(panel)
-        window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
-        gallery = getattr(window, "gallery_dock", None)
-        if gallery is not None:
-            window.tabifyDockWidget(gallery, dock)
-            gallery.raise_()
+        dock, action = add_side_dock(window, panel, "Models", "models_dock", "&Models", menu_position=1)
         form = getattr(window, "form", None)
         if form is not None:
             panel.use_requested.connect(form.select_model)
-        action = dock.toggleViewAction()
-        action.setText("&Models")
-        view = next((a.menu() for a in window.menuBar().actions() if a.text() == "&View" and a.menu()), None)
-        if view is not None:
-            view.insertAction(view.actions()[1] if len(view.actions()) > 1 else None, action)
         window.models_dock = dock
         window.models_action = action
         return panel

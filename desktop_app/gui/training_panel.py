@@ -17,7 +17,6 @@ from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDockWidget,
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
@@ -38,6 +37,7 @@ from PySide6.QtWidgets import (
 from .. import paths
 from ..engine.errors import RequestError
 from ..training import dataset
+from .side_dock import add_side_dock
 from ..training.config import PRESETS, RARE_TOKENS, TrainConfig
 from .images import pil_to_qimage
 from .loss_curve import LossCurve
@@ -425,19 +425,7 @@ class TrainingPanel(QWidget):
     def attach(cls, window: QMainWindow) -> TrainingPanel:
         """Add the panel as a dock (tabbed with the gallery) with a View menu entry."""
         panel = cls(window)
-        dock = QDockWidget("Fine-tune", window)
-        dock.setObjectName("training_dock")
-        dock.setWidget(panel)
-        window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
-        gallery = getattr(window, "gallery_dock", None)
-        if gallery is not None:
-            window.tabifyDockWidget(gallery, dock)
-            gallery.raise_()
-        action = dock.toggleViewAction()
-        action.setText("&Fine-tune")
-        view = next((a.menu() for a in window.menuBar().actions() if a.text() == "&View" and a.menu()), None)
-        if view is not None:
-            view.addAction(action)
+        dock, _action = add_side_dock(window, panel, "Fine-tune", "training_dock", "&Fine-tune")
         models = getattr(window, "models_panel", None)
         if models is not None and hasattr(models, "refresh"):
             panel.lora_saved.connect(lambda _name: models.refresh(hf_cache=False))

@@ -193,10 +193,12 @@ def test_a_failed_write_leaves_the_library_as_it_was(tmp_path, monkeypatch):
     model_library.add(write_safetensors(tmp_path / "a.safetensors", FAMILY_SHAPES["sd1"]))
     saved = model_library.library_path().read_bytes()
 
-    def broken_dump(*args, **kwargs):
+    def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(model_library.json, "dump", broken_dump)
+    from desktop_app import atomic_write
+
+    monkeypatch.setattr(atomic_write.os, "fsync", disk_full)  # the temporary file is written, not yet in place
     with pytest.raises(OSError):
         model_library.add(write_safetensors(tmp_path / "b.safetensors", FAMILY_SHAPES["sd2"]))
     assert model_library.library_path().read_bytes() == saved
