@@ -24,6 +24,9 @@ def register(commands) -> None:
     add = actions.add_parser("add", help="register a .safetensors file or a diffusers folder")
     add.add_argument("path", metavar="PATH")
     add.add_argument("--name", help="the name to use it by (default: the file or folder name)")
+    add.add_argument("--prediction-type", choices=("v", "epsilon"),
+                     help="what a single-file checkpoint predicts, remembered for it: SD 2.x files cannot tell "
+                          "(768 models: v, the 512 base: epsilon; default v, or what a FILE.yaml beside it says)")
     folder = actions.add_parser("add-folder", help="register another tool's model folder (AUTOMATIC1111, "
                                                    "ComfyUI, or a flat folder), scanned without copying")
     folder.add_argument("path", metavar="DIR")
@@ -43,8 +46,10 @@ def run(args: argparse.Namespace) -> int:
         if args.models_command == "list":
             return _list(model_library.entries(args.kind), args.json)
         if args.models_command == "add":
-            entry = model_library.add(args.path, name=args.name)
+            entry = model_library.add(args.path, name=args.name, prediction_type=args.prediction_type)
             family = f", {entry.family_name}" if entry.family != "unknown" else ""
+            if entry.prediction_type:
+                family += f", {entry.prediction_type.replace('_', '-')}"
             print(f"added {entry.name}: {entry.kind}{family}, {format_size(entry.size)} ({entry.path})")
             return 0
         if args.models_command == "download":
@@ -71,7 +76,7 @@ def _list(entries, as_json: bool) -> int:
         print(json.dumps([asdict(e) for e in entries], indent=2))
         return 0
     rows = [("NAME", "KIND", "FAMILY", "SIZE", "SOURCE")]
-    rows += [(e.name, e.kind, e.family, format_size(e.size), e.source) for e in entries]
+    rows += [(e.name, e.kind, e.family_cell, format_size(e.size), e.source) for e in entries]
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())

@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from . import model_files, paths
@@ -49,10 +49,19 @@ class Entry:
     source: str  # "added", "scanned: <folder>", "hf-cache", "downloaded", "embedded"
     layout: str = ""
     details: str = ""
+    prediction_type: str = ""  # for checkpoints whose tensors cannot tell (SD 2.x): "v_prediction"/"epsilon"
 
     @property
     def family_name(self) -> str:
         return model_files.FAMILY_NAMES.get(self.family, self.family)
+
+    @property
+    def family_cell(self) -> str:
+        """The family for a table: "sd2 (epsilon)" when a prediction type is remembered, "—" when unknown."""
+        family = self.family if self.family != "unknown" else "—"
+        if self.prediction_type:
+            return f"{family} ({'v' if self.prediction_type == 'v_prediction' else 'epsilon'})"
+        return family
 
 
 @dataclass
@@ -125,13 +134,16 @@ def _check_name(name: str) -> str:
     return name
 
 
-def add(path, name: str | None = None, source: str = "added") -> Entry:
+def add(path, name: str | None = None, source: str = "added", prediction_type: str | None = None) -> Entry:
     """Register the file or diffusers folder at ``path`` under ``name`` (default: its file or folder name).
-    The file is inspected first; on any error nothing is registered."""
+    The file is inspected first; on any error nothing is registered. ``prediction_type`` ("v" or "epsilon")
+    is remembered for a single-file checkpoint and used whenever it loads (SD 2.x files cannot tell)."""
     path = Path(path).expanduser()
     info = model_files.inspect(path)
     if info.kind not in USABLE_KINDS:
         raise ModelError(f"{path.name} is not a model this app can use: {info.details}")
+    if prediction_type is not None:
+        prediction_type = _checked_prediction_type(prediction_type, info)
     if name is None:  # the file or folder name, made usable as a name
         name = _unique(path.stem if path.is_file() else path.resolve().name, set())
     name = _check_name(name)
@@ -143,10 +155,28 @@ def add(path, name: str | None = None, source: str = "added") -> Entry:
                              "name with --name, or remove that one first.")
         if other.path == resolved and other.source != "embedded":
             raise ModelError(f"{path} is already in the library as {other.name!r}.")
-    entry = _entry(info, name, source)
+    entry = replace(_entry(info, name, source), prediction_type=prediction_type or "")
     data["entries"].append(asdict(entry))
     _save(data)
     return entry
+
+
+def _checked_prediction_type(value: str, info: model_files.FileInfo) -> str:
+    from .engine.single_file import normalize_prediction_type
+
+    if info.kind != model_files.CHECKPOINT:
+        raise ModelError(f"--prediction-type applies to single-file checkpoints; {Path(info.path).name} is a "
+                         f"{info.kind} (a diffusers folder says it in its scheduler config).")
+    return normalize_prediction_type(value)
+
+
+def stored_prediction_type(path) -> str:
+    """The prediction type stored with the library entry of the file at ``path`` ("" when none is)."""
+    resolved = str(Path(path).expanduser().resolve())
+    for entry in _stored_entries(_load()):
+        if entry.path == resolved and entry.prediction_type:
+            return entry.prediction_type
+    return ""
 
 
 def remove(name: str) -> Entry:

@@ -10,6 +10,11 @@ checkpoint) and 512 epsilon (2.x-base). ``model_files`` reports "sd2-v" when the
 marker A1111/ComfyUI write; a plain "sd2" gets the 768 v-prediction config too, as diffusers itself assumes
 (its default SD 2 config is stabilityai/stable-diffusion-2-1). ``prediction_type="epsilon"`` (loader option)
 picks the 512 epsilon config instead; ``"v"`` also serves v-prediction fine-tunes of SD 1.x and SDXL.
+
+Where the loader is not told, the prediction type is remembered (``remembered_prediction_type``): the one
+stored with the file's library entry (``desktop-app models add FILE --prediction-type epsilon``), else the
+AUTOMATIC1111 convention users already follow, a ``FILE.yaml`` beside the checkpoint whose
+``model.params.parameterization`` is ``"v"`` (no parameterization there means epsilon).
 """
 
 from __future__ import annotations
@@ -55,6 +60,43 @@ def normalize_prediction_type(value: str | None) -> str | None:
         raise ModelError(f"Unknown prediction type {value!r}: use v or epsilon.") from None
 
 
+def sidecar_prediction_type(path: Path) -> str | None:
+    """The prediction type an A1111-style ``<file>.yaml`` beside the checkpoint gives, or None without one."""
+    sidecar = next((p for p in (path.with_suffix(".yaml"), path.with_suffix(".yml")) if p.is_file()), None)
+    if sidecar is None:
+        return None
+    import yaml
+
+    try:
+        config = yaml.safe_load(sidecar.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        problem = " ".join(str(exc).split())[:160]
+        raise ModelError(f"The config {sidecar.name} beside {path.name} cannot be read ({problem}). Fix or "
+                         "remove it: it tells the app whether the checkpoint predicts v or noise.") from None
+    model = config.get("model") if isinstance(config, dict) else None
+    params = model.get("params") if isinstance(model, dict) else None
+    value = params.get("parameterization", "eps") if isinstance(params, dict) else "eps"
+    try:
+        return normalize_prediction_type(str(value))
+    except ModelError:
+        raise ModelError(f"{sidecar.name} beside {path.name} gives parameterization {value!r}; the app knows "
+                         "v and eps.") from None
+
+
+def remembered_prediction_type(path: Path) -> tuple[str | None, str]:
+    """(prediction type, where it came from) for a checkpoint the loader was not told about: its library
+    entry's, else its A1111-style .yaml's; (None, "") when neither says."""
+    from ..model_library import stored_prediction_type
+
+    stored = stored_prediction_type(path)
+    if stored:
+        return normalize_prediction_type(stored), "the model library"
+    sidecar = sidecar_prediction_type(path)
+    if sidecar:
+        return sidecar, f"{path.stem}.yaml"
+    return None, ""
+
+
 def detect_family(path: Path) -> str:
     """The family from the tensors; raises ModelError (from model_files) for unsafe or damaged files."""
     from .. import model_files
@@ -77,8 +119,10 @@ def file_defaults(path: str | Path) -> dict:
     cannot be read (the loader reports that properly later). Torch-free."""
     from .model_folder import defaults, read_index
 
+    path = Path(path).expanduser()
     try:
-        return defaults(read_index(bundled_config(choose_config(detect_family(Path(path).expanduser()), None))))
+        remembered, _ = remembered_prediction_type(path)
+        return defaults(read_index(bundled_config(choose_config(detect_family(path), remembered))))
     except ModelError:
         return {}
 
@@ -97,6 +141,8 @@ def load_single_file(path: str | Path, dtype: torch.dtype, *, prediction_type: s
 
     path = Path(path).expanduser()
     prediction_type = normalize_prediction_type(prediction_type)
+    if prediction_type is None:
+        prediction_type, _ = remembered_prediction_type(path)
     # 1. what the file is (content, not name): refuses pickles, zips, truncated files, LFS pointers
     detected = detect_family(path)
     family = family or choose_config(detected, prediction_type)

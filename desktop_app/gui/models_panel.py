@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QMainWindow,
+    QMessageBox,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
@@ -42,6 +43,21 @@ def choose_folder(parent: QWidget) -> str:
     return QFileDialog.getExistingDirectory(parent, "Add a diffusers model, or another tool's model folder")
 
 
+def ask_sd2_prediction_type(parent: QWidget, file_name: str) -> str | None:
+    """Ask which SD 2.x flavour a checkpoint is: "v" (768, v-prediction), "epsilon" (512 base), None: cancel."""
+    box = QMessageBox(QMessageBox.Icon.Question, "Stable Diffusion 2.x checkpoint",
+                      f"{file_name} is a Stable Diffusion 2.x checkpoint. Its tensors cannot tell which kind:",
+                      QMessageBox.StandardButton.Cancel, parent)
+    box.setInformativeText("768 × 768 models (SD 2.0-v, 2.1 and most fine-tunes) predict v; the 512 × 512 base "
+                           "models predict noise (epsilon). A wrong choice gives noise or grey images; you can "
+                           "remove the model and add it again.")
+    v = box.addButton("768, v-prediction", QMessageBox.ButtonRole.AcceptRole)
+    eps = box.addButton("512 base, epsilon", QMessageBox.ButtonRole.AcceptRole)
+    box.setDefaultButton(v)
+    box.exec()
+    return {v: "v", eps: "epsilon"}.get(box.clickedButton())
+
+
 class ModelsPanel(QWidget):
     use_requested = Signal(str)  # the path (or "default") of the model to generate with
     changed = Signal()
@@ -49,6 +65,7 @@ class ModelsPanel(QWidget):
     # replaceable in tests: no native dialogs there
     file_dialog = staticmethod(choose_file)
     folder_dialog = staticmethod(choose_folder)
+    prediction_dialog = staticmethod(ask_sd2_prediction_type)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -113,8 +130,7 @@ class ModelsPanel(QWidget):
             self._folders = set()
         self.table.setRowCount(len(entries))
         for row, entry in enumerate(entries):
-            family = entry.family if entry.family != "unknown" else "—"
-            cells = (entry.name, entry.kind, family, format_size(entry.size), entry.source)
+            cells = (entry.name, entry.kind, entry.family_cell, format_size(entry.size), entry.source)
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setData(ENTRY_ROLE, entry)
@@ -170,7 +186,10 @@ class ModelsPanel(QWidget):
                 self.show_info(f"Added the {scan.layout} folder {target.name}: {len(scan.entries)} "
                                f"model file(s){note}")
             else:
-                entry = model_library.add(target)
+                prediction_type = self._sd2_prediction_type(target)
+                if prediction_type == "":
+                    return  # the user cancelled
+                entry = model_library.add(target, prediction_type=prediction_type)
                 self.show_info(f"Added {entry.name}: {entry.details}")
         except ModelError as exc:
             self.show_error(str(exc))
@@ -180,6 +199,18 @@ class ModelsPanel(QWidget):
             return
         self.refresh()
         self.changed.emit()
+
+    def _sd2_prediction_type(self, target) -> str | None:
+        """For an SD 2.x file that does not say what it predicts (no v_pred key, no .yaml beside it), the
+        user's answer; "" when they cancel; None for every other file."""
+        from desktop_app import model_files
+        from desktop_app.engine.single_file import sidecar_prediction_type
+
+        if not target.is_file() or model_files.inspect(target).family != "sd2":
+            return None
+        if sidecar_prediction_type(target) is not None:
+            return None
+        return self.prediction_dialog(self, target.name) or ""
 
     def open_download(self) -> None:
         from .download_dialog import DownloadDialog

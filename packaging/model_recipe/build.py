@@ -72,6 +72,9 @@ def main(argv=None) -> int:
                         help="UNet learning rate (at the start of the stretch)")
     parser.add_argument("--unet-lr-final", type=float, default=None,
                         help="anneal the UNet learning rate to this along a cosine over the stretch")
+    parser.add_argument("--sr-lr", type=float, default=5e-4, help="upscaler learning rate (start of the stretch)")
+    parser.add_argument("--sr-lr-final", type=float, default=None,
+                        help="anneal the upscaler learning rate to this along a cosine over the stretch")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--tiny", action="store_true", help="a handful of images, a few steps (for CI)")
     args = parser.parse_args(argv)
@@ -97,7 +100,8 @@ def main(argv=None) -> int:
             train_unet.train(args.cache, args.minutes_unet, steps=steps["unet"], batch=4 if args.tiny else 64,
                              lr=args.unet_lr, lr_final=args.unet_lr_final)
         elif stage == "sr":
-            train_sr.train(args.cache, args.minutes_sr, steps=steps["sr"], batch=2 if args.tiny else 16)
+            train_sr.train(args.cache, args.minutes_sr, steps=steps["sr"], batch=2 if args.tiny else 16,
+                           lr=args.sr_lr, lr_final=args.sr_lr_final)
         elif stage == "evaluate":
             results = evaluate.run(args.cache, quick=args.tiny)
             results["sr"] = train_sr.bicubic_gain(args.cache)

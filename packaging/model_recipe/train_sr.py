@@ -33,7 +33,9 @@ def _pairs(cache: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 
 def train(cache: Path, minutes: float, steps: int | None = None, batch: int = 16, crop: int = 32,
-          lr: float = 5e-4) -> Path:
+          lr: float = 5e-4, lr_final: float | None = None) -> Path:
+    """Train for ``minutes`` (or ``steps``), resuming from the checkpoint and saving it every few minutes;
+    with ``lr_final`` the rate anneals along a cosine over the stretch (checkpoints.stretch_rate)."""
     lo, lo_vae, hi = _pairs(cache)
     ckpt_path = cache / "ckpt" / "sr.pt"
     log = checkpoints.Log(cache / "logs" / "sr.jsonl")
@@ -45,10 +47,16 @@ def train(cache: Path, minutes: float, steps: int | None = None, batch: int = 16
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         step, seconds = state["step"], state["seconds"]
+        print(f"sr: resumed at step {step} ({seconds / 60:.1f} min so far)")
     print(f"sr: {sum(p.numel() for p in model.parameters()) / 1e6:.3f}M parameters, {len(lo)} pairs")
     gen = torch.Generator().manual_seed(2000 + step)
-    start = time.time()
+    start, last_save = time.time(), time.time()
     target = steps or 10**9
+    first_step = step
+
+    def save(elapsed: float) -> None:
+        checkpoints.save(ckpt_path, model=model.state_dict(), opt=opt.state_dict(), step=step, seconds=elapsed)
+
     while step < target and (time.time() - start) < minutes * 60:
         idx = torch.randint(0, len(lo), (batch,), generator=gen)
         use_vae = (torch.rand(batch, generator=gen) < 0.5).view(-1, 1, 1, 1)
@@ -58,16 +66,23 @@ def train(cache: Path, minutes: float, steps: int | None = None, batch: int = 16
         x = src[:, :, ys:ys + crop, xs:xs + crop]
         y = hi[idx][:, :, ys * 4:(ys + crop) * 4, xs * 4:(xs + crop) * 4]
         loss = F.l1_loss(model(x), y)
+        done = ((step - first_step) / steps) if steps else (time.time() - start) / (minutes * 60)
+        rate = checkpoints.stretch_rate(lr, lr_final, done)
+        for group in opt.param_groups:
+            group["lr"] = rate
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         step += 1
         if step % 100 == 0:
             elapsed = seconds + time.time() - start
-            log.write(step=step, loss=loss.item(), seconds=elapsed)
-            print(f"sr step {step} loss {loss.item():.4f} {elapsed / 60:.1f} min", flush=True)
+            log.write(step=step, loss=loss.item(), seconds=elapsed, lr=rate)
+            print(f"sr step {step} loss {loss.item():.4f} lr {rate:.2e} {elapsed / 60:.1f} min", flush=True)
+        if time.time() - last_save > 300:
+            save(seconds + time.time() - start)
+            last_save = time.time()
     seconds += time.time() - start
-    checkpoints.save(ckpt_path, model=model.state_dict(), opt=opt.state_dict(), step=step, seconds=seconds)
+    save(seconds)
     print(f"sr: saved at step {step}")
     return ckpt_path
 

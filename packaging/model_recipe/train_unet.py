@@ -9,7 +9,6 @@ block, not only through cross-attention.
 from __future__ import annotations
 
 import copy
-import math
 import time
 from pathlib import Path
 
@@ -87,11 +86,8 @@ def train(cache: Path, minutes: float, steps: int | None = None, batch: int = 64
         # min-SNR-gamma weighting for v-prediction: min(snr, gamma) / (snr + 1)
         weight = torch.clamp(snr[t], max=MIN_SNR_GAMMA) / (snr[t] + 1)
         loss = (F.mse_loss(pred, target_v, reduction="none").mean(dim=(1, 2, 3)) * weight).mean()
-        if lr_final is not None:
-            done = ((step - first_step) / steps) if steps else (time.time() - start) / (minutes * 60)
-            rate = lr_final + (lr - lr_final) * 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
-        else:
-            rate = lr
+        done = ((step - first_step) / steps) if steps else (time.time() - start) / (minutes * 60)
+        rate = checkpoints.stretch_rate(lr, lr_final, done)
         for group in opt.param_groups:
             group["lr"] = rate
         opt.zero_grad(set_to_none=True)

@@ -151,3 +151,17 @@ def test_a_lora_is_not_loaded_as_a_model(tmp_path):
                    torch.zeros(320, 4)}, lora)
     with pytest.raises(ModelError, match="style.safetensors is not a model checkpoint: .*LoRA"):
         load_model(str(lora), "cpu", torch.float32)
+
+
+def test_a_yaml_beside_the_checkpoint_sets_the_prediction_type(tiny_checkpoints, no_network, tmp_path):
+    """AUTOMATIC1111's convention (model.yaml beside model.safetensors) is honoured when loading."""
+    import shutil
+
+    tiny = tiny_checkpoints["sd1"]
+    copy = shutil.copy(tiny.checkpoint, tmp_path / "vpred-finetune.safetensors")
+    (tmp_path / "vpred-finetune.yaml").write_text("model:\n  params:\n    parameterization: v\n")
+    loaded = load_model(str(copy), "cpu", torch.float32, config_dir=tiny.config_dir)
+    assert loaded.pipe.scheduler.config.prediction_type == "v_prediction"
+    # told explicitly, the loader's argument wins over the file beside it
+    told = load_model(str(copy), "cpu", torch.float32, config_dir=tiny.config_dir, prediction_type="epsilon")
+    assert told.pipe.scheduler.config.prediction_type == "epsilon"

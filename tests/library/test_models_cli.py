@@ -235,3 +235,57 @@ def test_a_file_that_is_no_usable_model_is_refused(tmp_path):
     message = one_line_error(run_cli("models", "add", unet))
     assert "not a model this app can use" in message and "add the whole model folder" in message
     assert not model_library.library_path().exists()
+
+
+def test_a_remembered_prediction_type_picks_the_sd2_config(tmp_path):
+    """SD 2.x files cannot tell 768 v-prediction from the 512 epsilon base: the user says it once."""
+    from desktop_app.engine import single_file
+
+    base = write_safetensors(tmp_path / "sd2-base.safetensors", FAMILY_SHAPES["sd2"])
+    assert single_file.file_defaults(base)["width"] == 768  # diffusers' own default for SD 2: 768, v
+
+    proc = run_cli("models", "add", base, "--name", "SD2 base", "--prediction-type", "epsilon")
+    assert proc.returncode == 0, proc.stderr
+    assert "epsilon" in proc.stdout
+    entry = {e["name"]: e for e in listed()}["SD2 base"]
+    assert entry["prediction_type"] == "epsilon"
+    assert "sd2 (epsilon)" in run_cli("models", "list").stdout
+    assert model_library.stored_prediction_type(base) == "epsilon"
+    assert single_file.remembered_prediction_type(base) == ("epsilon", "the model library")
+    assert single_file.file_defaults(base)["width"] == 512  # the 512 epsilon config now
+
+    bad = one_line_error(run_cli("models", "add", base, "--name", "x", "--prediction-type", "x0"))
+    assert "invalid choice: 'x0'" in bad
+    lora = write_safetensors(tmp_path / "style.safetensors", KOHYA_LORA)
+    refused = one_line_error(run_cli("models", "add", lora, "--prediction-type", "v"))
+    assert "applies to single-file checkpoints" in refused
+    assert [e["name"] for e in listed()] == ["default", "SD2 base"]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('model:\n  target: ldm.models.diffusion.ddpm.LatentDiffusion\n  params:\n    parameterization: "v"\n',
+     "v_prediction"),
+    ("model:\n  params:\n    linear_start: 0.00085\n", "epsilon"),  # no parameterization: the LDM default
+    ('model:\n  params:\n    parameterization: "eps"\n', "epsilon"),
+])
+def test_an_automatic1111_yaml_beside_the_file_gives_the_prediction_type(tmp_path, text, expected):
+    from desktop_app.engine import single_file
+
+    model = write_safetensors(tmp_path / "sd21.safetensors", FAMILY_SHAPES["sd2"])
+    assert single_file.remembered_prediction_type(model) == (None, "")
+    (tmp_path / "sd21.yaml").write_text(text)
+    assert single_file.remembered_prediction_type(model) == (expected, "sd21.yaml")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("model: [unclosed\n", "sd21.yaml beside sd21.safetensors cannot be read"),
+    ('model:\n  params:\n    parameterization: "x0"\n', "gives parameterization 'x0'"),
+])
+def test_a_broken_yaml_beside_the_file_is_named(tmp_path, text, message):
+    from desktop_app.engine import single_file
+    from desktop_app.engine.errors import ModelError
+
+    model = write_safetensors(tmp_path / "sd21.safetensors", FAMILY_SHAPES["sd2"])
+    (tmp_path / "sd21.yaml").write_text(text)
+    with pytest.raises(ModelError, match=message):
+        single_file.remembered_prediction_type(model)

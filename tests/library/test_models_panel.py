@@ -17,9 +17,15 @@ from desktop_app.gui.models_panel import ModelsPanel
 
 @pytest.fixture
 def panel(qtbot, monkeypatch):
-    chosen = {"file": "", "folder": ""}
+    chosen = {"file": "", "folder": "", "prediction": "v", "asked": []}
+
+    def answer(parent, file_name):
+        chosen["asked"].append(file_name)
+        return chosen["prediction"]
+
     monkeypatch.setattr(ModelsPanel, "file_dialog", staticmethod(lambda parent: chosen["file"]))
     monkeypatch.setattr(ModelsPanel, "folder_dialog", staticmethod(lambda parent: chosen["folder"]))
+    monkeypatch.setattr(ModelsPanel, "prediction_dialog", staticmethod(answer))
     widget = ModelsPanel()
     widget.chosen = chosen
     qtbot.addWidget(widget)
@@ -37,7 +43,8 @@ def test_add_a_file_see_the_row_remove_it(qtbot, panel, tmp_path):
     model = write_safetensors(tmp_path / "photon.safetensors", FAMILY_SHAPES["sd2"])
     panel.chosen["file"] = str(model)
     qtbot.mouseClick(panel.add_file_button, Qt.MouseButton.LeftButton)
-    assert row_of(panel, "photon")[:3] == ["photon", "checkpoint", "sd2"]
+    assert panel.chosen["asked"] == ["photon.safetensors"]  # SD 2.x: which flavour is it?
+    assert row_of(panel, "photon")[:3] == ["photon", "checkpoint", "sd2 (v)"]
     assert row_of(panel, "photon")[4] == "added"
     assert "Stable Diffusion 2.x" in panel.message.text()
 
@@ -48,6 +55,29 @@ def test_add_a_file_see_the_row_remove_it(qtbot, panel, tmp_path):
     assert model.is_file()
     panel.select("default")
     assert not panel.remove_button.isEnabled()  # the embedded model stays
+
+
+def test_an_sd2_file_asks_its_prediction_type_unless_it_says(qtbot, panel, tmp_path):
+    base = write_safetensors(tmp_path / "sd2-base.safetensors", FAMILY_SHAPES["sd2"])
+    panel.chosen.update(file=str(base), prediction=None)  # Cancel: nothing is added
+    qtbot.mouseClick(panel.add_file_button, Qt.MouseButton.LeftButton)
+    assert panel.names() == ["default"] and not model_library.library_path().exists()
+
+    panel.chosen["prediction"] = "epsilon"
+    qtbot.mouseClick(panel.add_file_button, Qt.MouseButton.LeftButton)
+    assert row_of(panel, "sd2-base")[2] == "sd2 (epsilon)"
+    assert model_library.stored_prediction_type(base) == "epsilon"
+
+    # a file with the v_pred marker, or an A1111 .yaml beside it, says it itself: no question
+    marked = write_safetensors(tmp_path / "sd21-v.safetensors", FAMILY_SHAPES["sd2-v"])
+    beside = write_safetensors(tmp_path / "sd21.safetensors", FAMILY_SHAPES["sd2"])
+    (tmp_path / "sd21.yaml").write_text("model:\n  params:\n    parameterization: v\n")
+    sd1 = write_safetensors(tmp_path / "sd15.safetensors", FAMILY_SHAPES["sd1"])
+    for path in (marked, beside, sd1):
+        panel.chosen["file"] = str(path)
+        qtbot.mouseClick(panel.add_file_button, Qt.MouseButton.LeftButton)
+    assert panel.chosen["asked"] == ["sd2-base.safetensors", "sd2-base.safetensors"]
+    assert row_of(panel, "sd21-v")[2] == "sd2-v" and row_of(panel, "sd21")[2] == "sd2"
 
 
 @pytest.mark.parametrize("kind", ["pickle-renamed", "claims-more", "lfs-pointer", "empty"])
@@ -135,3 +165,21 @@ def test_a_download_shows_up_selected_and_removable(panel, tmp_path):
     assert panel.selected().name == "someone/turbo"
     assert row_of(panel, "someone/turbo")[4] == "downloaded"
     assert panel.remove_button.isEnabled() and "Downloaded someone/turbo" in panel.message.text()
+
+
+@pytest.mark.parametrize("button, expected", [("512 base, epsilon", "epsilon"), ("768, v-prediction", "v"),
+                                              ("Cancel", None)])
+def test_the_sd2_question_itself(qtbot, button, expected):
+    """The real dialog (not the fixture's stand-in): its buttons give the answers add_path expects."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QMessageBox, QPushButton
+
+    from desktop_app.gui.models_panel import ask_sd2_prediction_type
+
+    def click():
+        box = QApplication.activeModalWidget()
+        assert isinstance(box, QMessageBox) and "sd2.safetensors" in box.text()
+        next(b for b in box.findChildren(QPushButton) if b.text() == button).click()
+
+    QTimer.singleShot(50, click)
+    assert ask_sd2_prediction_type(None, "sd2.safetensors") == expected
