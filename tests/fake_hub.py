@@ -24,6 +24,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
+TINY_SD_REPO = "someone/tiny-sd"  # the repo id tests serve the tiny diffusers folder as
 
 
 def git_blob_sha1(data: bytes) -> str:

@@ -1,4 +1,4 @@
-"""GUI test setup: offscreen Qt, no worker thread left behind, a fake engine.
+"""GUI test setup: offscreen Qt, no worker thread left behind, a fake engine, windows to open, files to drop.
 
 User folders in tmp_path come from tests/conftest.py (its autouse ``user_home``).
 """
@@ -11,9 +11,13 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before any QApplication
 
 import threading
 import time
+import warnings
 
 import pytest
 from PIL import Image
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication
 
 from desktop_app.engine.events import Cancelled, Finished, Progress, StageStarted
 
@@ -81,3 +85,61 @@ class FakeEngine:
 def make_engine():
     """make_engine(delay=..., error=...) -> a FakeEngine (a fixture, so tests need not import conftest)."""
     return FakeEngine
+
+
+@pytest.fixture
+def open_window(qtbot):
+    """open_window(**MainWindow kwargs) -> a shown, active MainWindow (closed after the test).
+
+    The fixture keeps the windows alive until pytest-qt has closed them: qtbot holds only weak references,
+    and a window collected with its thread still running would take the process down.
+    """
+    from desktop_app.gui.main_window import MainWindow
+
+    windows = []
+
+    def open_(**kwargs):
+        window = MainWindow(**kwargs)
+        windows.append(window)
+        qtbot.addWidget(window)
+        window.show()
+        with qtbot.waitActive(window):  # window shortcuts (Ctrl+Enter, Esc) need the active window
+            window.activateWindow()
+        return window
+
+    yield open_
+    for window in windows:
+        window.close()
+
+
+@pytest.fixture
+def open_fake_window(open_window, make_engine):
+    """open_fake_window(engine=None, **MainWindow kwargs) -> open_window's window, running ``engine``
+    (a new FakeEngine when None) on every device."""
+
+    def open_(engine=None, **kwargs):
+        engine = engine or make_engine()
+        return open_window(engine_factory=lambda device: engine, **kwargs)
+
+    return open_
+
+
+@pytest.fixture
+def drop():
+    """drop(widget, path) -> whether the widget accepted the drag of that file; the file is then dropped."""
+
+    def drop_(window, path) -> bool:
+        mime = QMimeData()
+        mime.setUrls([QUrl.fromLocalFile(str(path))])
+        with warnings.catch_warnings():  # PySide marks the QPoint constructor deprecated; it is the one there is
+            warnings.simplefilter("ignore", DeprecationWarning)
+            enter = QDragEnterEvent(window.rect().center(), Qt.DropAction.CopyAction, mime,
+                                    Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+        QApplication.sendEvent(window, enter)
+        accepted = enter.isAccepted()
+        event = QDropEvent(QPointF(window.rect().center()), Qt.DropAction.CopyAction, mime,
+                           Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+        QApplication.sendEvent(window, event)
+        return accepted
+
+    return drop_

@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
-from fake_hub import FakeHub
+from fake_hub import TINY_SD_REPO as REPO
 
 from desktop_app import model_library
 from desktop_app.gui.download_dialog import DownloadDialog
 
-REPO = "someone/tiny-sd"
-
 
 @pytest.fixture
-def hub(tiny_sd_dir, tmp_path, monkeypatch):
+def hub(tiny_sd_hub, monkeypatch):
     from huggingface_hub import constants
 
-    folder = tmp_path / "repo"
-    shutil.copytree(tiny_sd_dir, folder)
-    server = FakeHub(REPO, folder).start()
-    monkeypatch.setenv("DESKTOP_APP_DEFAULT_OFFLINE", "1")  # offline by the app's default, not the user's
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-    monkeypatch.setenv("HF_ENDPOINT", server.url)
     monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 512)  # many progress steps from a tiny repo
-    yield server
-    server.stop()
+    return tiny_sd_hub
 
 
 @pytest.fixture

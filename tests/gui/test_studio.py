@@ -5,53 +5,42 @@ from __future__ import annotations
 import errno
 import json
 import os
-import warnings
 from pathlib import Path
 
-import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
-from PySide6.QtGui import QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QApplication, QFileDialog
+from PySide6.QtWidgets import QFileDialog
 
 from desktop_app import paths, png_recipe
 from desktop_app.gui.gallery import GalleryPanel
-from desktop_app.gui.main_window import MainWindow
 
 
-@pytest.fixture
-def open_window(qtbot, make_engine):
-    windows = []
-
-    def open_(engine=None, **kwargs):
-        engine = engine or make_engine()
-        window = MainWindow(engine_factory=lambda device: engine, **kwargs)
-        windows.append(window)
-        qtbot.addWidget(window)
-        window.show()
-        with qtbot.waitActive(window):
-            window.activateWindow()
-        return window
-
-    yield open_
-    for window in windows:
-        window.close()
+def press_generate(window, *prompts: str) -> None:
+    """Generate once per prompt, without waiting: the first runs, the others queue behind it."""
+    for prompt in prompts:
+        window.form.prompt_edit.setPlainText(prompt)
+        window.generate_button.click()
 
 
 def run_once(qtbot, window, prompt="a red apple", timeout=10_000) -> str:
-    window.form.prompt_edit.setPlainText(prompt)
     with qtbot.waitSignal(window.run_ended, timeout=timeout) as blocker:
-        window.generate_button.click()
+        press_generate(window, prompt)
     return blocker.args[0]
+
+
+def record_run_ends(window) -> list[str]:
+    """The list that each run's end ("finished", "cancelled", ...) is appended to, in order."""
+    ended = []
+    window.run_ended.connect(ended.append)
+    return ended
 
 
 def outputs_folder() -> Path:
     return paths.home() / "outputs"
 
 
-def test_every_image_is_kept_with_its_recipe_and_listed(qtbot, open_window):
-    window = open_window()
+def test_every_image_is_kept_with_its_recipe_and_listed(qtbot, open_fake_window):
+    window = open_fake_window()
     window.form.batch_spin.setValue(2)
     window.form.random_check.setChecked(False)
     window.form.seed_spin.setValue(77)
@@ -68,7 +57,7 @@ def test_every_image_is_kept_with_its_recipe_and_listed(qtbot, open_window):
     assert "saved to" in window.statusBar().currentMessage()
 
 
-def test_a_full_disk_keeps_the_image_and_save_as_still_works(qtbot, open_window, monkeypatch, tmp_path):
+def test_a_full_disk_keeps_the_image_and_save_as_still_works(qtbot, open_fake_window, monkeypatch, tmp_path):
     real_write = png_recipe._write
 
     def full_disk_in_outputs(image, handle, info):
@@ -78,7 +67,7 @@ def test_a_full_disk_keeps_the_image_and_save_as_still_works(qtbot, open_window,
         real_write(image, handle, info)
 
     monkeypatch.setattr(png_recipe, "_write", full_disk_in_outputs)
-    window = open_window()
+    window = open_fake_window()
     assert run_once(qtbot, window) == "finished"
     assert window.message_area.isVisible()
     assert "No space left on device" in window.message_area.text.text()
@@ -94,27 +83,12 @@ def test_a_full_disk_keeps_the_image_and_save_as_still_works(qtbot, open_window,
     assert png_recipe.read_recipe(target)["request"]["prompt"] == "a red apple"
 
 
-def drop(window, path: Path) -> bool:
-    mime = QMimeData()
-    mime.setUrls([QUrl.fromLocalFile(str(path))])
-    with warnings.catch_warnings():  # PySide marks the QPoint constructor deprecated; it is the one there is
-        warnings.simplefilter("ignore", DeprecationWarning)
-        enter = QDragEnterEvent(window.rect().center(), Qt.DropAction.CopyAction, mime,
-                                Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
-    QApplication.sendEvent(window, enter)
-    accepted = enter.isAccepted()
-    event = QDropEvent(QPointF(window.rect().center()), Qt.DropAction.CopyAction, mime,
-                       Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
-    QApplication.sendEvent(window, event)
-    return accepted
-
-
-def test_dropping_our_png_fills_the_form(qtbot, open_window, tmp_path):
+def test_dropping_our_png_fills_the_form(qtbot, open_fake_window, drop, tmp_path):
     recipe = {"prompt": "a blue whale", "negative_prompt": "text", "width": 48, "height": 40, "steps": 7,
               "guidance_scale": 3.5, "sampler": "Euler a", "seed": 99, "batch_size": 3, "model": "default",
               "seeds": [99, 100, 101], "format": png_recipe.RECIPE_FORMAT}
     path = png_recipe.save_png(Image.new("RGB", (48, 40)), tmp_path / "whale.png", recipe, seed=100)
-    window = open_window()
+    window = open_fake_window()
     assert drop(window, path)
     form = window.form
     assert form.prompt_edit.toPlainText() == "a blue whale"
@@ -126,14 +100,14 @@ def test_dropping_our_png_fills_the_form(qtbot, open_window, tmp_path):
     assert "whale.png" in window.statusBar().currentMessage()
 
 
-def test_dropping_an_automatic1111_png_fills_the_form(qtbot, open_window, tmp_path):
+def test_dropping_an_automatic1111_png_fills_the_form(qtbot, open_fake_window, drop, tmp_path):
     info = PngInfo()
     info.add_text("parameters", "a castle on a hill\nNegative prompt: fog\nSteps: 30, Sampler: DPM++ 2M, "
                                 "Schedule type: Karras, CFG scale: 7, Seed: 31337, Size: 64x64, "
                                 "Model hash: 6ce0161689, Model: v1-5")
     path = tmp_path / "castle.png"
     Image.new("RGB", (8, 8)).save(path, pnginfo=info)
-    window = open_window()
+    window = open_fake_window()
     drop(window, path)
     form = window.form
     assert form.prompt_edit.toPlainText() == "a castle on a hill"
@@ -143,10 +117,10 @@ def test_dropping_an_automatic1111_png_fills_the_form(qtbot, open_window, tmp_pa
     assert form.model() == "default", "an unknown model name leaves the model choice alone"
 
 
-def test_dropping_an_image_without_recipe_says_so(qtbot, open_window, tmp_path):
+def test_dropping_an_image_without_recipe_says_so(qtbot, open_fake_window, drop, tmp_path):
     path = tmp_path / "plain.png"
     Image.new("RGB", (8, 8)).save(path)
-    window = open_window()
+    window = open_fake_window()
     window.form.prompt_edit.setPlainText("unchanged")
     drop(window, path)
     assert window.message_area.isVisible() and "no recipe" in window.message_area.text.text()
@@ -156,15 +130,12 @@ def test_dropping_an_image_without_recipe_says_so(qtbot, open_window, tmp_path):
     assert not drop(window, text), "only image files are accepted"
 
 
-def test_the_queue_runs_every_job_and_cancel_stops_only_the_current(qtbot, open_window, make_engine):
+def test_the_queue_runs_every_job_and_cancel_stops_only_the_current(qtbot, open_fake_window, make_engine):
     engine = make_engine(delay=0.05)
-    window = open_window(engine=engine)
+    window = open_fake_window(engine=engine)
     window.form.steps_spin.setValue(40)
-    ended = []
-    window.run_ended.connect(ended.append)
-    for prompt in ("first", "second", "third", "fourth"):
-        window.form.prompt_edit.setPlainText(prompt)
-        window.generate_button.click()
+    ended = record_run_ends(window)
+    press_generate(window, "first", "second", "third", "fourth")
     assert window.is_running()
     assert [r.prompt for r in window.queued()] == ["second", "third", "fourth"]
     assert window.queue_panel.isVisible() and window.queue_panel.list.count() == 3
@@ -183,15 +154,12 @@ def test_the_queue_runs_every_job_and_cancel_stops_only_the_current(qtbot, open_
     assert not window.is_running() and not window.queue_panel.isVisible()
 
 
-def test_clear_empties_the_queue_and_the_current_job_finishes(qtbot, open_window, make_engine):
+def test_clear_empties_the_queue_and_the_current_job_finishes(qtbot, open_fake_window, make_engine):
     engine = make_engine(delay=0.02)
-    window = open_window(engine=engine)
+    window = open_fake_window(engine=engine)
     window.form.steps_spin.setValue(20)
-    ended = []
-    window.run_ended.connect(ended.append)
-    for prompt in ("one", "two", "three"):
-        window.form.prompt_edit.setPlainText(prompt)
-        window.generate_button.click()
+    ended = record_run_ends(window)
+    press_generate(window, "one", "two", "three")
     window.queue_panel.clear_button.click()
     assert window.queued() == []
     qtbot.waitUntil(lambda: ended == ["finished"], timeout=30_000)
@@ -199,27 +167,25 @@ def test_clear_empties_the_queue_and_the_current_job_finishes(qtbot, open_window
     assert engine.runs == 1
 
 
-def test_runs_times_batch_records_increasing_seeds(qtbot, open_window):
-    window = open_window()
+def test_runs_times_batch_records_increasing_seeds(qtbot, open_fake_window):
+    window = open_fake_window()
     window.form.random_check.setChecked(False)
     window.form.seed_spin.setValue(10)
     window.form.batch_spin.setValue(2)
     window.form.runs_spin.setValue(3)
-    ended = []
-    window.run_ended.connect(ended.append)
-    window.form.prompt_edit.setPlainText("seeds")
-    window.generate_button.click()
+    ended = record_run_ends(window)
+    press_generate(window, "seeds")
     qtbot.waitUntil(lambda: len(ended) == 3, timeout=30_000)
     assert sorted(e.seed for e in window.history.entries()) == [10, 11, 12, 13, 14, 15]
 
 
-def test_gallery_search_favourite_delete_missing_and_restart(qtbot, open_window, monkeypatch):
+def test_gallery_search_favourite_delete_missing_and_restart(qtbot, open_fake_window, monkeypatch):
     trashed = []
     monkeypatch.setattr(GalleryPanel, "trash", staticmethod(lambda path: trashed.append(path) or
                                                             path.unlink() is None))
     opened = []
     monkeypatch.setattr(GalleryPanel, "opener", staticmethod(opened.append))
-    window = open_window()
+    window = open_fake_window()
     for prompt in ("a red apple", "a green pear", "a red car"):
         assert run_once(qtbot, window, prompt) == "finished"
     gallery = window.gallery
@@ -248,16 +214,16 @@ def test_gallery_search_favourite_delete_missing_and_restart(qtbot, open_window,
     assert opened == [car.path.parent]
     window.close()
 
-    again = open_window()  # a restart: the same history, the favourite, the missing file still listed
+    again = open_fake_window()  # a restart: the same history, the favourite, the missing file still listed
     shown = again.gallery.entries_shown()
     assert [e.prompt for e in shown] == ["a red car", "a green pear"]
     assert shown[0].missing and shown[1].favourite
 
 
-def test_settings_persist_and_a_broken_file_is_reported_once(qtbot, open_window):
+def test_settings_persist_and_a_broken_file_is_reported_once(qtbot, open_fake_window):
     settings_file = paths.settings_path()
     settings_file.write_text("{ this is not json")
-    window = open_window()
+    window = open_fake_window()
     assert window.message_area.isVisible() and window.message_area.title.text() == "Settings were reset"
     assert list(settings_file.parent.glob("settings.json.broken-*"))
     window.form.steps_spin.setValue(9)
@@ -270,7 +236,7 @@ def test_settings_persist_and_a_broken_file_is_reported_once(qtbot, open_window)
     stored = json.loads(settings_file.read_text())
     assert stored["last_request"]["prompt"] == "remember me" and stored["theme"] == "light"
 
-    again = open_window()
+    again = open_fake_window()
     assert not again.message_area.isVisible(), "told once"
     assert again.form.prompt_edit.toPlainText() == "remember me"
     assert again.form.steps_spin.value() == 9 and again.form.runs_spin.value() == 2
@@ -278,8 +244,8 @@ def test_settings_persist_and_a_broken_file_is_reported_once(qtbot, open_window)
     again.set_theme("system")
 
 
-def test_shortcuts_show_in_tooltips(qtbot, open_window):
-    window = open_window()
+def test_shortcuts_show_in_tooltips(qtbot, open_fake_window):
+    window = open_fake_window()
     assert "Ctrl+Enter" in window.generate_button.toolTip()
     assert "Ctrl+S" in window.save_action.toolTip()
     assert "Ctrl+H" in window.gallery_action.toolTip()

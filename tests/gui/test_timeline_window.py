@@ -8,27 +8,6 @@ import pytest
 from PIL import Image
 from PySide6.QtWidgets import QFileDialog
 
-from desktop_app.gui.main_window import MainWindow
-
-
-@pytest.fixture
-def open_window(qtbot, make_engine):
-    windows = []
-
-    def open_(engine=None):
-        engine = engine or make_engine()
-        window = MainWindow(engine_factory=lambda device: engine)
-        windows.append(window)
-        qtbot.addWidget(window)
-        window.show()
-        with qtbot.waitActive(window):
-            window.activateWindow()
-        return window
-
-    yield open_
-    for window in windows:
-        window.close()
-
 
 def generate(qtbot, window, steps: int, prompt="a red apple"):
     window.form.prompt_edit.setPlainText(prompt)
@@ -53,8 +32,8 @@ def fake_shade(step: int, steps: int) -> tuple[int, int, int]:
     return value, 64, 255 - value
 
 
-def test_scrubbing_shows_the_earlier_frames_and_the_final_image_is_last(qtbot, open_window):
-    window = open_window()
+def test_scrubbing_shows_the_earlier_frames_and_the_final_image_is_last(qtbot, open_fake_window):
+    window = open_fake_window()
     bar = window.timeline_bar
     assert not bar.isVisible(), "no timeline before the first run"
     generate(qtbot, window, steps=5)
@@ -77,7 +56,7 @@ def test_scrubbing_shows_the_earlier_frames_and_the_final_image_is_last(qtbot, o
     assert bar.step_label.text() == "step 3 / 3 · final image"
 
 
-def test_only_steps_with_a_preview_become_frames(qtbot, open_window, make_engine):
+def test_only_steps_with_a_preview_become_frames(qtbot, open_fake_window, make_engine):
     class PacedEngine(make_engine):
         """Like a slow device under the preview pacer: only every second step carries a preview."""
 
@@ -89,15 +68,15 @@ def test_only_steps_with_a_preview_become_frames(qtbot, open_window, make_engine
 
             return super().run(request, paced, cancel)
 
-    window = open_window(PacedEngine())
+    window = open_fake_window(PacedEngine())
     generate(qtbot, window, steps=6)
     frames = window.timeline_bar.timeline.frames
     assert [f.step for f in frames] == [1, 3, 5, 6] and frames[-1].final
 
 
 @pytest.mark.parametrize("suffix", [".webp", ".gif"])
-def test_export_writes_an_animation_with_every_frame(qtbot, open_window, monkeypatch, tmp_path, suffix):
-    window = open_window()
+def test_export_writes_an_animation_with_every_frame(qtbot, open_fake_window, monkeypatch, tmp_path, suffix):
+    window = open_fake_window()
     generate(qtbot, window, steps=4)
     target = tmp_path / f"steps{suffix}"
     asked = []
@@ -119,8 +98,8 @@ def test_export_writes_an_animation_with_every_frame(qtbot, open_window, monkeyp
     assert str(target) in window.statusBar().currentMessage() and "5 frames" in window.statusBar().currentMessage()
 
 
-def test_export_to_a_bad_name_says_what_is_wrong(qtbot, open_window, monkeypatch, tmp_path):
-    window = open_window()
+def test_export_to_a_bad_name_says_what_is_wrong(qtbot, open_fake_window, monkeypatch, tmp_path):
+    window = open_fake_window()
     generate(qtbot, window, steps=2)
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a: (str(tmp_path / "steps.png"), ""))
     window.export_timeline_action.trigger()
@@ -133,9 +112,9 @@ def test_export_to_a_bad_name_says_what_is_wrong(qtbot, open_window, monkeypatch
     assert (tmp_path / "steps.gif").is_file(), "no extension: the chosen type's"
 
 
-def test_a_cancelled_run_keeps_its_frames_to_scrub(qtbot, open_window, make_engine):
+def test_a_cancelled_run_keeps_its_frames_to_scrub(qtbot, open_fake_window, make_engine):
     engine = make_engine(delay=0.05)
-    window = open_window(engine)
+    window = open_fake_window(engine)
     bar = window.timeline_bar
     window.form.prompt_edit.setPlainText("stop me")
     window.form.steps_spin.setValue(40)

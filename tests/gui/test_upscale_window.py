@@ -14,7 +14,6 @@ from PySide6.QtWidgets import QFileDialog
 
 from desktop_app.engine.errors import RequestError
 from desktop_app.engine.events import Cancelled, Finished, Progress, StageStarted
-from desktop_app.gui.main_window import MainWindow
 from desktop_app.gui.workers import UpscaleJob
 
 
@@ -45,24 +44,6 @@ class FakeUpscaler:
                   "output_size": list(big.size), "scale": 4.0, "tile": tile,
                   "upscaler": {"name": "default", "file": "model.safetensors", "sha256": "0123456789"}}
         return Finished(images=[big], seeds=[], recipe=recipe, timings={"total": time.perf_counter() - start})
-
-
-@pytest.fixture
-def open_window(qtbot):
-    windows = []
-
-    def open_(**kwargs):
-        window = MainWindow(**kwargs)
-        windows.append(window)
-        qtbot.addWidget(window)
-        window.show()
-        with qtbot.waitActive(window):
-            window.activateWindow()
-        return window
-
-    yield open_
-    for window in windows:
-        window.close()
 
 
 @pytest.fixture

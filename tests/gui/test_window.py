@@ -18,29 +18,6 @@ from desktop_app.gui.stage_strip import parse_tokens
 from desktop_app.gui.workers import live_threads
 
 
-@pytest.fixture
-def open_window(qtbot):
-    """open_window(**MainWindow kwargs) -> a shown, active MainWindow (closed after the test).
-
-    The fixture keeps the windows alive until pytest-qt has closed them: qtbot holds only weak references,
-    and a window collected with its thread still running would take the process down.
-    """
-    windows = []
-
-    def open_(**kwargs):
-        window = MainWindow(**kwargs)
-        windows.append(window)
-        qtbot.addWidget(window)
-        window.show()
-        with qtbot.waitActive(window):  # window shortcuts (Ctrl+Enter, Esc) need the active window
-            window.activateWindow()
-        return window
-
-    yield open_
-    for window in windows:
-        window.close()
-
-
 def press_generate(qtbot, window, prompt="a smiling cat face"):
     window.form.prompt_edit.setFocus()
     qtbot.keyClicks(window.form.prompt_edit, prompt)
