@@ -66,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "Lanczos), then re-draw detail with a short img2img pass")
     gen.add_argument("--hires-strength", type=float, default=0.5, metavar="S",
                      help="denoising strength of the hires pass, 0 to 1 (default 0.5)")
+    gen.add_argument("--refiner", metavar="NAME_OR_PATH",
+                     help="SDXL base models: an SDXL refiner (library name, diffusers folder or .safetensors "
+                          "file) that finishes the last part of the steps")
+    gen.add_argument("--refiner-switch", type=float, metavar="X",
+                     help="with --refiner: the share of the steps the base model runs, between 0 and 1 "
+                          "(default 0.8)")
     gen.add_argument("--no-preview", action="store_true", help="skip the per-step previews (not shown here)")
     gen.add_argument("--json", action="store_true", help="print one JSON object: files, seeds, timings, ...")
     from . import cli_studio  # --timeline (plain PIL)
@@ -241,6 +247,14 @@ def generate(args: argparse.Namespace) -> int:
     # 1. the request: options first, then what the model declares, then the request's own defaults
     args.model = resolve_model(args.model)  # "default", a library name, or a path
     check_folder(args.model)  # a missing model is reported before torch loads
+    refiner = {}
+    if args.refiner is not None:
+        refiner["refiner"] = resolve_model(args.refiner)
+        check_folder(refiner["refiner"])
+    if args.refiner_switch is not None:
+        if args.refiner is None:
+            raise BadInput("--refiner-switch needs --refiner (the SDXL refiner that takes over at the switch)")
+        refiner["refiner_switch"] = args.refiner_switch
     from .engine.few_step import few_step_defaults
 
     # a few-step model (Turbo, LCM) or an LCM-LoRA: its published steps, guidance and sampler
@@ -263,7 +277,7 @@ def generate(args: argparse.Namespace) -> int:
                                 batch_size=args.batch, model=args.model, upscale=upscale,
                                 hires_scale=args.hires_scale, hires_strength=args.hires_strength,
                                 preview=bool(args.timeline), loras=cli_lora.loras_from_args(args),
-                                **values)
+                                **refiner, **values)
     targets = output_paths(args.out, [(seed + k) % (MAX_SEED + 1) for k in range(request.batch_size)],
                            request.prompt)
     for folder in {target.parent for target in targets}:

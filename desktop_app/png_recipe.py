@@ -30,7 +30,8 @@ TEMP_PREFIX = ".saving-"  # temporary files start with this; the start-up check 
 DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 XMP_KEY = "XML:com.adobe.xmp"
 REQUEST_FIELDS = ("prompt", "negative_prompt", "width", "height", "steps", "guidance_scale", "sampler",
-                  "seed", "batch_size", "model", "loras", "upscale", "preview")
+                  "seed", "batch_size", "model", "loras", "upscale", "hires_scale", "hires_strength", "refiner",
+                  "refiner_switch", "preview")
 _LORA_TAG = re.compile(r"<lora:([^:>]+)(?::([-+]?[0-9]*\.?[0-9]+))?>")
 # AUTOMATIC1111's own key-value pattern (modules/infotext_utils.py): values may be quoted and hold commas
 _PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
@@ -68,6 +69,10 @@ def parameters_text(recipe: dict, seed: int | None = None) -> str:
         name = upscaler.get("name") if isinstance(upscaler, dict) else upscaler
         fields += [f"Denoising strength: {hires.get('strength')}", f"Hires upscale: {hires.get('scale')}",
                    f"Hires upscaler: {name}"]
+    refiner = recipe.get("refiner_model")
+    if isinstance(refiner, dict):  # AUTOMATIC1111 writes "Refiner: NAME [HASH], Refiner switch at: 0.8"
+        name = f"{refiner.get('name')} [{refiner['hash']}]" if refiner.get("hash") else refiner.get("name")
+        fields += [f"Refiner: {name}", f"Refiner switch at: {refiner.get('switch')}"]
     loras = [_lora_pair(lora) for lora in recipe.get("loras") or ()]
     hashes = recipe.get("lora_hashes") or {}
     if loras and hashes:
@@ -227,7 +232,7 @@ def request_fields(recipe: dict) -> dict:
 
 def _info(recipe: dict) -> dict:
     keys = ("model_hash", "model_name", "family", "device", "dtype", "app_version", "seeds", "output_size",
-            "lora_hashes", "format", "timings")
+            "lora_hashes", "refiner_model", "format", "timings")
     return {key: recipe[key] for key in keys if key in recipe}
 
 
@@ -271,7 +276,10 @@ def parse_parameters(text: str) -> dict:
         if info.get("Schedule type", "").lower() == "karras" and not sampler.endswith("Karras"):
             sampler = f"{sampler} Karras"
         request["sampler"] = sampler
+    if info.get("Refiner"):  # the name (and hash) go to info, as the model's do; the switch to the request
+        _take(request, "refiner_switch", info.get("Refiner switch at"), float)
     extra = {"model_hash": info.get("Model hash"), "model_name": info.get("Model"),
+             "refiner_name": re.sub(r"\s*\[[0-9a-fA-F]+\]$", "", info.get("Refiner", "")),
              "app_version": info.get("Version")}
     extra = {key: value for key, value in extra.items() if value}
     extra["fields"] = info
@@ -312,6 +320,9 @@ def describe(found: dict) -> str:
             lines.append(f"{label}: {request[key]}")
     for lora in request.get("loras") or ():
         lines.append(f"LoRA: {lora['name']} (weight {lora['weight']:g})")
+    refiner = request.get("refiner") or info.get("refiner_name")
+    if refiner:
+        lines.append(f"Refiner: {refiner} (switch at {request.get('refiner_switch', 0.8):g})")
     for key, label in (("model_name", "Model name"), ("model_hash", "Model hash"), ("device", "Device"),
                        ("dtype", "Dtype"), ("app_version", "Made by")):
         if info.get(key):

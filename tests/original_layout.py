@@ -16,6 +16,7 @@ SD1_TEXT_PREFIX = "cond_stage_model.transformer."
 SD2_TEXT_PREFIX = "cond_stage_model.model."
 XL_TEXT_PREFIX = "conditioner.embedders.0.transformer."
 XL_TEXT2_PREFIX = "conditioner.embedders.1.model."
+XL_REFINER_TEXT_PREFIX = "conditioner.embedders.0.model."  # the refiner has OpenCLIP bigG alone, first
 
 _UNET_RESNET = (("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("norm2", "out_layers.0"),
                 ("conv2", "out_layers.3"), ("time_emb_proj", "emb_layers.1"), ("conv_shortcut", "skip_connection"))
@@ -165,15 +166,19 @@ def open_clip_to_original(state: dict[str, torch.Tensor], prefix: str) -> dict[s
 
 
 def pipeline_to_original(pipe, family: str) -> dict[str, torch.Tensor]:
-    """A whole SD 1.x / 2.x / XL pipeline (family "sd1", "sd2", "sdxl") as one original-layout state dict."""
+    """A whole SD 1.x / 2.x / XL pipeline or an SDXL refiner (family "sd1", "sd2", "sdxl", "sdxl-refiner") as
+    one original-layout state dict."""
     state = unet_to_original(pipe.unet.state_dict(), pipe.unet.config)
     state.update(vae_to_original(pipe.vae.state_dict(), pipe.vae.config))
-    state.update(text_to_original(family, pipe.text_encoder.state_dict(),
-                                  pipe.text_encoder_2.state_dict() if family == "sdxl" else None))
+    text = pipe.text_encoder.state_dict() if getattr(pipe, "text_encoder", None) is not None else None
+    text_2 = pipe.text_encoder_2.state_dict() if family.startswith("sdxl") else None
+    state.update(text_to_original(family, text, text_2))
     return state
 
 
-def text_to_original(family: str, text: dict, text_2: dict | None = None) -> dict[str, torch.Tensor]:
+def text_to_original(family: str, text: dict | None, text_2: dict | None = None) -> dict[str, torch.Tensor]:
+    if family == "sdxl-refiner":
+        return open_clip_to_original(text_2, XL_REFINER_TEXT_PREFIX)
     if family == "sdxl":
         return {**clip_to_original(text, XL_TEXT_PREFIX), **open_clip_to_original(text_2, XL_TEXT2_PREFIX)}
     if family.startswith("sd2"):

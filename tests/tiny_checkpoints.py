@@ -1,15 +1,16 @@
-"""Tiny single-file checkpoints in the original layout for SD 1.x, SD 2.x and SDXL.
+"""Tiny single-file checkpoints in the original layout for SD 1.x, SD 2.x, SDXL and the SDXL refiner.
 
 Each is built as a tiny random diffusers pipeline with the family's real cross-attention width (768, 1024,
-2048 = 768 + 1280) but tiny blocks, then written as one ``.safetensors`` in the original key layout
-(tests/original_layout.py). Next to it, a config folder (the pipeline's configs and tokenizers, no weights)
-plays the part of the bundled resources/configs/<family>/ folder, which describes full-size models.
+2048 = 768 + 1280, the refiner's 1280) but tiny blocks, then written as one ``.safetensors`` in the original
+key layout (tests/original_layout.py). Next to it, a config folder (the pipeline's configs and tokenizers, no
+weights) plays the part of the bundled resources/configs/<family>/ folder, which describes full-size models.
 """
 
 from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
+from types import SimpleNamespace
 from pathlib import Path
 
 import torch
@@ -17,6 +18,7 @@ from original_layout import pipeline_to_original
 from tiny_models import _vae, tiny_clip_tokenizer
 
 FAMILIES = ("sd1", "sd2", "sdxl")
+REFINER = "sdxl-refiner"
 
 
 @dataclass
@@ -43,24 +45,38 @@ def _unet(family: str):
 
     common = dict(sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(8, 16),
                   attention_head_dim=4, norm_num_groups=4)
-    if family == "sdxl":
+    if family in ("sdxl", REFINER):
+        # the refiner reads OpenCLIP alone (1280) and 5 time ids (sizes, crop, aesthetic score) instead of 6
+        refiner = family == REFINER
         return UNet2DConditionModel(
             **common, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=2048,
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=1280 if refiner else 2048,
             use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=8,
-            projection_class_embeddings_input_dim=32 + 6 * 8)
+            projection_class_embeddings_input_dim=32 + (5 if refiner else 6) * 8)
     return UNet2DConditionModel(
         **common, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
         cross_attention_dim=768 if family == "sd1" else 1024, use_linear_projection=family == "sd2")
 
 
-def build_tiny_pipeline(family: str, seed: int = 0):
+def build_tiny_pipeline(family: str, seed: int = 0, base=None):
+    """A tiny random pipeline of ``family``. For the SDXL refiner, ``base`` (a tiny SDXL pipeline) lends its
+    VAE and text encoder 2, as the published refiner holds the same ones as its base."""
     from diffusers import (DDIMScheduler, EulerDiscreteScheduler, StableDiffusionPipeline,
-                           StableDiffusionXLPipeline)
+                           StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline)
 
     torch.manual_seed(seed)
     schedule = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1)
+    if family == REFINER:
+        if base is None:
+            tokenizer_2 = tiny_clip_tokenizer()
+            tokenizer_2.pad_token = "!"
+            base = SimpleNamespace(vae=_vae(), tokenizer_2=tokenizer_2,
+                                   text_encoder_2=_text_encoder(tokenizer_2, 1280, 20, "gelu", projection=32))
+        return StableDiffusionXLImg2ImgPipeline(
+            vae=base.vae, text_encoder=None, tokenizer=None, text_encoder_2=base.text_encoder_2,
+            tokenizer_2=base.tokenizer_2, unet=_unet(family), scheduler=EulerDiscreteScheduler(**schedule),
+            requires_aesthetics_score=True, force_zeros_for_empty_prompt=False)
     tokenizer = tiny_clip_tokenizer()
     if family == "sdxl":
         tokenizer_2 = tiny_clip_tokenizer()
@@ -98,8 +114,8 @@ def write_config_dir(pipe, out: Path) -> Path:
     return out
 
 
-def build_tiny_checkpoint(family: str, root: Path, seed: int = 0) -> TinyCheckpoint:
-    pipe = build_tiny_pipeline(family, seed)
+def build_tiny_checkpoint(family: str, root: Path, seed: int = 0, base=None) -> TinyCheckpoint:
+    pipe = build_tiny_pipeline(family, seed, base)
     checkpoint = write_checkpoint(pipe, family, root / f"tiny-{family}.safetensors")
     config_dir = write_config_dir(pipe, root / f"tiny-{family}-config")
     return TinyCheckpoint(family, checkpoint, config_dir, pipe)

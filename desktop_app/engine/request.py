@@ -39,6 +39,8 @@ class GenerationRequest:
     upscale: str | None = None  # None: no upscale; a name or path of an upscaler model
     hires_scale: float | None = None  # None: no hires fix; else enlarge this much and refine by img2img
     hires_strength: float = 0.5  # the share of the schedule the hires img2img pass runs (0: enlarge only)
+    refiner: str | None = None  # None: no refiner; else an SDXL refiner (a name, folder or single file)
+    refiner_switch: float = 0.8  # the share of the schedule the SDXL base runs before the refiner takes over
     preview: bool = True
 
     def __post_init__(self) -> None:
@@ -73,6 +75,11 @@ class GenerationRequest:
                f"{self.hires_scale!r}")
         _check(_is_number(self.hires_strength) and 0 <= self.hires_strength <= 1, "hires_strength",
                f"must be a number from 0 to 1, got {self.hires_strength!r}")
+        _check(self.refiner is None or (isinstance(self.refiner, str) and self.refiner.strip() != ""),
+               "refiner", "must name an SDXL refiner model (a name, folder or file), or be empty for none")
+        _check(_is_number(self.refiner_switch) and 0 < self.refiner_switch < 1, "refiner_switch",
+               f"must be a number between 0 and 1 (the share of the steps the base model runs, e.g. 0.8), got "
+               f"{self.refiner_switch!r}")
         if self.hires_scale is not None:
             largest = round(max(self.width, self.height) * self.hires_scale)
             _check(largest <= MAX_HIRES_SIZE, "hires_scale",

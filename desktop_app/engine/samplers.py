@@ -60,8 +60,10 @@ def _import_scheduler(name: str, class_name: str):
 
     import diffusers
 
-    # torchsde's Brownian interval warns when float rounding puts a time a hair past its end: harmless
+    # torchsde's Brownian interval warns when float rounding puts a time a hair past its end (or, in a refiner's
+    # part of the schedule, before its start): harmless
     warnings.filterwarnings("ignore", message="Should have tb<=t1", category=UserWarning)
+    warnings.filterwarnings("ignore", message="Should have ta>=t0", category=UserWarning)
 
     try:
         return getattr(diffusers, class_name)

@@ -3,7 +3,8 @@
 diffusers' ``from_single_file`` fetches the model's diffusers configs and tokenizer from the hub unless it is
 given a local config folder (diffusers issues #7209, #8752, #7902): each family's folder ships in
 ``resources/configs/<family>/`` (model_index.json, scheduler/, unet/, vae/, text_encoder*/, tokenizer*/), so
-nothing is fetched. The family comes from the tensors (``model_files.inspect``), never from the file name.
+nothing is fetched. The family comes from the tensors (``model_files.inspect``), never from the file name. The
+SDXL refiner (``sdxl-refiner``) loads as a StableDiffusionXLImg2ImgPipeline, for refiner.py.
 
 SD 2.x comes in two flavours the tensors cannot tell apart: 768 v-prediction (SD 2.0-v/2.1, the usual SD 2
 checkpoint) and 512 epsilon (2.x-base). ``model_files`` reports "sd2-v" when the file carries the ``v_pred``
@@ -29,10 +30,12 @@ from .errors import ModelError
 if TYPE_CHECKING:  # torch-free at import: the command line reads file_defaults before torch loads
     import torch
 
-FAMILY_CONFIGS = {"sd1": "sd1", "sd2": "sd2", "sd2-v": "sd2-v", "sdxl": "sdxl"}
+FAMILY_CONFIGS = {"sd1": "sd1", "sd2": "sd2", "sd2-v": "sd2-v", "sdxl": "sdxl", "sdxl-refiner": "sdxl-refiner"}
 PREDICTION_TYPES = {"v": "v_prediction", "v_prediction": "v_prediction", "epsilon": "epsilon", "eps": "epsilon"}
 FAMILY_NAMES = {"sd1": "Stable Diffusion 1.x", "sd2": "Stable Diffusion 2.x (512, epsilon)",
-                "sd2-v": "Stable Diffusion 2.x (768, v-prediction)", "sdxl": "Stable Diffusion XL"}
+                "sd2-v": "Stable Diffusion 2.x (768, v-prediction)", "sdxl": "Stable Diffusion XL",
+                "sdxl-refiner": "the Stable Diffusion XL refiner"}
+PIPELINE_CLASSES = ("StableDiffusionPipeline", "StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline")
 
 
 def configs_dir() -> Path:
@@ -40,7 +43,7 @@ def configs_dir() -> Path:
 
 
 def bundled_config(family: str) -> Path:
-    """The bundled diffusers config folder for ``family`` ("sd1", "sd2", "sd2-v", "sdxl")."""
+    """The bundled diffusers config folder for ``family`` ("sd1", "sd2", "sd2-v", "sdxl", "sdxl-refiner")."""
     if family not in FAMILY_CONFIGS:
         supported = ", ".join(FAMILY_NAMES.values())
         raise ModelError(f"Single-file checkpoints of the {family!r} family are not supported; this app loads "
@@ -128,13 +131,16 @@ def file_defaults(path: str | Path) -> dict:
 
 
 def load_single_file(path: str | Path, dtype: torch.dtype, *, prediction_type: str | None = None,
-                     config_dir: str | Path | None = None, family: str | None = None):
+                     config_dir: str | Path | None = None, family: str | None = None,
+                     components: dict | None = None):
     """Load an original-layout .safetensors checkpoint; returns (pipeline, family, config folder).
 
     ``config_dir`` replaces the bundled config (tests use one that matches their tiny models); ``family``
-    overrides the detected family (the file is inspected all the same: that is the safety check).
+    overrides the detected family (the file is inspected all the same: that is the safety check);
+    ``components`` are modules to use instead of the file's (an SDXL refiner shares its base's VAE).
     """
-    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+    import diffusers
+    from diffusers import StableDiffusionPipeline
 
     from .loader import _dtype_kwargs, _quiet_loading
     from .model_folder import read_index
@@ -149,12 +155,12 @@ def load_single_file(path: str | Path, dtype: torch.dtype, *, prediction_type: s
     # 2. the config folder for that family
     folder = Path(config_dir) if config_dir is not None else bundled_config(family)
     index = read_index(folder)
-    pipeline_class = {"StableDiffusionPipeline": StableDiffusionPipeline,
-                      "StableDiffusionXLPipeline": StableDiffusionXLPipeline}.get(index.get("_class_name"))
-    if pipeline_class is None:
-        raise ModelError(f"{folder}/model_index.json names {index.get('_class_name')!r}; single files load as "
-                         "StableDiffusionPipeline or StableDiffusionXLPipeline.")
-    extra = {}
+    class_name = index.get("_class_name")
+    if class_name not in PIPELINE_CLASSES:
+        raise ModelError(f"{folder}/model_index.json names {class_name!r}; single files load as "
+                         f"{', '.join(PIPELINE_CLASSES)}.")
+    pipeline_class = getattr(diffusers, class_name)
+    extra = dict(components or {})
     if pipeline_class is StableDiffusionPipeline:
         extra.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     # 3. load: configs and tokenizers from the folder, weights from the file, nothing from the network
@@ -175,14 +181,15 @@ def load_single_file(path: str | Path, dtype: torch.dtype, *, prediction_type: s
 
 
 def load_checkpoint(name_or_path: str, device: torch.device, dtype: torch.dtype, *,
-                    prediction_type: str | None = None, config_dir: str | Path | None = None):
+                    prediction_type: str | None = None, config_dir: str | Path | None = None,
+                    components: dict | None = None):
     """The loader's single-file branch: a LoadedModel whose ``family`` is the detected one."""
     from .loader import LoadedModel, _damage_hint, _one_line
 
     path = Path(name_or_path).expanduser()
     try:
         pipe, family, folder = load_single_file(path, dtype, prediction_type=prediction_type,
-                                                config_dir=config_dir)
+                                                config_dir=config_dir, components=components)
     except ModelError:
         raise
     except (OSError, ValueError, KeyError, RuntimeError, TypeError, AttributeError) as exc:

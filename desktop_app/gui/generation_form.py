@@ -32,6 +32,7 @@ from desktop_app.engine.request import (
 
 from . import model_info
 from .lora_picker import LoraPicker
+from .refiner_choice import RefinerChoice
 
 BROWSE = "__browse__"
 UPSCALE_DEFAULT = "default"
@@ -51,6 +52,8 @@ FIELD_WIDGETS = {
     "upscale": ("Upscale", "upscaler_combo"),
     "hires_scale": ("Hires fix", "hires_spin"),
     "hires_strength": ("Hires strength", "hires_strength_spin"),
+    "refiner": ("Refiner", "refiner_choice"),
+    "refiner_switch": ("Refiner switch", "refiner_choice"),
 }
 
 
@@ -174,6 +177,8 @@ class GenerationForm(QWidget):
         image_form.addRow("Batch", batch_row)
         image_form.addRow("", upscale_row)
         image_form.addRow("Hires fix", hires_row)
+        self.refiner_choice = RefinerChoice()  # SDXL base models: a refiner finishes the last steps
+        image_form.addRow("Refiner", self.refiner_choice)
 
         # 3. sampling
         self.steps_spin = QSpinBox()
@@ -245,6 +250,8 @@ class GenerationForm(QWidget):
             upscale=self.upscaler() if self.upscale_check.isChecked() else None,
             hires_scale=self.hires_spin.value() if self.hires_spin.value() > 1 else None,
             hires_strength=round(self.hires_strength_spin.value(), 2),
+            refiner=self.refiner_choice.refiner(),
+            refiner_switch=self.refiner_choice.switch(),
             loras=self.lora_picker.choices(),
         )
 
@@ -259,7 +266,7 @@ class GenerationForm(QWidget):
         skipped = []
         model = values.get("model")
         if model:
-            if model == DEFAULT_MODEL or Path(str(model)).expanduser().is_dir():
+            if model == DEFAULT_MODEL or Path(str(model)).expanduser().exists():
                 self.select_model(str(model))  # first: a model's defaults must not overwrite the recipe
             else:
                 skipped.append("model")
@@ -302,6 +309,7 @@ class GenerationForm(QWidget):
         strength = values.get("hires_strength")
         if isinstance(strength, (int, float)) and 0 <= strength <= 1:
             self.hires_strength_spin.setValue(float(strength))
+        skipped += self.refiner_choice.apply(values)
         if "loras" in values and self.lora_picker.set_choices(values["loras"]):
             skipped.append("loras")  # a LoRA of the recipe that this machine does not have
         return skipped
@@ -429,6 +437,7 @@ class GenerationForm(QWidget):
         self.hires_strength_spin.setEnabled(hires_ok)
         if not hires_ok:
             self.hires_spin.setValue(1.0)
+        self.refiner_choice.set_model(model)
 
     # ---- pointing at a bad value -----------------------------------------------------------------
 

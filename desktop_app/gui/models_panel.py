@@ -264,6 +264,7 @@ class ModelsPanel(QWidget):
         form = getattr(window, "form", None)
         if form is not None:
             panel.use_requested.connect(form.select_model)
+            panel.changed.connect(form.refiner_choice.refresh)  # a refiner added or removed
         window.models_dock = dock
         window.models_action = action
         return panel

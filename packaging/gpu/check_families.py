@@ -1,7 +1,11 @@
 """Full-size SD 1.5 and SDXL with random weights on a CUDA GPU, in fp16 at their native sizes: speed, memory,
 preview overhead, and whether the fp16 path gives finite images. Nothing is downloaded.
 
-    python packaging/gpu/check_families.py [--families sd15,sdxl] [--steps 20] [--json OUT.json]
+    python packaging/gpu/check_families.py [--families sd15,sdxl,sdxl+refiner] [--steps 20] [--json OUT.json]
+
+``sdxl+refiner`` is the app's refiner flow: the SDXL base runs the first 80% of the steps and hands its latents
+to the SDXL refiner (resources/configs/sdxl-refiner/unet, sharing the base's VAE), which runs the rest; the
+peak memory is that of both UNets loaded together.
 
 Architectures come from resources/configs/<family>/{unet,vae,scheduler}/config.json (the configs the app
 bundles for offline single-file loading); where they are missing, from diffusers' defaults with the published
@@ -27,7 +31,10 @@ CONFIGS = ROOT / "resources" / "configs"
 FAMILIES = {  # name -> (config folder, native size, text width, pooled width or None)
     "sd15": ("sd1", 512, 768, None),
     "sdxl": ("sdxl", 1024, 2048, 1280),
+    "sdxl+refiner": ("sdxl", 1024, 2048, 1280),
 }
+REFINER_SWITCH = 0.8  # the share of the steps the base runs (the app's default)
+REFINER_TEXT = 1280  # the refiner reads OpenCLIP bigG alone: its states and its pooled vector are 1280 wide
 # the published linear latent->RGB factors (ANCHORS.md; rows: latent channels, columns: R, G, B)
 FACTORS = {
     "sd15": [[0.3512, 0.2297, 0.3227], [0.3250, 0.4974, 0.2350], [-0.2829, 0.1762, 0.2721],
@@ -35,6 +42,7 @@ FACTORS = {
     "sdxl": [[0.3651, 0.4232, 0.4341], [-0.2533, -0.0042, 0.1068], [0.1076, 0.1111, -0.0362],
              [-0.3165, -0.2492, -0.2188]],
 }
+FACTORS["sdxl+refiner"] = FACTORS["sdxl"]  # the refiner works in the base's latent space
 DEFAULT_UNET = {
     "sd15": {"cross_attention_dim": 768, "sample_size": 64},
     "sdxl": {"block_out_channels": [320, 640, 1280], "attention_head_dim": [5, 10, 20],
@@ -44,13 +52,22 @@ DEFAULT_UNET = {
              "addition_embed_type": "text_time", "addition_time_embed_dim": 256,
              "projection_class_embeddings_input_dim": 2816, "use_linear_projection": True},
 }
+DEFAULT_UNET["sdxl+refiner"] = DEFAULT_UNET["sdxl"]
+DEFAULT_REFINER_UNET = {
+    "block_out_channels": [384, 768, 1536, 1536], "attention_head_dim": [6, 12, 24, 24],
+    "transformer_layers_per_block": 4, "cross_attention_dim": 1280, "sample_size": 128,
+    "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+    "addition_embed_type": "text_time", "addition_time_embed_dim": 256,
+    "projection_class_embeddings_input_dim": 2560, "use_linear_projection": True}
 DEFAULT_VAE = {"block_out_channels": [128, 256, 512, 512], "latent_channels": 4, "layers_per_block": 2,
                "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--families", default="sd15,sdxl", help="comma-separated: " + ", ".join(FAMILIES))
+    parser.add_argument("--families", default="sd15,sdxl,sdxl+refiner",
+                        help="comma-separated: " + ", ".join(FAMILIES))
     parser.add_argument("--steps", type=int, default=20, help="denoising steps per run")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--dtype", default="float16", choices=("float16", "bfloat16", "float32"))
@@ -80,21 +97,31 @@ def read_configs(family: str, folder: Path, tiny: bool = False) -> dict:
             source = "diffusers defaults"
             configs[part] = {"unet": DEFAULT_UNET[family], "vae": DEFAULT_VAE,
                              "scheduler": {"_class_name": "EulerDiscreteScheduler"}}[part]
+    if family == "sdxl+refiner":
+        file = folder / "sdxl-refiner" / "unet" / "config.json"
+        configs["refiner_unet"] = (json.loads(file.read_text(encoding="utf-8")) if file.is_file()
+                                   else DEFAULT_REFINER_UNET)
     configs["source"] = source
     return shrink(configs) if tiny else configs
 
 
 def shrink(configs: dict) -> dict:
     """A tenth of the channels, one layer per block: the same code paths at a plumbing-check size."""
-    unet, vae = dict(configs["unet"]), dict(configs["vae"])
-    unet["block_out_channels"] = [max(32, c // 10 // 32 * 32) for c in unet.get("block_out_channels",
-                                                                                  [320, 640, 1280, 1280])]
-    unet["layers_per_block"] = 1
-    if isinstance(unet.get("transformer_layers_per_block"), list):
-        unet["transformer_layers_per_block"] = [1] * len(unet["transformer_layers_per_block"])
+    shrunk = dict(configs)
+    for name in ("unet", "refiner_unet"):
+        if name not in configs:
+            continue
+        unet = shrunk[name] = dict(configs[name])
+        unet["block_out_channels"] = [max(32, c // 10 // 32 * 32) for c in unet.get("block_out_channels",
+                                                                                      [320, 640, 1280, 1280])]
+        unet["layers_per_block"] = 1
+        depth = unet.get("transformer_layers_per_block")
+        if depth is not None:
+            unet["transformer_layers_per_block"] = [1] * len(depth) if isinstance(depth, list) else 1
+    vae = shrunk["vae"] = dict(configs["vae"])
     vae["block_out_channels"] = [32] * len(vae.get("block_out_channels", [128, 256, 512, 512]))
     vae["layers_per_block"] = 1
-    return {**configs, "unet": unet, "vae": vae}
+    return shrunk
 
 
 def build(family: str, configs: dict, device, dtype):
@@ -103,6 +130,7 @@ def build(family: str, configs: dict, device, dtype):
         AutoencoderKL,
         EulerDiscreteScheduler,
         StableDiffusionPipeline,
+        StableDiffusionXLImg2ImgPipeline,
         StableDiffusionXLPipeline,
         UNet2DConditionModel,
     )
@@ -110,21 +138,32 @@ def build(family: str, configs: dict, device, dtype):
     with torch.device(device):  # random init straight on the GPU: seconds, not minutes
         unet = UNet2DConditionModel.from_config(configs["unet"]).to(dtype).eval()
         vae = AutoencoderKL.from_config(configs["vae"]).to(dtype).eval()
+        refiner_unet = (UNet2DConditionModel.from_config(configs["refiner_unet"]).to(dtype).eval()
+                        if "refiner_unet" in configs else None)
     scheduler = EulerDiscreteScheduler.from_config(configs["scheduler"])
-    if family == "sdxl":
+    if family.startswith("sdxl"):
         pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=None, text_encoder_2=None, tokenizer=None,
                                          tokenizer_2=None, unet=unet, scheduler=scheduler)
     else:
         pipe = StableDiffusionPipeline(vae=vae, text_encoder=None, tokenizer=None, unet=unet, scheduler=scheduler,
                                        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
-    return pipe
+    refiner = None
+    if refiner_unet is not None:  # the refiner shares the base's VAE, as the app does
+        refiner = StableDiffusionXLImg2ImgPipeline(
+            vae=vae, text_encoder=None, text_encoder_2=None, tokenizer=None, tokenizer_2=None, unet=refiner_unet,
+            scheduler=EulerDiscreteScheduler.from_config(configs["scheduler"]), requires_aesthetics_score=True,
+            force_zeros_for_empty_prompt=False)
+        refiner.set_progress_bar_config(disable=True)
+    return pipe, refiner
 
 
-def prompt_kwargs(family: str, device, dtype, generator) -> dict:
+def prompt_kwargs(family: str, device, dtype, generator, width: int | None = None,
+                  pooled: int | None = None) -> dict:
     import torch
 
-    _, _, width, pooled = FAMILIES[family]
+    if width is None:
+        _, _, width, pooled = FAMILIES[family]
     embeds = torch.randn((1, 77, width), generator=generator, device=device, dtype=dtype)
     kwargs = {"prompt_embeds": embeds, "negative_prompt_embeds": torch.zeros_like(embeds)}
     if pooled:
@@ -150,18 +189,29 @@ def check_family(family: str, args) -> dict:
     if cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    pipe = build(family, configs, device, dtype)
+    pipe, refiner = build(family, configs, device, dtype)
     params = sum(p.numel() for p in pipe.unet.parameters()) + sum(p.numel() for p in pipe.vae.parameters())
+    if refiner is not None:
+        params += sum(p.numel() for p in refiner.unet.parameters())
     generator = torch.Generator(device).manual_seed(0)
     common = dict(prompt_kwargs(family, device, dtype, generator), width=size, height=size, guidance_scale=5.0,
                   generator=generator)
+    refiner_common = dict(prompt_kwargs(family, device, dtype, generator, REFINER_TEXT, REFINER_TEXT),
+                          guidance_scale=5.0, generator=generator)
 
     def run(steps, callback=None):
         sync(device)
         start = time.perf_counter()
         with torch.inference_mode():
-            latents = pipe(**common, num_inference_steps=steps, output_type="latent",
-                           callback_on_step_end=callback).images
+            if refiner is None:
+                latents = pipe(**common, num_inference_steps=steps, output_type="latent",
+                               callback_on_step_end=callback).images
+            else:  # the base to the switch, then the refiner from there, as the app runs them
+                latents = pipe(**common, num_inference_steps=steps, denoising_end=REFINER_SWITCH,
+                               output_type="latent", callback_on_step_end=callback).images
+                latents = refiner(**refiner_common, image=latents, num_inference_steps=steps,
+                                  denoising_start=REFINER_SWITCH, output_type="latent",
+                                  callback_on_step_end=callback).images
         sync(device)
         return latents, time.perf_counter() - start
 

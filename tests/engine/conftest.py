@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from tiny_checkpoints import REFINER, build_tiny_checkpoint, build_tiny_pipeline
 
 from desktop_app.engine.events import Cancelled, Progress, StageStarted
 from desktop_app.engine.request import GenerationRequest
@@ -68,3 +69,30 @@ def generate(engine):
         return engine.run(request, both, cancel or threading.Event()), recorder
 
     return run
+
+
+@pytest.fixture(scope="session")
+def tiny_xl(tmp_path_factory):
+    """A tiny SDXL base folder; a refiner folder holding the base's VAE and text encoder 2 (as refiner 1.0
+    does), the same refiner as an original-layout single file with its config folder, and a refiner with
+    weights of its own."""
+    root = tmp_path_factory.mktemp("refiner")
+    base = build_tiny_pipeline("sdxl")
+    base.save_pretrained(root / "tiny-sdxl")
+    tiny = build_tiny_checkpoint(REFINER, root / "single", base=base)
+    tiny.pipe.save_pretrained(root / "tiny-refiner")
+    build_tiny_pipeline(REFINER, seed=1).save_pretrained(root / "own-refiner")
+    return {"base": root / "tiny-sdxl", "refiner": root / "tiny-refiner", "own": root / "own-refiner",
+            "file": tiny.checkpoint, "config": tiny.config_dir}
+
+
+@pytest.fixture
+def xl_request(tiny_xl):
+    """xl_request(**changes) -> a small request on the tiny SDXL base with the tiny refiner."""
+
+    def make(**changes):
+        values = {"prompt": "a red cat", "width": 32, "height": 32, "steps": 5, "seed": 11, "sampler": "Euler",
+                  "model": str(tiny_xl["base"]), "refiner": str(tiny_xl["refiner"])}
+        return GenerationRequest(**(values | changes))
+
+    return make

@@ -15,8 +15,8 @@ from desktop_app import model_files
 from desktop_app.engine import single_file
 
 ROOT = Path(__file__).resolve().parents[2]
-BUNDLED = ("sd1", "sd2", "sd2-v", "sdxl")
-DIFFUSERS_TYPE = {"sd1": "v1", "sd2": "v2", "sd2-v": "v2", "sdxl": "xl_base"}
+BUNDLED = ("sd1", "sd2", "sd2-v", "sdxl", "sdxl-refiner")
+DIFFUSERS_TYPE = {"sd1": "v1", "sd2": "v2", "sd2-v": "v2", "sdxl": "xl_base", "sdxl-refiner": "xl_refiner"}
 # (original key, shape) pairs that the published checkpoints hold (v1-5-pruned, v2-1_512/768, sd_xl_base_1.0)
 LANDMARKS = {
     "sd1": {"model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": [320, 768],
@@ -39,6 +39,16 @@ LANDMARKS = {
              "conditioner.embedders.1.model.transformer.resblocks.31.attn.in_proj_weight": [3840, 1280],
              "conditioner.embedders.1.model.transformer.resblocks.9.mlp.c_proj.bias": [1280],
              "conditioner.embedders.1.model.text_projection": [1280, 1280]},
+    # sd_xl_refiner_1.0.safetensors
+    "sdxl-refiner": {"model.diffusion_model.label_emb.0.0.weight": [1536, 2560],
+                     "model.diffusion_model.input_blocks.4.1.transformer_blocks.3.attn2.to_k.weight": [768, 1280],
+                     "model.diffusion_model.input_blocks.8.1.transformer_blocks.3.attn2.to_v.weight": [1536, 1280],
+                     "model.diffusion_model.middle_block.1.transformer_blocks.3.ff.net.2.weight": [1536, 6144],
+                     "model.diffusion_model.input_blocks.1.0.in_layers.2.weight": [384, 384, 3, 3],
+                     "model.diffusion_model.output_blocks.11.0.skip_connection.weight": [384, 768, 1, 1],
+                     "conditioner.embedders.0.model.transformer.resblocks.31.attn.in_proj_weight": [3840, 1280],
+                     "conditioner.embedders.0.model.text_projection": [1280, 1280],
+                     "first_stage_model.decoder.mid.attn_1.q.weight": [512, 512, 1, 1]},
 }
 LANDMARKS["sd2-v"] = LANDMARKS["sd2"]
 
@@ -68,8 +78,9 @@ def _meta_components(folder: Path):
 def _original_layout(family: str, parts: dict) -> dict:
     state = unet_to_original(parts["unet"].state_dict(), parts["unet"].config)
     state.update(vae_to_original(parts["vae"].state_dict(), parts["vae"].config))
+    text = parts["text_encoder"].state_dict() if "text_encoder" in parts else None
     text_2 = parts["text_encoder_2"].state_dict() if "text_encoder_2" in parts else None
-    state.update(text_to_original(family, parts["text_encoder"].state_dict(), text_2))
+    state.update(text_to_original(family, text, text_2))
     return state
 
 
@@ -89,7 +100,7 @@ def test_bundled_config_is_complete_and_matches_the_original_layout(family):
             assert files & {"config.json", "scheduler_config.json", "vocab.json"}, f"{family}/{name} is empty"
             if name.startswith("tokenizer"):
                 assert {"vocab.json", "merges.txt", "tokenizer_config.json"} <= files
-    assert {"unet", "vae", "text_encoder"} <= set(parts)
+    assert {"unet", "vae", "text_encoder_2" if family == "sdxl-refiner" else "text_encoder"} <= set(parts)
     import diffusers
 
     scheduler_class = getattr(diffusers, index["scheduler"][1])
@@ -112,6 +123,35 @@ def test_bundled_config_is_complete_and_matches_the_original_layout(family):
         assert {k: list(v.shape) for k, v in converted.items()} == expected, name
 
 
+def test_refiner_unet_config_is_what_diffusers_derives_from_the_sgm_config():
+    """resources/configs/sdxl-refiner/unet is diffusers' own conversion of the UNet parameters in Stability
+    AI's configs/inference/sd_xl_refiner.yaml (see the README there), and has the refiner's 2.26 B parameters."""
+    from accelerate import init_empty_weights
+    from diffusers import UNet2DConditionModel
+    from diffusers.loaders.single_file_utils import create_unet_diffusers_config_from_ldm
+
+    sgm = {"adm_in_channels": 2560, "num_classes": "sequential", "in_channels": 4, "out_channels": 4,
+           "model_channels": 384, "attention_resolutions": [4, 2], "num_res_blocks": 2,
+           "channel_mult": [1, 2, 4, 4], "num_head_channels": 64, "use_linear_in_transformer": True,
+           "transformer_depth": 4, "context_dim": [1280, 1280, 1280, 1280], "legacy": False}
+    original = {"model": {"params": {"network_config": {"params": sgm},
+                                     "first_stage_config": {"params": {"ddconfig": {"ch_mult": [1, 2, 4, 4]}}}}}}
+    refiner_marker = {"conditioner.embedders.0.model.transformer.resblocks.9.mlp.c_proj.bias": None}  # 1024 px
+    derived = create_unet_diffusers_config_from_ldm(original, refiner_marker)
+    folder = single_file.bundled_config("sdxl-refiner")
+    bundled = json.loads((folder / "unet" / "config.json").read_text())
+    assert {key: bundled[key] for key in derived} == derived
+    with init_empty_weights():
+        unet = UNet2DConditionModel.from_config(bundled)
+    assert round(sum(p.numel() for p in unet.parameters()) / 1e9, 2) == 2.26
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["requires_aesthetics_score"] is True and index["force_zeros_for_empty_prompt"] is False
+    assert index["text_encoder"] == [None, None] and index["_class_name"] == "StableDiffusionXLImg2ImgPipeline"
+    sdxl = single_file.bundled_config("sdxl")
+    for shared in ("vae/config.json", "text_encoder_2/config.json", "scheduler/scheduler_config.json"):
+        assert (folder / shared).read_text() == (sdxl / shared).read_text(), shared
+
+
 def test_sd2_flavours_differ_only_where_published():
     sd2, sd2v = single_file.bundled_config("sd2"), single_file.bundled_config("sd2-v")
     read = lambda folder, name: json.loads((folder / name).read_text())  # noqa: E731
@@ -125,7 +165,7 @@ def test_sd2_flavours_differ_only_where_published():
 
 @pytest.mark.parametrize(("folder", "pad"), [("sd1/tokenizer", "<|endoftext|>"), ("sd2/tokenizer", "!"),
                                              ("sd2-v/tokenizer", "!"), ("sdxl/tokenizer", "<|endoftext|>"),
-                                             ("sdxl/tokenizer_2", "!")])
+                                             ("sdxl/tokenizer_2", "!"), ("sdxl-refiner/tokenizer_2", "!")])
 def test_derived_tokenizer_gives_openai_ids(folder, pad):
     from transformers import CLIPTokenizer
 

@@ -81,3 +81,14 @@ def test_hires_fix_in_half_precision(cuda_engine, make_request, tiny_sd_dir):
     image = np.asarray(result.images[0], dtype=np.float32)
     assert image.shape == (64, 64, 3) and np.isfinite(image).all()
     assert [type(e).__name__ for e in events].count("Progress") == 4 + 2
+
+
+@pytest.mark.parametrize("sampler", ["Euler", "DPM++ 2M Karras"])
+def test_sdxl_refiner_in_half_precision(cuda_engine, xl_request, sampler):
+    result, events = _run(cuda_engine, xl_request(sampler=sampler, steps=8))
+    assert cuda_engine.model.dtype in (torch.float16, torch.bfloat16)
+    assert cuda_engine._refiner[2].pipe.unet.dtype == cuda_engine.model.dtype
+    image = np.asarray(result.images[0], dtype=np.float32)
+    assert image.shape == (32, 32, 3) and np.isfinite(image).all()
+    steps = [e.step for e in events if type(e).__name__ == "Progress"]
+    assert steps == list(range(1, sum(result.recipe["refiner_model"]["steps"]) + 1))

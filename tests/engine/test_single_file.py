@@ -7,7 +7,7 @@ import socket
 import pytest
 import torch
 from original_layout import pipeline_to_original
-from tiny_checkpoints import FAMILIES, build_tiny_checkpoint
+from tiny_checkpoints import FAMILIES, REFINER, build_tiny_checkpoint
 
 from desktop_app.engine import single_file
 from desktop_app.engine.errors import ModelError
@@ -126,14 +126,14 @@ def test_prediction_type_override_reaches_the_scheduler(tiny_checkpoints, no_net
 
 def test_unsupported_family_and_bad_files_are_clear(tmp_path):
     with pytest.raises(ModelError, match="not supported"):
-        single_file.bundled_config("sdxl-refiner")
+        single_file.bundled_config("sd3")
     fake = tmp_path / "model.safetensors"
     fake.write_bytes(b"\x80\x04\x95" + b"\x00" * 64)  # a pickle named .safetensors
     with pytest.raises(ModelError):
         load_model(str(fake), "cpu", torch.float32)
 
 
-@pytest.mark.parametrize("family", ["sd1", "sd2", "sd2-v", "sdxl"])
+@pytest.mark.parametrize("family", ["sd1", "sd2", "sd2-v", "sdxl", REFINER])
 def test_bundled_config_folder_exists_for_each_family(family):
     folder = single_file.bundled_config(family)
     assert (folder / "model_index.json").is_file()
@@ -165,3 +165,40 @@ def test_a_yaml_beside_the_checkpoint_sets_the_prediction_type(tiny_checkpoints,
     # told explicitly, the loader's argument wins over the file beside it
     told = load_model(str(copy), "cpu", torch.float32, config_dir=tiny.config_dir, prediction_type="epsilon")
     assert told.pipe.scheduler.config.prediction_type == "epsilon"
+
+
+def test_a_tiny_refiner_file_loads_with_a_config_dir(tmp_path, no_network):
+    """An SDXL refiner in the original layout (OpenCLIP as conditioner.embedders.0, no CLIP-L) is recognised
+    by its tensors and loads as a StableDiffusionXLImg2ImgPipeline with the aesthetic-score conditioning."""
+    from diffusers import StableDiffusionXLImg2ImgPipeline
+    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_open_clip_checkpoint
+
+    tiny = build_tiny_checkpoint(REFINER, tmp_path)
+    original = pipeline_to_original(tiny.pipe, REFINER)
+    assert not any(k.startswith(("conditioner.embedders.1.", "conditioner.embedders.0.transformer."))
+                   for k in original)
+    assert single_file.detect_family(tiny.checkpoint) == REFINER
+    # the reverse mapping round-trips through diffusers' own converters
+    converted = convert_open_clip_checkpoint(tiny.pipe.text_encoder_2, original,
+                                             prefix="conditioner.embedders.0.model.")
+    expected = tiny.pipe.text_encoder_2.state_dict()
+    assert _strip_text_model(converted).keys() == _strip_text_model(expected).keys()
+    unet = convert_ldm_unet_checkpoint(original, tiny.pipe.unet.config)
+    assert all(torch.equal(unet[k], v) for k, v in tiny.pipe.unet.state_dict().items())
+
+    loaded = load_model(str(tiny.checkpoint), "cpu", torch.float32, config_dir=tiny.config_dir)
+    assert loaded.family == REFINER and isinstance(loaded.pipe, StableDiffusionXLImg2ImgPipeline)
+    assert loaded.pipe.text_encoder is None and loaded.pipe.config.requires_aesthetics_score
+    assert loaded.pipe.unet.config.cross_attention_dim == 1280
+    for name in ("unet", "vae", "text_encoder_2"):
+        got, want = getattr(loaded.pipe, name).state_dict(), getattr(tiny.pipe, name).state_dict()
+        got, want = _strip_text_model(got), _strip_text_model(want)
+        assert set(got) == set(want) and all(torch.equal(got[k], want[k]) for k in want), name
+    # it refines a latent as the source pipeline does
+    latents = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(2))
+    kwargs = dict(prompt="a red cat", image=latents, num_inference_steps=4, denoising_start=0.5,
+                  output_type="np")
+    tiny.pipe.set_progress_bar_config(disable=True)
+    image = loaded.pipe(**kwargs, generator=torch.Generator().manual_seed(3)).images
+    expected = tiny.pipe(**kwargs, generator=torch.Generator().manual_seed(3)).images
+    assert image.shape == (1, 32, 32, 3) and abs(image - expected).max() < 1e-4

@@ -35,6 +35,9 @@ def test_the_configs_are_the_native_architectures(script, capsys):
     sd15 = script.read_configs("sd15", script.CONFIGS)
     assert sd15["unet"]["block_out_channels"] == [320, 640, 1280, 1280]
     assert script.read_configs("sdxl", Path("/no/such/folder"))["source"] == "diffusers defaults"
+    refined = script.read_configs("sdxl+refiner", script.CONFIGS)
+    assert refined["refiner_unet"]["block_out_channels"] == [384, 768, 1536, 1536]
+    assert refined["unet"] == script.read_configs("sdxl", script.CONFIGS)["unet"]
 
 
 def test_the_whole_path_runs_tiny_on_the_cpu(script, tmp_path, capsys):
@@ -42,7 +45,7 @@ def test_the_whole_path_runs_tiny_on_the_cpu(script, tmp_path, capsys):
     code = script.main(["--tiny", "--device", "cpu", "--dtype", "float32", "--steps", "2", "--json", str(out)])
     assert code == 0
     results = json.loads(out.read_text())
-    assert [r["family"] for r in results] == ["sd15", "sdxl"]
+    assert [r["family"] for r in results] == ["sd15", "sdxl", "sdxl+refiner"]
     for result in results:
         assert result["it_per_s"] > 0 and result["fp16_decode_finite"] is True
         assert result["linear_preview_ms"] >= 0 and result["vae_preview_ms"] > 0
