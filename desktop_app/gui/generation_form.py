@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -55,6 +56,11 @@ FIELD_WIDGETS = {
     "refiner": ("Refiner", "refiner_choice"),
     "refiner_switch": ("Refiner switch", "refiner_choice"),
 }
+
+
+# the request's own defaults, for models that declare none (the command line falls back to them too)
+REQUEST_DEFAULTS = {f.name: f.default for f in fields(GenerationRequest)
+                    if f.name in ("steps", "guidance_scale", "sampler")}
 
 
 class SizeSpinBox(QSpinBox):
@@ -401,7 +407,8 @@ class GenerationForm(QWidget):
         if model != DEFAULT_MODEL:  # a Turbo or LCM model: its few steps, low guidance and sampler
             from desktop_app.engine.few_step import few_step_defaults
 
-            defaults = few_step_defaults(model) | defaults
+            # what the command line would use, not what the model chosen before declared
+            defaults = REQUEST_DEFAULTS | few_step_defaults(model) | defaults
         low = max(MIN_SIZE, int(limits.get("min_size", MIN_SIZE)))
         high = min(MAX_SIZE, int(limits.get("max_size", MAX_SIZE)))
         for spin in (self.width_spin, self.height_spin):
