@@ -74,7 +74,8 @@ to 256x256. It is not a photo model: it cannot draw photographs, people's likene
 - Sampler: DPM++ 2M (`DPMSolverMultistepScheduler`), 20 steps, guidance {results.get('guidance_default', 'n/a')} by default.
 - Upscaler: SRVGGNetCompact (the realesr-general-x4v3 architecture; spandrel loads it from the state dict),
   {train_sr.SR_CONFIG['num_feat']} features, {train_sr.SR_CONFIG['num_conv']} convolutions, 4x,
-  {sr_state.get('step', 0)} steps on Fluent art rendered at 256 px.
+  {sr_state.get('step', 0)} steps of batch 16 ({sr_state.get('seconds', 0) / 60:.0f} CPU minutes) on Fluent art
+  rendered at 256 px, from 64 px inputs half clean and half passed through the VAE.
 - Weights stored in fp16; they are upcast to float32 on the CPU.
 
 ## Training data
