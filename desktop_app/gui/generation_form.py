@@ -33,6 +33,7 @@ from desktop_app.engine.request import (
 
 from . import model_info
 from .lora_picker import LoraPicker
+from .path_combo import path_index
 from .refiner_choice import RefinerChoice
 
 BROWSE = "__browse__"
@@ -347,11 +348,7 @@ class GenerationForm(QWidget):
             index = 0
         else:
             path = str(Path(choice).expanduser())
-            index = self.upscaler_combo.findData(path)
-            if index < 0:
-                index = self.upscaler_combo.count() - 2  # before the separator and "Browse file…"
-                self.upscaler_combo.insertItem(index, Path(path).stem or path, path)
-                self.upscaler_combo.setItemData(index, path, Qt.ItemDataRole.ToolTipRole)
+            index = path_index(self.upscaler_combo, path, Path(path).stem)
             self.upscale_check.setEnabled(True)
         self.upscaler_combo.setCurrentIndex(index)
         self._last_upscaler_index = index
@@ -377,12 +374,7 @@ class GenerationForm(QWidget):
         if model == DEFAULT_MODEL:
             index = 0
         else:
-            path = str(Path(model).expanduser())
-            index = self.model_combo.findData(path)
-            if index < 0:
-                index = self.model_combo.count() - 2  # before the separator and "Browse folder…"
-                self.model_combo.insertItem(index, Path(path).name or path, path)
-                self.model_combo.setItemData(index, path, Qt.ItemDataRole.ToolTipRole)
+            index = path_index(self.model_combo, str(Path(model).expanduser()))
         self.model_combo.setCurrentIndex(index)
         self._last_model_index = index
         self._apply_model_defaults(self.model())

@@ -12,6 +12,8 @@ from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QFileDialog, QHBoxLayou
 from desktop_app import model_files
 from desktop_app.engine.errors import ModelError
 
+from .path_combo import path_index
+
 NONE_TEXT = "None"
 BROWSE = "\x00browse"
 REFINER_FAMILY = "sdxl-refiner"
@@ -119,11 +121,7 @@ class RefinerChoice(QWidget):
         path = str(Path(path).expanduser())
         if model_family(path) != REFINER_FAMILY:
             return False
-        index = self.combo.findData(path)
-        if index < 0:
-            index = self.combo.count() - 2  # before the separator and "Browse file…"
-            self.combo.insertItem(index, Path(path).stem or path, path)
-            self.combo.setItemData(index, path, Qt.ItemDataRole.ToolTipRole)
+        index = path_index(self.combo, path, Path(path).stem)
         self.combo.setCurrentIndex(index)
         self._last_index = index
         self.switch_spin.setEnabled(self.combo.isEnabled())
