@@ -61,6 +61,9 @@ class RefinerChoice(QWidget):
         self.combo.setToolTip("SDXL only: a refiner model finishes the last steps of the base model's image "
                               "(the two-stage SDXL setup). None: the base model draws alone")
         self.combo.activated.connect(self._on_activated)
+        # long file names must not widen the form beyond its dock
+        self.combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.combo.setMinimumContentsLength(6)
         self.switch_spin = QDoubleSpinBox()
         self.switch_spin.setObjectName("refiner_switch")
         self.switch_spin.setRange(0.05, 0.95)
@@ -71,7 +74,7 @@ class RefinerChoice(QWidget):
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.combo, 1)
-        layout.addWidget(QLabel("switch at"))
+        layout.addWidget(QLabel("at"))
         layout.addWidget(self.switch_spin)
         self._last_index = 0
         self.problem = ""  # the last refused file, as shown in a tooltip

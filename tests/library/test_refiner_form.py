@@ -102,3 +102,18 @@ def test_the_refiner_row_is_marked_for_a_refiner_error(form, files):
     assert widget.property("invalid") is True
     form.clear_marks()
     assert not form.refiner_choice.property("invalid")
+
+
+def test_a_long_refiner_name_does_not_widen_the_form(qtbot, files, tmp_path):
+    """The form sits in a narrow dock: a refiner file with a long name must not push it wider."""
+    before = GenerationForm()
+    qtbot.addWidget(before)
+    width = before.minimumSizeHint().width()
+    long_name = "juggernaut-xl-refiner-v9-rundiffusion-photo-realistic-2024-final-fp16-pruned"
+    refiner = write_safetensors(tmp_path / f"{long_name}.safetensors", FAMILY_SHAPES["sdxl-refiner"])
+    model_library.add(refiner)
+    after = GenerationForm()
+    qtbot.addWidget(after)
+    after.select_model(str(files["sdxl"]))
+    assert after.refiner_choice.set_refiner(str(refiner))
+    assert after.minimumSizeHint().width() <= width
