@@ -137,6 +137,10 @@ def _load_plain(folder: Path, index: dict, dtype: torch.dtype, components: dict 
     if "safety_checker" in index:
         # local generation, the user's own images: no NSFW filter, and no warning about it
         extra.update(safety_checker=None, requires_safety_checker=False)
+    if "unet" not in index:  # SD3, Flux (a transformer), video...: refused before gigabytes load
+        raise ModelError(f"{folder} holds a {index.get('_class_name', 'pipeline')} with no UNet; this app runs "
+                         "UNet text-to-image pipelines (Stable Diffusion 1.x, 2.x, XL and the embedded "
+                         "model) for now.")
     if not any(folder.glob("*/*.safetensors")):
         raise ModelError(f"{folder} has no .safetensors weights. Pickled weights (.bin, .ckpt) are not "
                          "loaded, because they can run code.")

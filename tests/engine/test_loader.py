@@ -91,6 +91,27 @@ def test_pickled_weights_are_not_loaded(tiny_sd_dir, tmp_path):
         load_model(str(copy), "cpu", torch.float32)
 
 
+@pytest.mark.parametrize("pipeline, network", [("StableDiffusion3Pipeline", "SD3Transformer2DModel"),
+                                               ("FluxPipeline", "FluxTransformer2DModel")])
+def test_a_transformer_pipeline_is_refused_before_its_weights_load(tmp_path, monkeypatch, pipeline, network):
+    """SD3 and Flux folders (no UNet) get a clear message, and not after loading gigabytes of weights."""
+    import diffusers
+
+    folder = tmp_path / "sd3-medium"
+    (folder / "transformer").mkdir(parents=True)
+    (folder / "transformer" / "diffusion_pytorch_model.safetensors").write_bytes(b"not read")
+    (folder / "model_index.json").write_text(json.dumps({
+        "_class_name": pipeline, "transformer": ["diffusers", network],
+        "vae": ["diffusers", "AutoencoderKL"], "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"]}))
+
+    def never(*args, **kwargs):
+        raise AssertionError("weights were loaded")
+
+    monkeypatch.setattr(diffusers.DiffusionPipeline, "from_pretrained", never)
+    with pytest.raises(ModelError, match=f"holds a {pipeline} with no UNet; this app runs UNet"):
+        load_model(str(folder), "cpu", torch.float32)
+
+
 def test_the_embedded_model_missing_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("DESKTOP_APP_RESOURCES", str(tmp_path))
     with pytest.raises(ModelError, match="embedded default model is missing"):
