@@ -171,9 +171,14 @@ def _checked_prediction_type(value: str, info: model_files.FileInfo) -> str:
 
 
 def stored_prediction_type(path) -> str:
-    """The prediction type stored with the library entry of the file at ``path`` ("" when none is)."""
+    """The prediction type stored with the library entry of the file at ``path`` ("" when none is, or when
+    the library cannot be read: a damaged library must not stop a file from loading by its path)."""
     resolved = str(Path(path).expanduser().resolve())
-    for entry in _stored_entries(_load()):
+    try:
+        data = _load()
+    except ModelError:
+        return ""
+    for entry in _stored_entries(data):
         if entry.path == resolved and entry.prediction_type:
             return entry.prediction_type
     return ""

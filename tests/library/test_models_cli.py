@@ -289,3 +289,14 @@ def test_a_broken_yaml_beside_the_file_is_named(tmp_path, text, message):
     (tmp_path / "sd21.yaml").write_text(text)
     with pytest.raises(ModelError, match=message):
         single_file.remembered_prediction_type(model)
+
+
+def test_a_damaged_library_does_not_stop_a_file_loading_by_path(tmp_path):
+    from desktop_app.engine import single_file
+
+    model = write_safetensors(tmp_path / "sd21.safetensors", FAMILY_SHAPES["sd2"])
+    model_library.library_path().parent.mkdir(parents=True, exist_ok=True)
+    model_library.library_path().write_text("{not json")
+    assert model_library.stored_prediction_type(model) == ""
+    assert single_file.remembered_prediction_type(model) == (None, "")
+    assert single_file.file_defaults(model)["width"] == 768
