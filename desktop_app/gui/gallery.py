@@ -17,11 +17,11 @@ from PySide6.QtWidgets import (
     QListView,
     QListWidget,
     QListWidgetItem,
-    QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
+from desktop_app.gui.buttons import action_button
 from desktop_app.history import Entry, History
 
 THUMB = 96
@@ -90,18 +90,14 @@ class GalleryPanel(QWidget):
         self.list.itemActivated.connect(self._on_activated)
         self.list.currentItemChanged.connect(lambda *_: self._update_buttons())
 
-        self.favourite_button = QPushButton("★ Favourite")
-        self.favourite_button.setToolTip("Mark or unmark as favourite (F)")
-        self.favourite_button.clicked.connect(self.toggle_favourite)
-        self.use_button = QPushButton("Use recipe")
-        self.use_button.setToolTip("Put this image's settings into the form (Enter)")
-        self.use_button.clicked.connect(self._use_recipe)
-        self.delete_button = QPushButton("Delete")
-        self.delete_button.setToolTip("Move the image to the trash and remove it from the history (Del)")
-        self.delete_button.clicked.connect(self.delete_selected)
-        self.folder_button = QPushButton("Open folder")
-        self.folder_button.setToolTip("Show the folder that holds the image")
-        self.folder_button.clicked.connect(self.open_selected_folder)
+        self.favourite_button = action_button("★ Favourite", "Mark or unmark as favourite (F)",
+                                              self.toggle_favourite)
+        self.use_button = action_button("Use recipe", "Put this image's settings into the form (Enter)",
+                                        self._use_recipe)
+        self.delete_button = action_button(
+            "Delete", "Move the image to the trash and remove it from the history (Del)", self.delete_selected)
+        self.folder_button = action_button("Open folder", "Show the folder that holds the image",
+                                           self.open_selected_folder)
         buttons = QHBoxLayout()
         for button in (self.favourite_button, self.use_button, self.delete_button, self.folder_button):
             buttons.addWidget(button)

@@ -16,7 +16,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMessageBox,
-    QPushButton,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -26,6 +25,7 @@ from PySide6.QtWidgets import (
 from desktop_app import model_library
 from desktop_app.cli_models import format_size
 from desktop_app.engine.errors import ModelError
+from desktop_app.gui.buttons import action_button
 from desktop_app.gui.side_dock import add_side_dock
 
 COLUMNS = ("Name", "Kind", "Family", "Size", "Source")
@@ -81,23 +81,18 @@ class ModelsPanel(QWidget):
         self.table.itemSelectionChanged.connect(self._update_buttons)
         self.table.itemDoubleClicked.connect(lambda _item: self.use_selected())
 
-        self.add_file_button = QPushButton("Add file…")
-        self.add_file_button.setToolTip("Register a .safetensors checkpoint, LoRA, embedding or upscaler "
-                                        "(the file stays where it is)")
-        self.add_file_button.clicked.connect(lambda: self.add_path(self.file_dialog(self)))
-        self.add_folder_button = QPushButton("Add folder…")
-        self.add_folder_button.setToolTip("A diffusers model folder, or the model folder of AUTOMATIC1111 or "
-                                          "ComfyUI (scanned, not copied)")
-        self.add_folder_button.clicked.connect(lambda: self.add_path(self.folder_dialog(self)))
-        self.download_button = QPushButton("Download…")
-        self.download_button.setToolTip("Download a diffusers model by Hugging Face repo id (needs a network)")
-        self.download_button.clicked.connect(self.open_download)
-        self.remove_button = QPushButton("Remove")
-        self.remove_button.setToolTip("Take the selected entry out of the library (the file is not deleted)")
-        self.remove_button.clicked.connect(self.remove_selected)
-        self.use_button = QPushButton("Use")
-        self.use_button.setToolTip("Generate with the selected model")
-        self.use_button.clicked.connect(self.use_selected)
+        self.add_file_button = action_button(
+            "Add file…", "Register a .safetensors checkpoint, LoRA, embedding or upscaler (the file stays "
+            "where it is)", lambda: self.add_path(self.file_dialog(self)))
+        self.add_folder_button = action_button(
+            "Add folder…", "A diffusers model folder, or the model folder of AUTOMATIC1111 or ComfyUI (scanned, "
+            "not copied)", lambda: self.add_path(self.folder_dialog(self)))
+        self.download_button = action_button(
+            "Download…", "Download a diffusers model by Hugging Face repo id (needs a network)",
+            self.open_download)
+        self.remove_button = action_button(
+            "Remove", "Take the selected entry out of the library (the file is not deleted)", self.remove_selected)
+        self.use_button = action_button("Use", "Generate with the selected model", self.use_selected)
         self.message = QLabel()
         self.message.setObjectName("models_message")
         self.message.setWordWrap(True)

@@ -7,7 +7,9 @@ cleared; the window hands the next one to the worker when a run ends, however it
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout
+from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QListWidget, QListWidgetItem, QVBoxLayout
+
+from .buttons import action_button
 
 
 class QueuePanel(QGroupBox):
@@ -20,12 +22,9 @@ class QueuePanel(QGroupBox):
         self.list = QListWidget()
         self.list.setObjectName("queue_list")
         self.list.setMaximumHeight(110)
-        self.remove_button = QPushButton("Remove")
-        self.remove_button.setToolTip("Remove the selected job from the queue (Del)")
-        self.remove_button.clicked.connect(self._remove)
-        self.clear_button = QPushButton("Clear")
-        self.clear_button.setToolTip("Remove every waiting job (the running one goes on)")
-        self.clear_button.clicked.connect(self.clear_requested)
+        self.remove_button = action_button("Remove", "Remove the selected job from the queue (Del)", self._remove)
+        self.clear_button = action_button("Clear", "Remove every waiting job (the running one goes on)",
+                                          self.clear_requested)
         buttons = QHBoxLayout()
         buttons.addWidget(self.remove_button)
         buttons.addWidget(self.clear_button)

@@ -39,6 +39,7 @@ from ..engine.errors import RequestError
 from ..training import dataset
 from .side_dock import add_side_dock
 from ..training.config import PRESETS, RARE_TOKENS, TrainConfig
+from .buttons import action_button
 from .images import pil_to_qimage
 from .loss_curve import LossCurve
 
@@ -89,9 +90,7 @@ class TrainingPanel(QWidget):
         form = QFormLayout()
         token_row = QHBoxLayout()
         self.token_edit = QLineEdit(RARE_TOKENS[0])
-        suggest = QPushButton("Suggest")
-        suggest.setToolTip("A rare word the model has no meaning for yet")
-        suggest.clicked.connect(self.suggest_token)
+        suggest = action_button("Suggest", "A rare word the model has no meaning for yet", self.suggest_token)
         token_row.addWidget(self.token_edit, 1)
         token_row.addWidget(suggest)
         form.addRow("Trigger word", token_row)
