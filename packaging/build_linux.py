@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from desktop_app.gui import system_libraries  # Qt-free: the xcb libraries the window needs
+
 ROOT = Path(__file__).resolve().parents[1]
 DIST = ROOT / "dist"
 WORK = ROOT / "build"
@@ -31,8 +33,9 @@ APP = "desktop-app"
 INSTALL_DIR = "/opt/desktop-app"
 SHOWN_MARK = "window shown at "  # desktop_app/gui/app.py prints it with DESKTOP_APP_EXIT_AFTER_SHOW=1
 # what the bundled Qt needs from the system (the xcb platform plugin; offscreen needs only the first five)
-DEB_DEPENDS = ("libc6 (>= 2.31), libegl1, libgl1, libxkbcommon0, libfontconfig1, libdbus-1-3, "
-               "libxkbcommon-x11-0, libxcb-cursor0, libxcb-icccm4, libxcb-keysyms1, libxcb-shape0")
+# (the xcb list is the one the window checks before it starts: desktop_app/gui/system_libraries.py)
+DEB_DEPENDS = ", ".join(["libc6 (>= 2.31)", "libgl1", "libdbus-1-3",
+                         *sorted(set(system_libraries.XCB_LIBRARIES.values()))])
 
 
 def version() -> str:

@@ -47,7 +47,10 @@ class GenerationRequest:
         _check(isinstance(self.prompt, str), "prompt", "must be text")
         _check(len(self.prompt) <= MAX_PROMPT_CHARS, "prompt",
                f"is {len(self.prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
+        _check(_encodes(self.prompt), "prompt", "holds bytes that are not valid UTF-8 text; retype it")
         _check(isinstance(self.negative_prompt, str), "negative_prompt", "must be text")
+        _check(_encodes(self.negative_prompt), "negative_prompt",
+               "holds bytes that are not valid UTF-8 text; retype it")
         _check(len(self.negative_prompt) <= MAX_PROMPT_CHARS, "negative_prompt",
                f"is {len(self.negative_prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
         for name in ("width", "height"):
@@ -65,8 +68,10 @@ class GenerationRequest:
         _check(_is_int(self.batch_size) and 1 <= self.batch_size <= 16, "batch_size",
                f"must be a whole number from 1 to 16, got {self.batch_size!r}")
         _check(isinstance(self.model, str) and self.model.strip() != "", "model", "must name a model")
-        _check(all(isinstance(lora, LoraChoice) for lora in self.loras), "loras",
-               "must be a list of LoraChoice(name, weight)")
+        _check(isinstance(self.loras, tuple) and all(
+            isinstance(lora, LoraChoice) and isinstance(lora.name, str) and lora.name.strip() != ""
+            and _is_number(lora.weight) and -10 <= lora.weight <= 10 for lora in self.loras), "loras",
+               "must be a list of LoraChoice(name, weight), each a name and a weight from -10 to 10")
         _check(self.upscale is None or (isinstance(self.upscale, str) and self.upscale.strip() != ""),
                "upscale", "must name an upscaler (\"default\", a file or a name), or be empty for none")
         hires_ok = _is_number(self.hires_scale) and 1 < self.hires_scale <= MAX_HIRES_SCALE
@@ -101,10 +106,13 @@ class GenerationRequest:
     def from_dict(cls, data: dict) -> GenerationRequest:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
-        values["loras"] = tuple(
-            LoraChoice(**lora) if isinstance(lora, dict) else LoraChoice(*lora)
-            for lora in values.get("loras", ())
-        )
+        try:
+            values["loras"] = tuple(
+                LoraChoice(**lora) if isinstance(lora, dict) else LoraChoice(*lora)
+                for lora in values.get("loras", ()) or ()
+            )
+        except TypeError:
+            raise RequestError("loras", "must be a list of [name, weight] pairs") from None
         return cls(**values)
 
 
@@ -112,6 +120,18 @@ def replace_request(request: GenerationRequest, **changes) -> GenerationRequest:
     from dataclasses import replace
 
     return replace(request, **changes)
+
+
+def _encodes(text) -> bool:
+    """False for text holding lone surrogates (bytes a terminal could not decode, kept by Python's
+    surrogateescape): the tokenizer and the PNG recipe could not take them."""
+    if not isinstance(text, str):
+        return True  # the type check says so
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _is_int(value) -> bool:

@@ -91,3 +91,17 @@ def test_device_choice_and_dtype():
 
 def test_engine_errors_are_readable():
     assert issubclass(RequestError, EngineError) and issubclass(ModelError, EngineError)
+
+
+@pytest.mark.parametrize("field_name", ["prompt", "negative_prompt"])
+def test_text_that_is_not_utf8_is_refused_by_field(field_name):
+    values = {"prompt": "a cat", field_name: "a \udcff cat"}
+    with pytest.raises(RequestError, match=field_name):
+        GenerationRequest(**values)
+
+
+@pytest.mark.parametrize("loras", [[5], [{"name": "x", "colour": 1}], [["x", "heavy"]], [["", 1.0]],
+                                   [["x", 99.0]]])
+def test_malformed_loras_from_a_recipe_are_a_request_error(loras):
+    with pytest.raises(RequestError, match="loras"):
+        GenerationRequest.from_dict({"prompt": "a cat", "loras": loras})

@@ -1,4 +1,4 @@
-"""Hostile input, run as a user would: the real command line in a subprocess, on a fresh user folder, with a timeout.
+"""Hostile input, run as a user would: the real command line in a subprocess, on a fresh user folder.
 
 ``run_cli`` checks the rules every case must keep (README, "Exit codes"): exit 0 or 2 (never 1 for bad input,
 never a hang), at most one line on stderr on a failure (no traceback, no library warning), and nothing created
