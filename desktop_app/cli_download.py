@@ -25,42 +25,58 @@ def add_parser(actions) -> None:
 
 
 class _Bar:
-    """A one-line byte counter on stderr, redrawn at most 10 times a second."""
+    """A one-line byte counter on stderr, redrawn at most 10 times a second; ``end()`` finishes its line (only
+    when it drew one, so that an error before any byte is the only line on stderr)."""
 
     def __init__(self):
         self.last = 0.0
+        self.drawn = False
 
     def __call__(self, done: int, total: int) -> None:
         now = time.monotonic()
         if now - self.last < 0.1 and done < total:
             return
         self.last = now
+        self.drawn = True
         percent = f"{100 * done / total:5.1f}%" if total else ""
         print(f"\r{percent} {format_size(done)} of {format_size(total)}", end="", file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
     from . import hub_download, model_library, paths
+    from .engine.errors import ModelError
+    from .safe_names import UnsafeName, check_name
 
-    hub_download.lift_app_offline_default()
-    cancel = threading.Event()
+    # 1. everything that becomes a path or a name, checked before the network or the disk is touched
+    repo_id = hub_download.check_repo_id(args.repo_id)
+    name = args.name if args.name is not None else repo_id.rpartition("/")[2]
     try:
-        folder = hub_download.download(args.repo_id, paths.models_dir() / "downloads", progress=_Bar(),
-                                       cancel=cancel, revision=args.revision,
-                                       endpoint=os.environ.get("HF_ENDPOINT") or None)
+        check_name(name, "--name" if args.name is not None else "the model name")
+    except UnsafeName as exc:
+        raise ModelError(str(exc)) from None
+    # 2. the download: asking for it is the user's opt-in to the network
+    cancel = threading.Event()
+    bar = _Bar()
+    try:
+        with hub_download.app_offline_lifted():
+            folder = hub_download.download(repo_id, paths.models_dir() / "downloads", progress=bar,
+                                           cancel=cancel, revision=args.revision,
+                                           endpoint=os.environ.get("HF_ENDPOINT") or None)
     except KeyboardInterrupt:
         cancel.set()
-        print(f"\ndownload of {args.repo_id} stopped; run the same command again to continue", file=sys.stderr)
+        print(f"{chr(10) if bar.drawn else ''}download of {repo_id} stopped; run the same command again to "
+              "continue", file=sys.stderr)
         return 130
+        bar.drawn = False
     finally:
-        print(file=sys.stderr)
-    name = args.name or args.repo_id.strip().rpartition("/")[2]
+        if bar.drawn:  # end the progress line; an error before any byte stays the only line
+            print(file=sys.stderr)
     existing = model_library.find(name)
     if existing is not None and existing.path == str(folder.resolve()):
         print(f"{name} is already in the library ({folder})")
         return 0
     entry = model_library.add(folder, name=name, source="downloaded")
-    print(f"downloaded {args.repo_id} as {entry.name}: {entry.family_name}, "
+    print(f"downloaded {repo_id} as {entry.name}: {entry.family_name}, "
           f"{format_size(entry.size)} ({entry.path})")
     return 0
 

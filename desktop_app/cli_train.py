@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import signal
+import subprocess
 import sys
 
 from .cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, PROG, BadInput
+from .safe_names import printable
 
 
 def register(commands) -> None:
@@ -50,21 +54,25 @@ def register(commands) -> None:
 def make_config(args: argparse.Namespace):
     """The TrainConfig for the arguments: a resumed job's saved settings, or the device preset plus options."""
     from .engine.device import choose_device
-    from .training.config import TrainConfig, preset
-    from .training.trainer import job_dir
+    from .training.config import TrainConfig, check_job_name, job_path, preset
+    from .training.support import check_model
 
-    name = args.out or args.token
+    name = args.out if args.out is not None else args.token
+    if args.out is not None or (args.resume and name):  # before any file system call: it becomes training/NAME
+        check_job_name(name, "out" if args.out is not None else "token (the LoRA name when --out is not given)")
     if args.resume:
         if not name:
             raise BadInput("--resume needs --out NAME (or --token) to know which job to continue")
-        saved = job_dir(name) / "config.json"
+        saved = job_path(name) / "config.json"
         if saved.is_file():
             config = TrainConfig.load(saved)
+            check_model(config.model)
             if args.steps:
                 config.steps = args.steps
             return config
     if not args.images or not args.token:
         raise BadInput("--images DIR and --token TOKEN are needed (see desktop-app train --help)")
+    check_model(args.model)  # an SDXL model is refused before the device, the dataset or torch
     device = choose_device(args.device)
     values = preset(device.type)
     values.update({k: v for k, v in {"steps": args.steps, "rank": args.rank, "learning_rate": args.lr,
@@ -77,6 +85,14 @@ def make_config(args: argparse.Namespace):
                        train_text_encoder=args.train_text_encoder, prior_preservation=args.prior_preservation,
                        snr_gamma=args.snr_gamma, noise_offset=args.noise_offset,
                        checkpoint_every=args.checkpoint_every, sample_every=args.sample_every, **values)
+
+
+def shell_quote(text: str) -> str:
+    """``text`` as one argument that a copy-paste into the user's shell passes on as it is: nothing in it is
+    run (``$(...)``, backquotes) or expanded (``$HOME``, ``*``)."""
+    if os.name == "nt":
+        return subprocess.list2cmdline([text])  # cmd.exe and PowerShell: double quotes, backslash rules
+    return shlex.quote(text)
 
 
 def native_resolution(model: str, fallback: int) -> int:
@@ -115,6 +131,7 @@ class Bar:
                               f"{event['device']} ({event['dtype']}); prompt \"{event['instance_prompt']}\"\n")
         elif kind in ("unusable", "warning"):
             text = f"{event['path']}: {event['reason']}" if kind == "unusable" else event["message"]
+            text = printable(text, 1000)  # file names from the images folder: no terminal escapes
             self.stream.write(f"{PROG} train: skipped {text}\n" if kind == "unusable" else f"warning: {text}\n")
         elif kind == "class_image":
             self.stream.write(f"  class image {event['index']}/{event['total']}\n")
@@ -149,7 +166,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGINT, previous)
     if event["event"] == "paused":
-        print(f"{PROG}: paused; continue with: {PROG} train --out {config.name} --resume", file=sys.stderr)
+        print(f"{PROG}: paused; continue with: {PROG} train --out {shell_quote(config.name)} --resume",
+              file=sys.stderr)
         return EXIT_INTERRUPTED
     if event["event"] == "cancelled":
         return EXIT_INTERRUPTED
@@ -157,7 +175,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nLoRA {config.name}: {event['files']['kohya']} (kohya) and {event['files']['diffusers']} (diffusers)",
           file=out)
     prompt = " ".join(f"a photo of {config.token} {config.class_word}".split())
-    print(f"use it with: {PROG} generate \"{prompt}\" --lora {config.name}:1.0", file=out)
+    print(f"use it with: {PROG} generate {shell_quote(prompt)} --lora {shell_quote(config.name + ':1.0')}",
+          file=out)
     print("originality (nearest training image per sample; similarity 1.0 = a copy):", file=out)
     for entry in event["originality"]:
         print("  " + originality.describe(entry), file=out)

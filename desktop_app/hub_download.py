@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import threading
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 from .engine.errors import CancelledError, ModelError
+from .safe_names import UnsafeName, check_name, check_relative, inside, printable
 
 WEIGHT_SUFFIX = ".safetensors"
 COMPONENT_SUFFIXES = (".json", ".safetensors", ".txt", ".model")  # configs, weights, merges/vocab, spiece
@@ -29,7 +32,9 @@ PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".msgpack", ".h5", ".
 STAGING = ".downloading"
 SKIPPED_COMPONENTS = {"safety_checker"}  # the loader never loads it (local generation, the user's own images)
 _TRUE = {"1", "on", "yes", "true"}
-APP_DEFAULT_OFFLINE = "DESKTOP_APP_DEFAULT_OFFLINE"  # set by cli.main when it, not the user, chose offline
+APP_DEFAULT_OFFLINE = "DESKTOP_APP_DEFAULT_OFFLINE"  # set by cli.main (and the frozen app's entry) when it, not
+# the user, chose offline
+_REPO_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 Progress = Callable[[int, int], None]
 
@@ -43,10 +48,22 @@ def folder_name(repo_id: str) -> str:
 
 
 def check_repo_id(repo_id: str) -> str:
+    """``owner/name`` as the hub spells repo ids (letters, digits, '-', '_', '.'; at most 96 characters; no
+    '--' or '..'), checked before anything: each part becomes a folder name (``owner--name``)."""
+    if not isinstance(repo_id, str):
+        raise ModelError("the repo id must be text, in the form owner/name")
     repo_id = repo_id.strip()
     parts = repo_id.split("/")
-    if len(parts) != 2 or not all(parts) or any(c.isspace() for c in repo_id) or ".." in repo_id:
-        raise ModelError(f"{repo_id!r} is not a Hugging Face repo id: use the form owner/name, "
+    ok = len(parts) == 2 and len(repo_id) <= 96 and all(_REPO_PART.fullmatch(part) for part in parts) \
+        and ".." not in repo_id and "--" not in repo_id and not repo_id.endswith(".git")
+    if ok:
+        try:
+            for part in parts:
+                check_name(part, "repo id")
+        except UnsafeName:
+            ok = False
+    if not ok:
+        raise ModelError(f"{printable(repo_id, 100)} is not a Hugging Face repo id: use the form owner/name, "
                          "for example stabilityai/stable-diffusion-xl-base-1.0.")
     return repo_id
 
@@ -58,13 +75,33 @@ def is_offline() -> bool:
 
 
 def lift_app_offline_default() -> None:
-    """Asking for a download is the user's opt-in to the network: lift the offline default that cli.main set
-    (it marks it with DESKTOP_APP_DEFAULT_OFFLINE=1). A user's own HF_HUB_OFFLINE=1 stays."""
+    """Asking for a download is the user's opt-in to the network: lift the offline default that cli.main (or
+    the installed app's entry point) set; it marks it with DESKTOP_APP_DEFAULT_OFFLINE=1. A user's own
+    HF_HUB_OFFLINE=1 stays."""
     if os.environ.get(APP_DEFAULT_OFFLINE) == "1":
         from huggingface_hub import constants
 
         os.environ["HF_HUB_OFFLINE"] = "0"
         constants.HF_HUB_OFFLINE = False
+
+
+@contextmanager
+def app_offline_lifted():
+    """``lift_app_offline_default`` for the duration of one download, then the offline default is back (the
+    window goes on running: nothing else in it may reach the hub afterwards)."""
+    from huggingface_hub import constants
+
+    before = os.environ.get("HF_HUB_OFFLINE"), constants.HF_HUB_OFFLINE
+    lift_app_offline_default()
+    try:
+        yield
+    finally:
+        if os.environ.get(APP_DEFAULT_OFFLINE) == "1":
+            if before[0] is None:
+                os.environ.pop("HF_HUB_OFFLINE", None)
+            else:
+                os.environ["HF_HUB_OFFLINE"] = before[0]
+            constants.HF_HUB_OFFLINE = before[1]
 
 
 def _variant_base(name: str) -> str | None:
@@ -79,7 +116,7 @@ def _variant_base(name: str) -> str | None:
 
 def select_files(siblings, index: dict | None = None) -> dict[str, object]:
     """{local name: sibling} for the files a diffusers folder needs. ``index`` is model_index.json, if read."""
-    names = {s.rfilename: s for s in siblings}
+    names = {s.rfilename: s for s in siblings if _safe_listing(s.rfilename)}
     if "model_index.json" not in names:
         raise ModelError("not a diffusers model: the repo has no model_index.json (single-file checkpoints are "
                          "added from a downloaded file with `desktop-app models add`).")
@@ -107,6 +144,16 @@ def select_files(siblings, index: dict | None = None) -> dict[str, object]:
         raise ModelError("the repo has no .safetensors weights; pickled weights (.bin, .ckpt) are not "
                          "downloaded, because they can run code.")
     return chosen
+
+
+def _safe_listing(name: object) -> bool:
+    """A file the hub lists is a relative path inside the repo; one with '..', an absolute path, a backslash
+    or control characters cannot be part of a diffusers folder and is never written (a hostile listing)."""
+    try:
+        check_relative(name, "hub file")
+    except UnsafeName:
+        return False
+    return True
 
 
 def _sha256(path: Path) -> str:
@@ -179,8 +226,8 @@ def download(repo_id: str, dest_root: str | Path, progress: Progress | None = No
     folder from an earlier call is returned as it is, without a network call."""
     import httpx2
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import (EntryNotFoundError, HfHubHTTPError, OfflineModeIsEnabled,
-                                        RepositoryNotFoundError, RevisionNotFoundError)
+    from huggingface_hub.errors import (EntryNotFoundError, HfHubHTTPError, HFValidationError,
+                                        OfflineModeIsEnabled, RepositoryNotFoundError, RevisionNotFoundError)
 
     repo_id = check_repo_id(repo_id)
     if is_offline():
@@ -221,7 +268,7 @@ def download(repo_id: str, dest_root: str | Path, progress: Progress | None = No
         for local, sibling in sorted(files.items()):
             if cancel is not None and cancel.is_set():
                 raise _Stop
-            target = staging / local
+            target = inside(staging, local, "hub file")
             if target.is_file():
                 continue
             _fetch(repo_id, sibling, target, commit, endpoint, counter)
@@ -235,6 +282,8 @@ def download(repo_id: str, dest_root: str | Path, progress: Progress | None = No
         raise ModelError(f"A file of {repo_id} is missing on the hub: {_first_line(exc)}") from None
     except OfflineModeIsEnabled:
         raise ModelError(f"Cannot download {repo_id}: offline mode is on (HF_HUB_OFFLINE is set).") from None
+    except (UnsafeName, HFValidationError) as exc:
+        raise ModelError(f"Cannot download {repo_id}: {_first_line(exc)}") from None
     except (HfHubHTTPError, OSError, httpx2.HTTPError) as exc:
         raise ModelError(f"Download of {repo_id} failed: {_first_line(exc)} The partial files stay; run the "
                          "download again to continue.") from None
@@ -295,4 +344,4 @@ def _fetch(repo_id: str, sibling, target: Path, commit: str, endpoint: str | Non
 
 def _first_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 300 else text[:299] + "…"
+    return printable(text if len(text) <= 300 else text[:299] + "…", 320)  # a server's text: no escapes

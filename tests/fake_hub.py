@@ -41,14 +41,22 @@ class FakeHub:
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)  # (method, file, Range)
     served: dict[str, int] = field(default_factory=dict)  # file -> body bytes sent
     url: str = ""
+    extra: dict[str, bytes] = field(default_factory=dict)  # listed and served beside the folder's files (a
+    # hostile listing: names such as ../escape.json that no real repo holds)
 
     def files(self) -> dict[str, Path]:
         return {p.relative_to(self.folder).as_posix(): p for p in sorted(self.folder.rglob("*")) if p.is_file()}
 
+    def data(self, name: str) -> bytes | None:
+        if name in self.extra:
+            return self.extra[name]
+        path = self.files().get(name)
+        return path.read_bytes() if path is not None else None
+
     def info(self) -> dict:
         siblings = []
-        for name, path in self.files().items():
-            data = path.read_bytes()
+        for name in [*self.files(), *self.extra]:
+            data = self.data(name)
             entry = {"rfilename": name, "size": len(data), "blobId": git_blob_sha1(data)}
             if name.endswith(".safetensors"):
                 entry["lfs"] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "pointerSize": 134}
@@ -104,10 +112,9 @@ class FakeHub:
                 if not match or match.group(1) != hub.repo_id:
                     return self._not_found("RepoNotFound")
                 name = match.group(3)
-                files = hub.files()
-                if name not in files:
+                data = hub.data(name)
+                if data is None:
                     return self._not_found("EntryNotFound")
-                data = files[name].read_bytes()
                 etag = hashlib.sha256(data).hexdigest() if name.endswith(".safetensors") else git_blob_sha1(data)
                 if name in hub.corrupt:
                     data = bytes(b ^ 0xFF for b in data[:16]) + data[16:]

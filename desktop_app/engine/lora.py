@@ -53,10 +53,25 @@ def resolve_lora(name: str) -> Path:
     the model library's answer (a path, a library name, NAME or NAME.safetensors in the user's LoRA folder).
     ModelError names what was looked for."""
     from desktop_app import paths
+    from desktop_app.safe_names import UnsafeName, check_name, printable
 
-    for folder in (Path(name).expanduser(), paths.loras_dir() / name):
-        if folder.is_dir() and (folder / DIFFUSERS_FILE).is_file():
-            return folder / DIFFUSERS_FILE
+    given = Path(name).expanduser()
+    if given.is_dir() and (given / DIFFUSERS_FILE).is_file():
+        return given / DIFFUSERS_FILE
+    if given.is_file():
+        return given
+    # not a file the user has: a name, looked up in the library and inside the LoRA folder only, so it is
+    # checked first (``../../x`` or ``/abs/x`` must not reach outside the LoRA folder)
+    try:
+        check_name(name, "LoRA name")
+    except UnsafeName as exc:
+        if given.exists():
+            raise ModelError(f"LoRA {printable(name, 80)} is a folder without {DIFFUSERS_FILE}; give the "
+                             "LoRA's .safetensors file") from None
+        raise ModelError(f"LoRA {printable(name, 80)} not found: it is not a file, and as a name: {exc}") from None
+    folder = paths.loras_dir() / name
+    if folder.is_dir() and (folder / DIFFUSERS_FILE).is_file():
+        return folder / DIFFUSERS_FILE
     try:
         from desktop_app.model_library import resolve_lora as library_resolve
     except ImportError:  # the library is optional here: a path, or a file in the LoRA folder
@@ -67,7 +82,8 @@ def resolve_lora(name: str) -> Path:
     for candidate in (Path(name).expanduser(), folder / name, folder / f"{name}{LORA_SUFFIX}"):
         if candidate.is_file():
             return candidate
-    raise ModelError(f"LoRA {name!r} not found: it is not a file, and {folder} has no {name}{LORA_SUFFIX}")
+    raise ModelError(f"LoRA {printable(name, 80)} not found: it is not a file, and {folder} has no "
+                     f"{printable(name + LORA_SUFFIX, 90)}")
 
 
 def check_file(path: Path, kind: str = "lora", name: str | None = None) -> str:

@@ -49,9 +49,9 @@ class DownloadWorker(QObject):
         from desktop_app.engine.errors import CancelledError, ModelError
 
         try:
-            hub_download.lift_app_offline_default()
-            folder = hub_download.download(repo_id, dest_root, progress=self.progress.emit, cancel=cancel,
-                                           endpoint=os.environ.get("HF_ENDPOINT") or None)
+            with hub_download.app_offline_lifted():  # the user asked for it; offline again afterwards
+                folder = hub_download.download(repo_id, dest_root, progress=self.progress.emit, cancel=cancel,
+                                               endpoint=os.environ.get("HF_ENDPOINT") or None)
         except CancelledError:
             self.cancelled.emit()
         except ModelError as exc:

@@ -34,11 +34,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .. import paths
-from ..engine.errors import RequestError
-from ..training import dataset
+from ..engine.errors import ModelError, RequestError
+from ..training import checkpoint, dataset
 from .side_dock import add_side_dock
-from ..training.config import PRESETS, RARE_TOKENS, TrainConfig
+from ..training.config import PRESETS, RARE_TOKENS, TrainConfig, job_path
+from ..training.support import check_model
 from .buttons import action_button
 from .images import pil_to_qimage
 from .loss_curve import LossCurve
@@ -234,11 +234,14 @@ class TrainingPanel(QWidget):
         return self.name_edit.text().strip() or self.token_edit.text().strip()
 
     def job_folder(self, name: str | None = None) -> Path:
-        return paths.home() / "training" / (name or self.job_name())
+        """``training/NAME`` for a checked name; RequestError for one that is not a safe LoRA name."""
+        return job_path(name or self.job_name())
 
     def has_checkpoint(self) -> bool:
-        name = self.job_name()
-        return bool(name) and (self.job_folder(name) / "checkpoint.pt").is_file()
+        try:
+            return checkpoint.exists(self.job_folder())
+        except RequestError:  # empty, or not a usable name: no job of that name can exist
+            return False
 
     def load_job(self, config: TrainConfig) -> None:
         """Show a saved job's settings (Resume after a restart continues it as it was)."""
@@ -285,7 +288,17 @@ class TrainingPanel(QWidget):
         """Start (or resume) training in a separate process. False, with the reason shown, on bad input."""
         if self.is_running():
             return False
-        saved = self.job_folder() / "job.json"
+        try:  # the name first: it becomes a folder, so nothing is read or made before it is checked
+            saved = self.job_folder() / "job.json"
+        except RequestError as exc:
+            problem = exc
+            if not self.name_edit.text().strip():  # the name is the trigger word: say what is wrong with it
+                try:
+                    self.config()
+                except RequestError as token_problem:
+                    problem = token_problem
+            self.show_status(str(problem), error=True)
+            return False
         if resume and self.state == "idle" and saved.is_file():  # after a restart: the job as it was saved
             try:
                 self.load_job(TrainConfig.load(saved))
@@ -294,15 +307,16 @@ class TrainingPanel(QWidget):
                 return False
         try:
             config = self.config()
+            check_model(config.model)  # SDXL and others the trainer cannot fine-tune: said here, not later
             if self.scan is None or str(self.scan.folder) != str(Path(config.images).expanduser()):
                 self.set_folder(config.images)
             if self.scan is None:
                 return False
             dataset.check_ready(self.scan, config.batch_size)
-        except (RequestError, dataset.DatasetError) as exc:
-            self.show_status(str(exc), error=True)
+        except (RequestError, ModelError, dataset.DatasetError) as exc:
+            self.show_status(" ".join(str(exc).split()), error=True)
             return False
-        folder = paths.home() / "training" / config.name
+        folder = job_path(config.name)
         folder.mkdir(parents=True, exist_ok=True)
         job = folder / "job.json"
         config.save(job)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from ..engine.errors import RequestError
+from ..safe_names import UnsafeName, check_name, printable
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 RARE_TOKENS = ("sks", "ohwx", "zwx", "qxj", "vpt")  # rare in text encoders' vocabularies: a blank slate
@@ -55,10 +57,14 @@ class TrainConfig:
     inject_nan_at: int = 0  # tests only: make the loss NaN at this step
 
     def __post_init__(self) -> None:
-        _check(isinstance(self.token, str) and self.token.strip() != "" and " " not in self.token.strip(),
-               "token", f"must be one word, like {RARE_TOKENS[0]!r}, got {self.token!r}")
-        _check(isinstance(self.name, str) and bool(NAME_PATTERN.match(self.name)), "out",
-               f"LoRA name must be letters, digits, '_', '-' or '.', at most 64, got {self.name!r}")
+        _check(isinstance(self.token, str) and len(self.token.split()) == 1
+               and not any(unicodedata.category(char)[0] == "C" for char in self.token),
+               "token", f"must be one word of printable characters, like {RARE_TOKENS[0]!r}, "
+                        f"got {printable(self.token, 60)}")
+        _check(isinstance(self.class_word, str)
+               and not any(unicodedata.category(char)[0] == "C" for char in self.class_word),
+               "class_word", f"must be plain words, got {printable(self.class_word, 60)}")
+        check_job_name(self.name)
         _check(_int(self.steps) and 1 <= self.steps <= 100_000, "steps",
                f"must be 1 to 100000, got {self.steps!r}")
         _check(_int(self.rank) and 1 <= self.rank <= 256, "rank", f"must be 1 to 256, got {self.rank!r}")
@@ -106,6 +112,31 @@ class TrainConfig:
         if not isinstance(data, dict):
             raise RequestError("config", f"{path} does not hold a JSON object")
         return cls.from_dict(data)
+
+
+def check_job_name(name: object, what: str = "out") -> str:
+    """``name`` as a job and LoRA name (it becomes ``training/NAME/`` and ``loras/NAME.safetensors``), checked
+    before any file system call: RequestError(``what``) naming the problem. safe_names.check_name refuses
+    paths, '..', control characters and reserved names; the pattern keeps names that every tool reads."""
+    try:
+        check_name(name, "LoRA name")
+    except UnsafeName as exc:
+        raise RequestError(what, str(exc)) from None
+    if not NAME_PATTERN.fullmatch(name):
+        raise RequestError(what, f"LoRA name must be letters, digits, '_', '-' or '.', at most 64, "
+                                 f"got {printable(name, 60)}")
+    return name
+
+
+def job_path(name: str) -> Path:
+    """``training/NAME`` in the user folder for a checked name (nothing is created here; no torch)."""
+    from .. import paths
+    from ..safe_names import inside
+
+    try:
+        return inside(paths.home() / "training", check_job_name(name), "LoRA name")
+    except UnsafeName as exc:  # a symlink in the training folder that leads out
+        raise RequestError("out", str(exc)) from None
 
 
 def preset(device: str) -> dict:

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 
 from .. import paths
 from . import checkpoint, dataset, export
-from .config import TrainConfig
+from .config import TrainConfig, job_path
+from .support import check_model
 from .errors import TrainingError  # noqa: F401 - re-exported
 
 Emit = Callable[[dict], None]
@@ -29,10 +30,12 @@ TEXT_TARGETS = {"clip": ["q_proj", "k_proj", "v_proj", "out_proj"], "bert": ["qu
 DISK_MARGIN = 64 * 2**20
 
 
-def job_dir(name: str) -> Path:
-    """Where a job keeps its config, checkpoint, samples and class images."""
-    folder = paths.home() / "training" / name
-    folder.mkdir(parents=True, exist_ok=True)
+def job_dir(name: str, create: bool = True) -> Path:
+    """Where a job keeps its config, checkpoint, samples and class images. The name is checked first
+    (RequestError for a path, '..', control characters...), so nothing is made outside the user folder."""
+    folder = job_path(name)
+    if create:
+        folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
@@ -63,6 +66,7 @@ def train(config: TrainConfig, emit: Emit, control: Callable[[], str | None] = l
     from ..engine.model_hash import model_hash
 
     started = time.perf_counter()
+    check_model(config.model)  # SDXL and other families the loop cannot train: refused before anything is made
     folder = job_dir(config.name)
 
     # 1. the dataset, checked before anything heavy loads
@@ -210,10 +214,10 @@ def train(config: TrainConfig, emit: Emit, control: Callable[[], str | None] = l
         if config.inject_nan_at and step + 1 == config.inject_nan_at:
             loss = loss * float("nan")
         if not torch.isfinite(loss):
-            kept = checkpoint.path_in(folder)
+            kept = checkpoint.existing(folder)
             kept_text = "no checkpoint was saved yet"
-            if kept.is_file():
-                kept_text = f"the last good checkpoint (step {_saved_step(folder)}) is kept in {kept}"
+            if kept is not None:
+                kept_text = f"the last good checkpoint (step {checkpoint.saved_step(folder)}) is kept in {kept}"
             message = (f"the loss became {loss.item()} at step {step + 1}: training stopped; {kept_text}. "
                        "Lower the learning rate (or turn off fp16) and resume or start again.")
             emit({"event": "failed", "kind": "nan", "step": step + 1, "message": message})
@@ -347,9 +351,3 @@ def _samples(config: TrainConfig, pipe, folder: Path, step: int, device, prompt:
     unet.train(was_training)
     return written
 
-
-def _saved_step(folder: Path) -> int | str:
-    try:
-        return int(torch.load(checkpoint.path_in(folder), map_location="cpu", weights_only=True)["step"])
-    except Exception:  # noqa: BLE001 - only for the message
-        return "?"

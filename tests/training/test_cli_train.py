@@ -19,7 +19,7 @@ def test_train_writes_the_lora_and_prints_originality(images, capsys):
     out, err = capsys.readouterr()
     assert (paths.loras_dir() / "mine.safetensors").is_file()
     assert (paths.loras_dir() / "mine" / "pytorch_lora_weights.safetensors").is_file()
-    assert 'generate "a photo of sks ball" --lora mine:1.0' in out
+    assert "generate 'a photo of sks ball' --lora mine:1.0" in out  # shell-quoted: safe to copy-paste
     lines = [line for line in out.splitlines() if "nearest img" in line]
     assert len(lines) == 2 and all("similarity" in line for line in lines)
     assert "3 image(s), starting, 3 steps on cpu (float32)" in err
@@ -113,4 +113,4 @@ def test_ctrl_c_pauses_with_a_checkpoint_and_exit_130(images, user_home):
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130
     assert "paused at step" in err and "train --out ctrlc --resume" in err and "Traceback" not in err
-    assert (user_home / "training" / "ctrlc" / "checkpoint.pt").is_file()
+    assert (user_home / "training" / "ctrlc" / "checkpoint.safetensors").is_file()

@@ -103,7 +103,7 @@ def test_cancel_keeps_a_checkpoint_and_writes_no_lora(images, events):
                    lambda: "cancel" if len(events.of("step")) >= 2 else None)
     assert result["event"] == "cancelled" and result["step"] == 2
     assert len(events.of("step")) == 2
-    assert torch.load(checkpoint.path_in(trainer.job_dir("stopme")), weights_only=True)["step"] == 2
+    assert checkpoint.read(trainer.job_dir("stopme"))["step"] == 2
     assert not (paths.loras_dir() / "stopme.safetensors").exists()
 
 
@@ -115,7 +115,7 @@ def test_nan_loss_stops_keeps_the_last_good_checkpoint_and_explains(images, even
     assert "at step 5" in message and "last good checkpoint (step 3)" in message and "learning rate" in message
     assert events.of("failed")[0]["kind"] == "nan"
     assert [e["step"] for e in events.of("step")] == [1, 2, 3, 4]
-    state = torch.load(checkpoint.path_in(trainer.job_dir("nan")), weights_only=True)
+    state = checkpoint.read(trainer.job_dir("nan"))
     assert state["step"] == 3 and all(torch.isfinite(v).all() for v in state["unet"].values())
     assert not (paths.loras_dir() / "nan.safetensors").exists()
 

@@ -66,6 +66,27 @@ def test_bad_input_is_shown_and_nothing_starts(panel, tmp_path):
     assert panel.process is None and panel.state == "idle"
 
 
+def test_unsafe_names_and_sdxl_models_are_refused_before_anything_is_made(panel, tmp_path, user_home):
+    import json
+
+    make_images(tmp_path / "set", 2)
+    quick(panel, tmp_path / "set", "../../escape", 2)
+    assert not panel.has_checkpoint()
+    assert not panel.start() and "LoRA name" in panel.status.text()
+    assert not (tmp_path / "escape").exists() and not (user_home / "training").exists()
+    assert not panel.start(resume=True) and "LoRA name" in panel.status.text()
+    sdxl = tmp_path / "sdxl"
+    sdxl.mkdir()
+    (sdxl / "model_index.json").write_text(json.dumps({
+        "_class_name": "StableDiffusionXLPipeline", "text_encoder": ["transformers", "CLIPTextModel"],
+        "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"], "unet": ["diffusers", "U"]}))
+    panel.name_edit.setText("xl")
+    panel.model_edit.setText(str(sdxl))
+    assert not panel.start()
+    assert "SDXL" in panel.status.text() and "fine-tuning supports" in panel.status.text()
+    assert panel.process is None and panel.state == "idle" and not (user_home / "training" / "xl").exists()
+
+
 def test_presets_hide_cuda_only_options_off_cuda(panel):
     panel.device_combo.setCurrentText("cuda")
     assert panel.resolution.value() == 512 and not panel.adam8.isHidden()
