@@ -15,6 +15,7 @@ from PIL import Image
 EXIF_IFD = 0x8769  # the Exif sub-IFD, where UserComment lives
 USER_COMMENT = 0x9286
 ASCII, UNICODE, JIS, UNDEFINED = b"ASCII\0\0\0", b"UNICODE\0", b"JIS\0\0\0\0\0", b"\0" * 8
+MAX_COMMENT = 8 * 1024 * 1024  # bytes of UserComment decoded (a recipe is a few KB; WebP EXIF has no 64 KB limit)
 
 
 def user_comment(image: Image.Image) -> str:
@@ -29,12 +30,31 @@ def user_comment(image: Image.Image) -> str:
     return decode_user_comment(raw, getattr(exif, "endian", None))
 
 
+def comment_from_exif(data: bytes) -> str:
+    """The UserComment in a raw EXIF block (a PNG ``eXIf`` chunk) as text, "" when there is none."""
+    if not data or len(data) > MAX_COMMENT:
+        return ""
+    try:
+        exif = Image.Exif()
+        exif.load(data if data.startswith(b"Exif\0\0") else b"Exif\0\0" + data)  # as PIL's PNG reader does
+        raw = exif.get_ifd(EXIF_IFD).get(USER_COMMENT)
+        if raw is None:
+            raw = exif.get(USER_COMMENT)
+    except Exception:  # noqa: BLE001 - damaged EXIF is "no comment"
+        return ""
+    return decode_user_comment(raw, getattr(exif, "endian", None))
+
+
 def decode_user_comment(raw, endian: str | None = None) -> str:
-    """The text of a UserComment value (bytes with its 8-byte code; a str from writers that typed it ASCII)."""
-    if raw is None:
+    """The text of a UserComment value (bytes with its 8-byte code; a str from writers that typed it ASCII).
+    Anything else (a number, a tuple from a damaged tag) or a value over ``MAX_COMMENT`` is no comment: "".
+    Never raises."""
+    if isinstance(raw, (str, bytes, bytearray, memoryview)) and len(raw) > MAX_COMMENT:
         return ""
     if isinstance(raw, str):
         return raw.removeprefix("ASCII\0\0\0").rstrip("\0").strip()
+    if not isinstance(raw, (bytes, bytearray, memoryview)):  # bytes(4_000_000_000) would allocate 4 GB
+        return ""
     raw = bytes(raw)
     code, body = raw[:8], raw[8:]
     if code == UNICODE:
@@ -61,6 +81,8 @@ def exif_with_comment(text: str) -> Image.Exif:
 
 
 def _utf16_codec(body: bytes, endian: str | None) -> str:
+    if len(body) % 2:
+        body = body[:-1]
     if body[:2] == b"\xfe\xff":
         return "utf-16-be"
     if body[:2] == b"\xff\xfe":

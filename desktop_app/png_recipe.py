@@ -16,14 +16,17 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import tempfile
+import unicodedata
 from datetime import datetime, timezone
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 
-from .exif_recipe import user_comment
+from . import foreign_recipes
+from .image_metadata import Unreadable, read_image_text, stealth_text
+from .safe_names import printable
 
 RECIPE_FORMAT = "desktop-app-recipe/1"
 TEMP_PREFIX = ".saving-"  # temporary files start with this; the start-up check removes leftovers
@@ -32,7 +35,7 @@ XMP_KEY = "XML:com.adobe.xmp"
 REQUEST_FIELDS = ("prompt", "negative_prompt", "width", "height", "steps", "guidance_scale", "sampler",
                   "seed", "batch_size", "model", "loras", "upscale", "hires_scale", "hires_strength", "refiner",
                   "refiner_switch", "preview")
-_LORA_TAG = re.compile(r"<lora:([^:>]+)(?::([-+]?[0-9]*\.?[0-9]+))?>")
+_LORA_TAG = re.compile(r"<lora:([^:>]+)(?::([-+]?[0-9.]+))?>")  # one class for the weight: no backtracking
 # AUTOMATIC1111's own key-value pattern (modules/infotext_utils.py): values may be quoted and hold commas
 _PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
 
@@ -135,16 +138,17 @@ def save_png(image, path: Path, recipe: dict | None = None, seed: int | None = N
     Atomic: the bytes go to a temporary file in the same folder, are flushed to disk, then renamed over
     ``path``. On any error (a full disk, a folder that cannot be written) the temporary file is removed and
     the error propagates: no partial file is ever left under either name."""
-    path = Path(path)
-    if path.suffix.lower() != ".png":
-        path = path.with_suffix(path.suffix + ".png") if path.suffix else path.with_suffix(".png")
+    path = png_path(path)
     info = png_info(recipe, seed)
+    mode = new_file_mode(path)
     handle, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".png", dir=path.parent)
     os.close(handle)
     try:
         with open(temp, "wb") as stream:
             _write(image, stream, info)
             stream.flush()
+            if hasattr(os, "fchmod"):  # POSIX: the user's umask, not mkstemp's 0600
+                os.fchmod(stream.fileno(), mode)
             os.fsync(stream.fileno())  # the rename must never publish bytes still in the page cache
         os.replace(temp, path)
     except BaseException:
@@ -152,6 +156,37 @@ def save_png(image, path: Path, recipe: dict | None = None, seed: int | None = N
         raise
     _sync_folder(path.parent)
     return path
+
+
+def png_path(path: Path) -> Path:
+    """The name ``save_png`` writes for ``path``: a .png suffix added when it has another."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        path = path.with_suffix(path.suffix + ".png") if path.suffix else path.with_suffix(".png")
+    return path
+
+
+def new_file_mode(path: Path) -> int:
+    """The permissions a plain ``open()`` would give ``path`` (0o666 less the umask), or those of the file
+    it replaces: mkstemp makes its file 0600, which would hide the image from the user's other accounts."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~current_umask()
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the system allows (os.umask is not thread-safe)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _sync_folder(folder: Path) -> None:
@@ -184,41 +219,129 @@ def timestamped_name(seed: int | None, when: datetime | None = None) -> str:
 
 # ---- reading ---------------------------------------------------------------------------------------------
 
+MAX_PARAMETERS = 1024 * 1024  # characters of A1111 text parsed (a long prompt is a few thousand)
+MAX_SETTINGS_LINE = 64 * 1024  # characters of its last line read for settings (a real one is under 2,000)
+_INT_FIELDS = ("width", "height", "steps", "batch_size")
+_NUMBER_FIELDS = ("guidance_scale", "hires_strength", "refiner_switch")
+_TEXT_FIELDS = ("prompt", "negative_prompt", "sampler", "model")
+_OPTIONAL_TEXT_FIELDS = ("upscale", "refiner")
+
 
 def read_recipe(path: Path) -> dict:
-    """The recipe in an image file: {"source": "desktop-app" | "parameters", "request": {GenerationRequest
-    fields found}, "info": {model_hash, model_name, device, dtype, app_version, ... what else is known},
-    "parameters": the A1111 text or ""}. Raises NoRecipe with a readable message."""
+    """The recipe in an image file: {"source": "desktop-app" | "parameters" | "fooocus" | "comfyui" | "invokeai" |
+    "novelai", "request": {GenerationRequest fields found}, "info": {model_hash, model_name, device, dtype,
+    app_version, ... what else is known}, "parameters": the A1111 text or ""}. Raises NoRecipe (and only
+    NoRecipe) with a readable message; time and memory are bounded whatever the file holds (image_metadata)."""
     path = Path(path)
+    shown = printable(str(path), 200)
     try:
-        with Image.open(path) as image:
-            chunks = dict(getattr(image, "text", None) or {})
-            for key, value in (image.info or {}).items():
-                if isinstance(value, str):
-                    chunks.setdefault(key, value)
-            if not chunks.get("parameters"):  # JPEG, WebP: AUTOMATIC1111 keeps it in the EXIF UserComment
-                chunks["parameters"] = user_comment(image)
-    except FileNotFoundError:
-        raise NoRecipe(f"{path}: no such file") from None
-    except (UnidentifiedImageError, IsADirectoryError):
-        raise NoRecipe(f"{path}: not an image this app can read") from None
-    except OSError as exc:
-        raise NoRecipe(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    parameters = chunks.get("parameters", "")
-    if chunks.get("recipe"):
-        try:
-            ours = json.loads(chunks["recipe"])
-        except ValueError:
-            ours = None
-        if isinstance(ours, dict):
+        found_text = read_image_text(path)
+    except Unreadable as exc:
+        raise NoRecipe(f"{shown}: {exc}") from None
+    notes = found_text.notes
+    found = recipe_from_chunks(found_text.chunks, notes)
+    if found is None:
+        hidden = stealth_text(path, found_text)  # A1111's stealth-pnginfo, NovelAI: text in the pixels' low bits
+        if hidden:
+            data = foreign_recipes.load_json(hidden)
+            chunks = ({str(key): value if isinstance(value, str) else json.dumps(value)
+                       for key, value in data.items()} if isinstance(data, dict) else {"parameters": hidden})
+            found = recipe_from_chunks(chunks, notes)
+            if found is not None:
+                found["info"]["stored"] = "in the pixels (stealth metadata)"
+    if found is None:
+        why = "; ".join(dict.fromkeys(notes)) or ("no 'recipe' or 'parameters' text chunk, no EXIF UserComment, "
+                                                  "no metadata of another known tool")
+        raise NoRecipe(f"{shown}: the image has no recipe ({printable(why, 400)})")
+    return found
+
+
+def recipe_from_chunks(chunks: dict, notes: list | None = None) -> dict | None:
+    """The recipe in an image's text entries (PNG chunks, or ``parameters`` from EXIF), or None; what was there
+    but could not be used goes to ``notes``. Ours first, then A1111 text, then other tools' formats."""
+    notes = [] if notes is None else notes
+    if "recipe" in chunks:
+        ours = foreign_recipes.load_json(chunks["recipe"])
+        problem = recipe_problem(ours)
+        if problem is None:
             return {"source": "desktop-app", "request": request_fields(ours), "info": _info(ours),
-                    "parameters": parameters}
-    if parameters.strip():
-        parsed = parse_parameters(parameters)
+                    "parameters": str(chunks.get("parameters", ""))[:MAX_PARAMETERS]}
+        notes.append(f"its 'recipe' chunk is damaged ({problem})")
+    parameters = chunks.get("parameters")
+    parameters = parameters if isinstance(parameters, str) else ""
+    found = foreign_recipes.fooocus(chunks, notes) if parameters.lstrip().startswith("{") else None
+    if found is not None:
+        return found
+    parsed = None
+    if parameters.strip() and not parameters.lstrip().startswith("{"):
+        try:
+            parsed = parse_parameters(parameters)
+        except NoRecipe as exc:
+            notes.append(str(exc))
+    if parsed is not None and parsed["info"]["fields"]:
         return {"source": "parameters", "request": parsed["request"], "info": parsed["info"],
                 "parameters": parameters}
-    raise NoRecipe(f"{path}: the image has no recipe (no 'recipe' or 'parameters' text chunk, no EXIF "
-                   "UserComment)")
+    for reader in foreign_recipes.READERS:
+        found = reader(chunks, notes)
+        if found is not None:
+            return found
+    if parsed is not None:  # a prompt without a settings line
+        return {"source": "parameters", "request": parsed["request"], "info": parsed["info"],
+                "parameters": parameters}
+    return None
+
+
+def recipe_problem(recipe) -> str | None:
+    """What is wrong with a recipe JSON (ours) that would stop it being used, or None when every field we use
+    has the type GenerationRequest expects. Values are range-checked when the request is built."""
+    if not isinstance(recipe, dict):
+        return "not a JSON object, or nested too deep"
+    for key in _TEXT_FIELDS:
+        if key in recipe and not isinstance(recipe[key], str):
+            return f"{key} is {_kind(recipe[key])}, not text"
+    for key in _OPTIONAL_TEXT_FIELDS:
+        if recipe.get(key) is not None and not isinstance(recipe[key], str):
+            return f"{key} is {_kind(recipe[key])}, not text"
+    for key in _INT_FIELDS:
+        if key in recipe and not _is_int(recipe[key]):
+            return f"{key} is {_kind(recipe[key])}, not a whole number"
+    if recipe.get("seed") is not None and not _is_int(recipe["seed"]):
+        return f"seed is {_kind(recipe['seed'])}, not a whole number"
+    for key in _NUMBER_FIELDS:
+        if key in recipe and not _is_number(recipe[key]):
+            return f"{key} is {_kind(recipe[key])}, not a number"
+    if recipe.get("hires_scale") is not None and not _is_number(recipe["hires_scale"]):
+        return f"hires_scale is {_kind(recipe['hires_scale'])}, not a number"
+    if "preview" in recipe and not isinstance(recipe["preview"], (bool, str)):
+        return f"preview is {_kind(recipe['preview'])}"
+    loras = recipe.get("loras")
+    if loras is not None:
+        if not isinstance(loras, list):
+            return f"loras is {_kind(loras)}, not a list"
+        for lora in loras:
+            if isinstance(lora, dict):
+                name, weight = lora.get("name"), lora.get("weight", 1.0)
+            elif isinstance(lora, list) and 1 <= len(lora) <= 2:
+                name, weight = lora[0], lora[1] if len(lora) == 2 else 1.0
+            else:
+                return f"a LoRA entry is {_kind(lora)}, not a name with a weight"
+            if not isinstance(name, str) or not _is_number(weight):
+                return "a LoRA entry is not a name with a weight"
+    return None
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**64
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and foreign_recipes.float_value(value) is not None
+
+
+def _kind(value) -> str:
+    names = {dict: "an object", list: "a list", str: "text", bool: "true/false", int: "a number",
+             float: "a number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
 
 
 def request_fields(recipe: dict) -> dict:
@@ -237,10 +360,18 @@ def _info(recipe: dict) -> dict:
 
 
 def parse_parameters(text: str) -> dict:
-    """AUTOMATIC1111 ``parameters`` text -> {"request": {...}, "info": {every other key: value}}."""
+    """AUTOMATIC1111 ``parameters`` text -> {"request": {...}, "info": {every other key: value}}.
+
+    Linear in the text and capped at ``MAX_PARAMETERS`` characters (longer text raises NoRecipe, the only error
+    this raises): the window's drop handler runs it on the UI thread."""
+    if not isinstance(text, str):
+        raise NoRecipe("the parameters are not text")
+    if len(text) > MAX_PARAMETERS:
+        raise NoRecipe(f"the 'parameters' text is {len(text):,} characters long; more than any recipe "
+                       f"({MAX_PARAMETERS:,} at most)")
     lines = text.strip().split("\n")
     settings_line = ""
-    if lines and _PARAM.findall(lines[-1]) and re.match(r"\s*Steps:", lines[-1]):
+    if lines and re.match(r"\s*Steps:", lines[-1]):
         settings_line = lines.pop()
     prompt_lines, negative_lines, in_negative = [], [], False
     for line in lines:
@@ -249,25 +380,29 @@ def parse_parameters(text: str) -> dict:
             line = line[len("Negative prompt:"):].lstrip()
         (negative_lines if in_negative else prompt_lines).append(line)
     prompt = "\n".join(prompt_lines).strip()
-    loras = [{"name": name, "weight": float(weight) if weight else 1.0}
-             for name, weight in _LORA_TAG.findall(prompt)]
-    prompt = re.sub(r"\s{2,}", " ", _LORA_TAG.sub("", prompt)).strip()
+    loras = []
+    for name, weight in _LORA_TAG.findall(prompt):
+        number = foreign_recipes.float_value(weight) if weight else 1.0
+        loras.append({"name": name, "weight": 1.0 if number is None else number})
+    prompt = re.sub(r"[ \t]{2,}", " ", _LORA_TAG.sub("", prompt)).strip()
     request: dict = {"prompt": prompt, "negative_prompt": "\n".join(negative_lines).strip(),
                      "batch_size": 1, "loras": loras}
     info: dict = {}
-    for key, value in _PARAM.findall(settings_line):
+    for key, value in _settings_pairs(settings_line[:MAX_SETTINGS_LINE]):
         key, value = key.strip(), value.strip()
-        if value.startswith('"') and value.endswith('"'):
+        if len(value) >= 2 and value.startswith('"') and value.endswith('"'):
             try:
                 value = json.loads(value)
-            except ValueError:
+            except (ValueError, RecursionError):
                 value = value[1:-1]
+            if not isinstance(value, str):
+                value = str(value)
         info[key] = value
-    _take(request, "steps", info.get("Steps"), int)
-    _take(request, "guidance_scale", info.get("CFG scale"), float)
-    _take(request, "seed", info.get("Seed"), int)
+    _take(request, "steps", info.get("Steps"), foreign_recipes.int_value)
+    _take(request, "guidance_scale", info.get("CFG scale"), foreign_recipes.float_value)
+    _take(request, "seed", info.get("Seed"), foreign_recipes.int_value)
     if "Size" in info:
-        size = re.match(r"\s*(\d+)\s*x\s*(\d+)", info["Size"])
+        size = re.match(r"\s*(\d{1,7})\s*x\s*(\d{1,7})", info["Size"])
         if size:
             request["width"], request["height"] = int(size.group(1)), int(size.group(2))
     sampler = info.get("Sampler")
@@ -277,22 +412,67 @@ def parse_parameters(text: str) -> dict:
             sampler = f"{sampler} Karras"
         request["sampler"] = sampler
     if info.get("Refiner"):  # the name (and hash) go to info, as the model's do; the switch to the request
-        _take(request, "refiner_switch", info.get("Refiner switch at"), float)
+        _take(request, "refiner_switch", info.get("Refiner switch at"), foreign_recipes.float_value)
     extra = {"model_hash": info.get("Model hash"), "model_name": info.get("Model"),
-             "refiner_name": re.sub(r"\s*\[[0-9a-fA-F]+\]$", "", info.get("Refiner", "")),
-             "app_version": info.get("Version")}
+             "refiner_name": _without_hash(info.get("Refiner", "")), "app_version": info.get("Version")}
     extra = {key: value for key, value in extra.items() if value}
     extra["fields"] = info
     return {"request": request, "info": extra}
 
 
+def _settings_pairs(line: str) -> list[tuple[str, str]]:
+    """The ``key: value`` pairs of A1111's settings line, as its own pattern
+    ``\\s*(\\w[\\w \\-/]+):\\s*("(?:\\\\.|[^\\\\"])+"|[^,]*)(?:,|$)`` finds them with ``findall``, in one pass:
+    that regex, run over a long line without a colon, takes time growing with the square of the length."""
+    pairs: list[tuple[str, str]] = []
+    pos, end = 0, len(line)
+    while pos < end:
+        colon = line.find(":", pos)
+        if colon < 0:
+            break
+        start = colon
+        while start > pos and (line[start - 1].isalnum() or line[start - 1] in "_ -/"):
+            start -= 1
+        while start < colon and not (line[start].isalnum() or line[start] == "_"):
+            start += 1  # a key starts with a word character
+        key = line[start:colon]
+        if len(key) < 2:
+            pos = colon + 1
+            continue
+        value_start = colon + 1
+        while value_start < end and line[value_start].isspace():
+            value_start += 1
+        quoted = _QUOTED.match(line, value_start)
+        if quoted and (quoted.end() == end or line[quoted.end()] == ","):
+            value_end = quoted.end()
+        else:
+            value_end = line.find(",", value_start)
+            value_end = end if value_end < 0 else value_end
+        pairs.append((key, line[value_start:value_end]))
+        pos = value_end + 1
+    return pairs
+
+
+_QUOTED = re.compile(r'"(?:\\.|[^\\"])+"')  # one pass: each character can only be read one way
+
+
+def _without_hash(name: str) -> str:
+    """``NAME [0123abcd]`` -> ``NAME`` (A1111 writes the refiner with its hash)."""
+    name = name.rstrip()
+    if name.endswith("]"):
+        start = name.rfind("[")
+        digits = name[start + 1:-1] if start >= 0 else ""
+        if digits and all(char in "0123456789abcdefABCDEF" for char in digits):
+            return name[:start].rstrip()
+    return name
+
+
 def _take(request: dict, key: str, value, kind) -> None:
     if value is None:
         return
-    try:
-        request[key] = kind(value)
-    except ValueError:
-        pass
+    number = kind(value)
+    if number is not None:
+        request[key] = number
 
 
 def _lora_pair(lora) -> tuple[str, float]:
@@ -308,27 +488,40 @@ def _xml_escape(text: str) -> str:
 
 
 def describe(found: dict) -> str:
-    """The recipe as a person reads it (``desktop-app info``)."""
+    """The recipe as a person reads it (``desktop-app info``). Text from the file is shown on its own lines with
+    control characters escaped: a prompt cannot move the terminal's cursor or fake a line of the output."""
     request, info = found["request"], found["info"]
-    lines = [f"Prompt: {request.get('prompt', '')}"]
+    lines = [f"Prompt: {_shown(request.get('prompt', ''))}"]
     if request.get("negative_prompt"):
-        lines.append(f"Negative prompt: {request['negative_prompt']}")
+        lines.append(f"Negative prompt: {_shown(request['negative_prompt'])}")
     labels = (("width", "Width"), ("height", "Height"), ("steps", "Steps"), ("guidance_scale", "CFG scale"),
               ("sampler", "Sampler"), ("seed", "Seed"), ("model", "Model"), ("upscale", "Upscale"))
     for key, label in labels:
         if request.get(key) is not None:
-            lines.append(f"{label}: {request[key]}")
+            lines.append(f"{label}: {_shown(request[key])}")
     for lora in request.get("loras") or ():
-        lines.append(f"LoRA: {lora['name']} (weight {lora['weight']:g})")
+        lines.append(f"LoRA: {_shown(lora['name'])} (weight {lora['weight']:g})")
     refiner = request.get("refiner") or info.get("refiner_name")
     if refiner:
-        lines.append(f"Refiner: {refiner} (switch at {request.get('refiner_switch', 0.8):g})")
+        lines.append(f"Refiner: {_shown(refiner)} (switch at {request.get('refiner_switch', 0.8):g})")
     for key, label in (("model_name", "Model name"), ("model_hash", "Model hash"), ("device", "Device"),
-                       ("dtype", "Dtype"), ("app_version", "Made by")):
+                       ("dtype", "Dtype"), ("app_version", "Made by"), ("stored", "Stored")):
         if info.get(key):
-            value = info[key]
+            value = _shown(info[key])
             lines.append(f"{label}: desktop-app {value}" if key == "app_version" and
                          found["source"] == "desktop-app" else f"{label}: {value}")
+    label = foreign_recipes.SOURCE_LABELS.get(found["source"])
     lines.append("Recipe: " + ("desktop-app JSON" if found["source"] == "desktop-app"
-                               else "AUTOMATIC1111-style parameters"))
+                               else label or "AUTOMATIC1111-style parameters"))
     return "\n".join(lines)
+
+
+def _shown(value, limit: int = 20_000) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)[:limit]
+    out = []
+    for char in text[:limit]:
+        if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp") and char not in "\t\u200d":  # ZWJ: emoji
+            out.append("\\n" if char == "\n" else repr(char)[1:-1])
+        else:
+            out.append(char)
+    return "".join(out) + ("..." if len(text) > limit else "")

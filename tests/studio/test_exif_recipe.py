@@ -83,3 +83,16 @@ def test_info_prints_the_recipe_of_a_jpeg(tmp_path):
     done = subprocess.run([sys.executable, "-m", "desktop_app", "info", str(path), "--json"],
                           capture_output=True, text=True, env=env, timeout=120, check=False)
     assert json.loads(done.stdout)["request"]["steps"] == 28
+
+
+def test_a_png_with_the_text_in_an_exif_chunk(tmp_path):
+    path = tmp_path / "exif.png"
+    Image.new("RGB", (8, 8)).save(path, exif=exif_recipe.exif_with_comment("a dog\nSteps: 5, Seed: 2").tobytes())
+    found = png_recipe.read_recipe(path)
+    assert found["request"]["prompt"] == "a dog" and found["request"]["steps"] == 5
+
+
+def test_a_user_comment_of_the_wrong_type_is_no_comment():
+    assert exif_recipe.decode_user_comment(4_000_000_000) == ""  # bytes(n) would allocate n bytes
+    assert exif_recipe.decode_user_comment((1, 2)) == ""
+    assert exif_recipe.comment_from_exif(b"garbage") == ""
