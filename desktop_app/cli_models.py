@@ -1,6 +1,9 @@
 """``desktop-app models ...``: list, add and remove the models in the user's library (no torch needed).
 
-Bad files exit 2 with one line that says what is wrong; the library is left unchanged.
+Bad files exit 2 with one line that says what is wrong; the library is left unchanged. A damaged file in a
+registered folder never breaks the listing: ``models list`` lists the rest and then names the damaged ones with
+the reason. Every name or path that comes from the disk is printed through ``safe_names.printable`` (control
+characters and terminal escapes shown escaped): a file name cannot move the cursor or forge a line.
 """
 
 from __future__ import annotations
@@ -41,16 +44,19 @@ def run(args: argparse.Namespace) -> int:
     from . import model_library
     from .cli import BadInput
     from .engine.errors import ModelError
+    from .safe_names import printable
 
     try:
         if args.models_command == "list":
-            return _list(model_library.entries(args.kind), args.json)
+            skipped: list = []
+            return _list(model_library.entries(args.kind, skipped=skipped), args.json, skipped)
         if args.models_command == "add":
             entry = model_library.add(args.path, name=args.name, prediction_type=args.prediction_type)
             family = f", {entry.family_name}" if entry.family != "unknown" else ""
             if entry.prediction_type:
                 family += f", {entry.prediction_type.replace('_', '-')}"
-            print(f"added {entry.name}: {entry.kind}{family}, {format_size(entry.size)} ({entry.path})")
+            print(f"added {printable(entry.name)}: {entry.kind}{family}, {format_size(entry.size)} "
+                  f"({printable(entry.path, 400)})")
             return 0
         if args.models_command == "download":
             from . import cli_download
@@ -58,28 +64,52 @@ def run(args: argparse.Namespace) -> int:
             return cli_download.run(args)
         if args.models_command == "add-folder":
             scan = model_library.add_folder(args.path)
-            print(f"added the {scan.layout} folder {scan.folder}: {len(scan.entries)} file(s) found")
+            print(f"added the {scan.layout} folder {printable(scan.folder, 400)}: {len(scan.entries)} file(s) "
+                  "found")
             for entry in scan.entries:
-                print(f"  {entry.name}: {entry.kind}, {entry.family_name}")
+                print(f"  {printable(entry.name)}: {entry.kind}, {entry.family_name}")
             for path, reason in scan.skipped:
-                print(f"  skipped {path}: {reason}")
+                print(f"  skipped {printable(path, 400)}: {printable(_one_line(reason), 600)}")
             return 0
         entry = model_library.remove(args.name)
-        print(f"removed {entry.name} from the library (the files stay in {entry.path})")
+        print(f"removed {printable(entry.name)} from the library (the files stay in {printable(entry.path, 400)})")
         return 0
     except ModelError as exc:
-        raise BadInput(" ".join(str(exc).split())) from None
+        raise BadInput(_escaped(_one_line(str(exc)))) from None
 
 
-def _list(entries, as_json: bool) -> int:
-    if as_json:
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _escaped(text: str) -> str:
+    """``text`` with control characters (terminal escapes) shown escaped, unquoted: a message stays readable."""
+    import unicodedata
+
+    return "".join(repr(c)[1:-1] if unicodedata.category(c) in ("Cc", "Cf", "Cs") else c for c in text)
+
+
+def _list(entries, as_json: bool, skipped=()) -> int:
+    from .safe_names import printable
+
+    if as_json:  # JSON escapes control characters itself; the damaged files are named on stderr, one line
         print(json.dumps([asdict(e) for e in entries], indent=2))
+        if skipped:
+            import sys
+
+            print(f"note: {len(skipped)} unusable file(s) left out (see `desktop-app models list`): "
+                  f"{printable(skipped[0][0], 200)}", file=sys.stderr)
         return 0
     rows = [("NAME", "KIND", "FAMILY", "SIZE", "SOURCE")]
-    rows += [(e.name, e.kind, e.family_cell, format_size(e.size), e.source) for e in entries]
+    rows += [(printable(e.name), e.kind, printable(e.family_cell, 40), format_size(e.size),
+              printable(e.source, 400)) for e in entries]
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    if skipped:
+        print(f"\n{len(skipped)} file(s) left out because they cannot be used:")
+        for path, reason in skipped:
+            print(f"  skipped {printable(path, 400)}: {printable(_one_line(reason), 600)}")
     return 0
 
 

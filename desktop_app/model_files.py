@@ -11,8 +11,7 @@ This module imports only the standard library and the app's torch-free modules: 
 
 from __future__ import annotations
 
-import json
-import math
+import os
 import re
 import struct
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from .engine import model_folder
 from .engine.errors import ModelError
+from .safe_names import printable
 
 # kinds
 CHECKPOINT, DIFFUSERS, LORA, EMBEDDING, UPSCALER, UNKNOWN = (
@@ -38,8 +38,13 @@ CONTEXT_FAMILIES = {384: "embedded", 768: "sd1", 1024: "sd2", 1280: "sdxl-refine
 PICKLED_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 MAX_HEADER = 100_000_000  # the safetensors library's own limit on the JSON header
 LFS_MAGIC = b"version https://git-lfs.github.com/spec/"
-DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1, "I16": 2, "U16": 2,
-               "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+# the dtypes of the safetensors format (its Rust ``Dtype``), in bits: F4 and F6 pack several values per byte
+DTYPE_BITS = {"BOOL": 8, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8,
+              "F8_E8M0": 8, "I16": 16, "U16": 16, "F16": 16, "BF16": 16, "I32": 32, "U32": 32, "F32": 32,
+              "C64": 64, "F64": 64, "I64": 64, "U64": 64}
+ENTRY_KEYS = {"dtype", "shape", "data_offsets"}
+HEADER_DEPTH = 3  # the header object, a tensor's entry, its shape list
+LIMIT = 2**64 - 1  # the format's sizes are 64-bit unsigned
 
 # from diffusers.loaders.single_file_utils.CHECKPOINT_KEY_NAMES (original single-file layouts)
 KEY_XL_BASE = "conditioner.embedders.1."
@@ -82,65 +87,144 @@ class FileInfo:
 
 def read_header(path: Path) -> dict:
     """The safetensors header of ``path`` (tensor name -> {"dtype", "shape", "data_offsets"}; "__metadata__"
-    removed), checked against the file size. Raises ModelError naming what is wrong."""
+    removed), checked in full against the format and the file size (``check_header``). Only a regular file
+    is opened (a named pipe would block). Raises ModelError naming what is wrong."""
     path = Path(path)
-    try:
-        size = path.stat().st_size
-        with path.open("rb") as handle:
+    shown = _shown(path)
+    with model_folder.open_regular(path, "model file") as handle:
+        try:
+            size = os.fstat(handle.fileno()).st_size
             start = handle.read(128)
             _refuse_foreign(path, start, size)
-            head = start[:8]
             if size < 8:
-                raise ModelError(f"{path.name} is not a safetensors file: it has only {size} bytes, fewer than "
+                raise ModelError(f"{shown} is not a safetensors file: it has only {size} bytes, fewer than "
                                  "the 8-byte header length a safetensors file starts with.")
-            (header_len,) = struct.unpack("<Q", head)
+            (header_len,) = struct.unpack("<Q", start[:8])
             if header_len > size - 8:
-                raise ModelError(f"{path.name} is damaged or truncated: its header claims {header_len:,} bytes "
+                raise ModelError(f"{shown} is damaged or truncated: its header claims {header_len:,} bytes "
                                  f"but the whole file has only {size:,}.")
             if header_len > MAX_HEADER:
-                raise ModelError(f"{path.name} is not a usable safetensors file: its header is {header_len:,} "
+                raise ModelError(f"{shown} is not a usable safetensors file: its header is {header_len:,} "
                                  f"bytes, more than the {MAX_HEADER:,} the format allows.")
             handle.seek(8)
             raw = handle.read(header_len)
-    except OSError as exc:
-        raise ModelError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+        except OSError as exc:
+            raise ModelError(f"Cannot read {_shown(path, full=True)}: {exc.strerror or exc}.") from None
+    if len(raw) != header_len:
+        raise ModelError(f"{shown} changed while it was read (its header is shorter than it says).")
+    return check_header(raw, size - 8 - header_len, path.name)
+
+
+def check_header(raw: bytes, data_size: int, name: str = "the file") -> dict:
+    """The tensors a safetensors header ``raw`` (the JSON after the 8-byte length) describes, checked as the
+    format defines it: a JSON object (no key twice); "__metadata__" a map of text to text (or null); every
+    other key a tensor whose entry has "dtype" (a known one), "shape" (whole
+    numbers >= 0) and "data_offsets" ([begin, end]), whose byte size is the product of its shape times its
+    dtype's size; the tensors, ordered by offset, cover the ``data_size`` bytes after the header from 0 to
+    the end, without gaps or overlaps. Time and memory are linear in the header's length; the only error
+    raised is ModelError, whose message names the file (``name``) and the problem."""
+    shown = printable(name, 120)
+    if not raw.lstrip(b" \t\r\n").startswith(b"{"):  # the format's reader allows JSON whitespace first
+        raise ModelError(f"{shown} is damaged or not a safetensors file: its {len(raw):,}-byte header is not "
+                         "JSON (it must start with '{').")
     try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise ModelError(f"{path.name} is damaged or not a safetensors file: its {header_len:,}-byte header "
-                         "is not JSON.") from None
+        header = model_folder.parse_json(raw.decode("utf-8"), HEADER_DEPTH)
+    except UnicodeDecodeError:
+        raise ModelError(f"{shown} is damaged or not a safetensors file: its {len(raw):,}-byte header is not "
+                         "JSON (not UTF-8 text).") from None
+    except ValueError as exc:
+        raise ModelError(f"{shown} is damaged or not a safetensors file: its {len(raw):,}-byte header is not "
+                         f"JSON ({printable(exc, 120)}).") from None
     if not isinstance(header, dict):
-        raise ModelError(f"{path.name} is damaged: its safetensors header is not a JSON object.")
-    header.pop("__metadata__", None)
-    data_size = size - 8 - header_len
-    needed = 0
-    for name, entry in header.items():
-        needed = max(needed, _check_entry(path, name, entry))
-    if needed > data_size:
-        raise ModelError(f"{path.name} is truncated: the header describes {needed:,} bytes of tensors, the file "
+        raise ModelError(f"{shown} is damaged: its safetensors header is not a JSON object.")
+    metadata = header.pop("__metadata__", None)
+    if metadata is not None and not (isinstance(metadata, dict) and all(
+            isinstance(v, str) and _valid_text(k) and _valid_text(v) for k, v in metadata.items())):
+        raise ModelError(f"{shown} is damaged: its \"__metadata__\" is not a map of text to text, as the "
+                         "safetensors format requires.")
+    spans = []
+    for tensor, entry in header.items():
+        spans.append((*_check_entry(shown, tensor, entry), tensor))
+    spans.sort(key=lambda span: (span[0], span[1]))
+    position, previous = 0, None
+    for begin, end, tensor in spans:
+        if begin > position:
+            raise ModelError(f"{shown} is damaged: bytes {position:,} to {begin:,} of its data belong to no "
+                             f"tensor (a gap before {_tensor(tensor)}).")
+        if begin < position:
+            raise ModelError(f"{shown} is damaged: tensors {_tensor(previous)} and {_tensor(tensor)} overlap "
+                             "in the file.")
+        position, previous = end, tensor
+    if position > data_size:
+        raise ModelError(f"{shown} is truncated: the header describes {position:,} bytes of tensors, the file "
                          f"has {data_size:,}. Download or copy it again.")
+    if position < data_size:
+        raise ModelError(f"{shown} is damaged: {data_size - position:,} bytes after its last tensor belong to "
+                         "no tensor.")
     return header
 
 
-def _check_entry(path: Path, name: str, entry) -> int:
-    """The end offset of one tensor, or a ModelError for a malformed entry."""
+def _check_entry(shown: str, tensor: str, entry) -> tuple[int, int]:
+    """(begin, end) of one tensor's bytes, or a ModelError for a malformed entry."""
+    bad = f"{shown} is damaged: the header entry for tensor {_tensor(tensor)}"
+    if not _valid_text(tensor):
+        raise ModelError(f"{bad} has a name that is not valid text.")
+    if not isinstance(entry, dict) or not ENTRY_KEYS <= set(entry):  # other keys: ignored, as the reader does
+        raise ModelError(f"{bad} is malformed (it needs \"dtype\", \"shape\" and \"data_offsets\").")
+    dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    bits = DTYPE_BITS.get(dtype) if isinstance(dtype, str) else None
+    if bits is None:
+        raise ModelError(f"{bad} has the unknown dtype {printable(dtype, 40)}; the safetensors format knows "
+                         f"{', '.join(DTYPE_BITS)}.")
+    if not isinstance(shape, list) or not all(_whole(v) for v in shape):
+        raise ModelError(f"{bad} is malformed: its shape must be a list of whole numbers >= 0.")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(_whole(v) for v in offsets)
+            and offsets[0] <= offsets[1]):
+        raise ModelError(f"{bad} is malformed: its data_offsets must be [begin, end], whole numbers with "
+                         "begin <= end.")
+    count = 1
+    for dim in shape:  # as the format's reader does: every partial product must fit 64 bits
+        count *= dim
+        if count > LIMIT:
+            raise ModelError(f"{bad} has an impossible shape {printable(shape, 80)} (more elements than a "
+                             "64-bit size can count).")
+    nbits = count * bits
+    if nbits > LIMIT or nbits % 8:
+        raise ModelError(f"{bad} has an impossible shape {printable(shape, 80)} for {dtype} (its size is not "
+                         "a whole number of bytes a 64-bit size can count).")
+    begin, end = offsets
+    if nbits // 8 != end - begin:
+        raise ModelError(f"{shown} is damaged: tensor {_tensor(tensor)} ({dtype} {printable(shape, 80)}) needs "
+                         f"{nbits // 8:,} bytes but the header gives it {end - begin:,}.")
+    return begin, end
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= LIMIT
+
+
+def _valid_text(value) -> bool:
+    if not isinstance(value, str):
+        return False
     try:
-        dtype, shape, (begin, end) = entry["dtype"], list(entry["shape"]), entry["data_offsets"]
-        if not all(isinstance(v, int) and v >= 0 for v in [begin, end, *shape]) or end < begin:
-            raise ValueError
-    except (KeyError, TypeError, ValueError):
-        raise ModelError(f"{path.name} is damaged: the header entry for tensor {name!r} is malformed.") from None
-    width = DTYPE_BYTES.get(str(dtype))
-    if width is not None and math.prod(shape) * width != end - begin:
-        raise ModelError(f"{path.name} is damaged: tensor {name!r} ({dtype} {shape}) needs "
-                         f"{math.prod(shape) * width:,} bytes but the header gives it {end - begin:,}.")
-    return end
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\\ud800" in the JSON): no text the format can hold
+        return False
+    return True
+
+
+def _tensor(name) -> str:
+    return printable(repr(name) if isinstance(name, str) else name, 80)
+
+
+def _shown(path: Path, full: bool = False) -> str:
+    return printable(path if full else Path(path).name, 200)
 
 
 def _refuse_foreign(path: Path, head: bytes, size: int) -> None:
     """ModelError for an empty file, a Git-LFS pointer, a pickle or a zip archive, whatever its name."""
     if size == 0:
-        raise ModelError(f"{path.name} is an empty file (0 bytes): an interrupted download or copy? "
+        raise ModelError(f"{_shown(path)} is an empty file (0 bytes): an interrupted download or copy? "
                          "Download or copy it again.")
     if head.startswith(LFS_MAGIC):
         raise ModelError(_lfs_message(path, size))
@@ -150,21 +234,22 @@ def _refuse_foreign(path: Path, head: bytes, size: int) -> None:
         return
     what = "a Python pickle" if pickled else "a PyTorch zip archive (a pickle inside a zip)"
     if path.suffix.lower() in PICKLED_SUFFIXES:
-        raise ModelError(f"{path.name} is a PyTorch checkpoint ({what}). Pickles can run code when loaded, so "
+        raise ModelError(f"{_shown(path)} is a PyTorch checkpoint ({what}). Pickles can run code when loaded, so "
                          f"this app opens only .safetensors files: {CONVERT_HINT}.")
-    raise ModelError(f"{path.name} is not a safetensors file: it is {what}; pickles can run code when loaded, "
+    raise ModelError(f"{_shown(path)} is not a safetensors file: it is {what}; pickles can run code when loaded, "
                      "so this app does not open them.")
 
 
 def _lfs_message(path: Path, size: int) -> str:
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
+        with model_folder.open_regular(path) as handle:
+            text = handle.read(1024).decode("utf-8", errors="replace")  # a pointer is ~130 bytes
+    except (OSError, ModelError):
         text = ""
     real = re.search(r"^size (\d+)", text, re.MULTILINE)
     real_size = f" (the model is {int(real.group(1)):,} bytes)" if real else ""
-    return (f"{path.name} is a Git-LFS pointer of {size:,} bytes, not the model{real_size}. Fetch the real file "
-            "with `git lfs pull` in the repository it came from, or download the file itself.")
+    return (f"{_shown(path)} is a Git-LFS pointer of {size:,} bytes, not the model{real_size}. Fetch the real "
+            "file with `git lfs pull` in the repository it came from, or download the file itself.")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -176,10 +261,16 @@ def inspect(path, *, allow_pytorch_upscaler: bool = False) -> FileInfo:
     used. ``allow_pytorch_upscaler``: accept a ``.pth``/``.pt`` state dict as an upscaler (the upscaler loader
     reads those with ``torch.load(weights_only=True)``); every other pickle is refused."""
     path = Path(path).expanduser()
-    if not path.exists():
-        raise ModelError(f"Model file not found: {path} does not exist.")
-    if path.is_dir():
+    try:
+        special = model_folder.special_file(path)
+    except FileNotFoundError:
+        raise ModelError(f"Model file not found: {_shown(path, full=True)} does not exist.") from None
+    except OSError as exc:
+        raise ModelError(f"Cannot read {_shown(path, full=True)}: {exc.strerror or exc}.") from None
+    if special == "a folder":
         return _inspect_folder(path)
+    if special is not None:  # never opened: reading a named pipe would wait for a writer forever
+        raise ModelError(f"{_shown(path)} is {special}, not a model file; only regular files are read.")
     size = path.stat().st_size
     if allow_pytorch_upscaler and path.suffix.lower() in (".pth", ".pt") and size > 0:
         from .engine import upscaler_files
@@ -349,12 +440,16 @@ _PIPELINE_FAMILIES = {
 def _inspect_folder(folder: Path) -> FileInfo:
     folder = model_folder.check_folder(str(folder))
     index = model_folder.read_index(folder)
-    files = [p for p in folder.rglob("*") if p.is_file()]
-    size = sum(p.stat().st_size for p in files)
+    files = [p for p in folder.rglob("*") if p.is_file()]  # is_file: regular files (and links to them) only
+    try:
+        size = sum(p.stat().st_size for p in files)
+    except OSError as exc:
+        raise ModelError(f"Cannot read the model folder {_shown(folder, full=True)}: {exc.strerror or exc}.") \
+            from None
     weights = [p for p in files if p.suffix == ".safetensors" and p.parent.name != "upscaler"]
     if not weights:
-        raise ModelError(f"{folder} has no .safetensors weights. Pickled weights (.bin, .ckpt) are not "
-                         "loaded, because they can run code.")
+        raise ModelError(f"{_shown(folder, full=True)} has no .safetensors weights. Pickled weights (.bin, "
+                         ".ckpt) are not loaded, because they can run code.")
     count = sum(len(read_header(p)) for p in weights)
     pipeline = str(index.get("_class_name", ""))
     if model_folder.is_embedded(index):
@@ -367,17 +462,21 @@ def _inspect_folder(folder: Path) -> FileInfo:
                     f"A diffusers model folder ({pipeline or 'unknown pipeline'}) for {FAMILY_NAMES[family]}.")
 
 
-def _folder_unet_family(folder: Path) -> str:
+def _config_value(path: Path, key: str):
+    """``key`` of a small JSON config, or None when the file is missing, damaged or not an object."""
+    if not path.is_file():
+        return None
     try:
-        unet = json.loads((folder / "unet" / "config.json").read_text(encoding="utf-8"))
-        family = CONTEXT_FAMILIES.get(unet.get("cross_attention_dim"), "unknown")
-    except (OSError, ValueError, AttributeError):
-        return "unknown"
-    if family == "sd2":
-        try:
-            scheduler = json.loads((folder / "scheduler" / "scheduler_config.json").read_text(encoding="utf-8"))
-            if scheduler.get("prediction_type") == "v_prediction":
-                family = "sd2-v"
-        except (OSError, ValueError, AttributeError):
-            pass
+        config = model_folder.read_json_file(path, "config")
+    except ModelError:
+        return None
+    value = config.get(key) if isinstance(config, dict) else None
+    return value if isinstance(value, (int, str)) and not isinstance(value, bool) else None
+
+
+def _folder_unet_family(folder: Path) -> str:
+    family = CONTEXT_FAMILIES.get(_config_value(folder / "unet" / "config.json", "cross_attention_dim"), "unknown")
+    if family == "sd2" and _config_value(folder / "scheduler" / "scheduler_config.json",
+                                          "prediction_type") == "v_prediction":
+        family = "sd2-v"
     return family

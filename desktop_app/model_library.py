@@ -18,7 +18,9 @@ from pathlib import Path
 
 from . import model_files, paths
 from .atomic_write import write_text_atomically
+from .engine import model_folder
 from .engine.errors import ModelError
+from .safe_names import UnsafeName, check_name, printable
 from .engine.request import DEFAULT_MODEL
 from .resources import DEFAULT_MODEL_NAME, default_model_dir
 
@@ -27,6 +29,8 @@ FORMAT_VERSION = 1
 MODEL_KINDS = (model_files.CHECKPOINT, model_files.DIFFUSERS)
 USABLE_KINDS = (*MODEL_KINDS, model_files.LORA, model_files.EMBEDDING, model_files.UPSCALER)
 SCANNED_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt", ".bin")
+MAX_LIBRARY_BYTES = 64 * 1024 * 1024
+LIBRARY_DEPTH = 4  # {"entries": [{"name": ...}]}
 
 # subfolders of other tools' model folders, and the kind of file each holds (None: whatever the file says)
 TOOL_LAYOUTS = {
@@ -87,15 +91,15 @@ def _load() -> dict:
     if not path.is_file():
         return {"version": FORMAT_VERSION, "entries": [], "folders": []}
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"The model library {path} cannot be read ({exc}); move it away to start "
+        data = model_folder.read_json_file(path, "model library", MAX_LIBRARY_BYTES, LIBRARY_DEPTH)
+    except ModelError as exc:
+        raise ModelError(f"The model library cannot be read ({exc}); move {printable(path)} away to start "
                          "afresh.") from None
-    if not isinstance(data, dict):
-        raise ModelError(f"The model library {path} is damaged (not a JSON object); move it away to start "
-                         "afresh.")
-    data.setdefault("entries", [])
-    data.setdefault("folders", [])
+    if not isinstance(data, dict) or not isinstance(data.setdefault("entries", []), list) or not isinstance(
+            data.setdefault("folders", []), list):
+        raise ModelError(f"The model library {printable(path)} is damaged (not the library's JSON layout); move "
+                         "it away to start afresh.")
+    data["folders"] = [folder for folder in data["folders"] if isinstance(folder, str)]
     return data
 
 
@@ -106,10 +110,32 @@ def _save(data: dict) -> None:
     write_text_atomically(path, json.dumps(data, indent=2), prefix=".library-")
 
 
-def _stored_entries(data: dict) -> list[Entry]:
-    known = Entry.__dataclass_fields__
-    return [Entry(**{k: v for k, v in item.items() if k in known}) for item in data["entries"]
-            if isinstance(item, dict)]
+_TEXT_FIELDS = ("name", "path", "kind", "family", "source", "layout", "details", "prediction_type")
+
+
+def _stored_entry(item) -> Entry | None:
+    """An entry of library.json, or None when it is damaged (a field missing or of the wrong type)."""
+    if not isinstance(item, dict):
+        return None
+    known = {k: v for k, v in item.items() if k in Entry.__dataclass_fields__}
+    if not all(isinstance(known.get(k, ""), str) for k in _TEXT_FIELDS) or not isinstance(known.get("size"), int):
+        return None
+    try:
+        return Entry(**known)
+    except TypeError:  # a required field missing
+        return None
+
+
+def _stored_entries(data: dict, skipped: list | None = None) -> list[Entry]:
+    found = []
+    for item in data["entries"]:
+        entry = _stored_entry(item)
+        if entry is not None:
+            found.append(entry)
+        elif skipped is not None:
+            skipped.append((str(library_path()), "an entry of the library file is damaged (a field is missing "
+                                                 "or of the wrong type); it is ignored"))
+    return found
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -122,15 +148,16 @@ def _entry(info: model_files.FileInfo, name: str, source: str) -> Entry:
 
 
 def _check_name(name: str) -> str:
-    name = name.strip()
-    if not name:
-        raise ModelError("A model name cannot be empty.")
+    """A library name: one safe name (safe_names.check_name: no control characters or terminal escapes, no
+    '/', '\\' or ':' (":" separates a LoRA's weight, --lora NAME:0.8), no leading '.', '~' or '-' (it would read
+    as a path or an option)), and not "default"."""
+    name = name.strip() if isinstance(name, str) else name
+    try:
+        name = check_name(name, "the model name")
+    except UnsafeName as exc:
+        raise ModelError(f"{str(exc)[0].upper()}{str(exc)[1:]}; choose another with --name.") from None
     if name == DEFAULT_MODEL:
         raise ModelError(f'"{DEFAULT_MODEL}" means the embedded model; choose another name with --name.')
-    if ":" in name or "\\" in name or name.startswith(("/", "~", ".")):
-        # ":" separates a LoRA's weight (--lora NAME:0.8); a leading / ~ . reads as a path
-        raise ModelError(f"Model name {name!r} cannot contain ':' or '\\' or start with '/', '~' or '.'; "
-                         "choose another with --name.")
     return name
 
 
@@ -141,7 +168,7 @@ def add(path, name: str | None = None, source: str = "added", prediction_type: s
     path = Path(path).expanduser()
     info = model_files.inspect(path)
     if info.kind not in USABLE_KINDS:
-        raise ModelError(f"{path.name} is not a model this app can use: {info.details}")
+        raise ModelError(f"{printable(path.name)} is not a model this app can use: {info.details}")
     if prediction_type is not None:
         prediction_type = _checked_prediction_type(prediction_type, info)
     if name is None:  # the file or folder name, made usable as a name
@@ -151,10 +178,10 @@ def add(path, name: str | None = None, source: str = "added", prediction_type: s
     resolved = str(path.resolve())
     for other in entries():
         if other.name == name:
-            raise ModelError(f"The library already has a model named {name!r} ({other.path}); choose another "
-                             "name with --name, or remove that one first.")
+            raise ModelError(f"The library already has a model named {name!r} ({printable(other.path)}); choose "
+                             "another name with --name, or remove that one first.")
         if other.path == resolved and other.source != "embedded":
-            raise ModelError(f"{path} is already in the library as {other.name!r}.")
+            raise ModelError(f"{printable(path)} is already in the library as {printable(repr(other.name))}.")
     entry = replace(_entry(info, name, source), prediction_type=prediction_type or "")
     data["entries"].append(asdict(entry))
     _save(data)
@@ -251,13 +278,18 @@ _scan_cache: dict[tuple[str, int, int], model_files.FileInfo | str] = {}
 
 
 def _inspect_cached(path: Path, upscaler: bool) -> model_files.FileInfo:
-    stat = path.stat()
+    try:
+        stat = path.stat()
+    except OSError as exc:  # removed or a broken link since the folder was listed
+        raise ModelError(f"Cannot read {printable(path)}: {exc.strerror or exc}.") from None
     key = (str(path), stat.st_size, stat.st_mtime_ns)
     if key not in _scan_cache:
         try:
             _scan_cache[key] = model_files.inspect(path, allow_pytorch_upscaler=upscaler)
         except ModelError as exc:
             _scan_cache[key] = str(exc)
+        except RecursionError:  # a backstop: the parsers bound nesting, so no file should get here
+            _scan_cache[key] = f"{printable(path.name)} is damaged (nested too deeply to read)."
     found = _scan_cache[key]
     if isinstance(found, str):
         raise ModelError(found)
@@ -365,33 +397,38 @@ def app_folders() -> list[tuple[Path, str]]:
     return [(paths.loras_dir(), model_files.LORA), (paths.upscalers_dir(), model_files.UPSCALER)]
 
 
-def _scan_app_folder(folder: Path, expected: str, taken: set[str]) -> list[Entry]:
+def _scan_app_folder(folder: Path, expected: str, taken: set[str], skipped: list | None = None) -> list[Entry]:
     found = []
     for path in sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SCANNED_SUFFIXES):
         try:
             info = _inspect_cached(path, upscaler=expected == model_files.UPSCALER)
-        except ModelError:
-            continue  # the upscaler and LoRA loaders report a bad file when it is chosen
+        except ModelError as exc:
+            if skipped is not None:
+                skipped.append((str(path), str(exc)))
+            continue
         if info.kind in USABLE_KINDS:
             name = _unique(path.stem, taken)
             found.append(_entry(info, name, f"scanned: {folder}"))
     return found
 
 
-def entries(kind: str | None = None, *, hf_cache: bool = True) -> list[Entry]:
+def entries(kind: str | None = None, *, hf_cache: bool = True, skipped: list | None = None) -> list[Entry]:
     """Everything the library knows: the embedded model, added files, registered folders (scanned now) and
     the Hugging Face cache. ``kind``: only that kind ("checkpoint", "diffusers", "lora", ...; "model" means
-    checkpoints and diffusers folders)."""
+    checkpoints and diffusers folders). A damaged file in a scanned folder is left out, never fatal to the
+    rest: ``skipped``, a list, receives (path, reason) for each."""
     data = _load()
-    found = [e for e in [embedded_entry()] if e is not None] + _stored_entries(data)
+    found = [e for e in [embedded_entry()] if e is not None] + _stored_entries(data, skipped)
     taken = {e.name for e in found}
     for folder in data["folders"]:
         if Path(folder).is_dir():
             scan = scan_folder(folder, taken)
             found += scan.entries
             taken |= {e.name for e in scan.entries}
+            if skipped is not None:
+                skipped += scan.skipped
     for folder, expected in app_folders():
-        for entry in _scan_app_folder(folder, expected, taken):
+        for entry in _scan_app_folder(folder, expected, taken, skipped):
             found.append(entry)
             taken.add(entry.name)
     if hf_cache:
@@ -408,11 +445,14 @@ def find(name: str) -> Entry | None:
     return None
 
 
-def _unknown_message(name: str, names: list[str], where: str) -> str:
+def _unknown_message(name: str, names: list[str], where: str, skipped=()) -> str:
+    for path, reason in skipped:  # the name of a damaged file: say what is wrong with it
+        if Path(path).stem == name:
+            return f"{printable(repr(name))} is unusable: {reason}"
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
     close += [n for n in names if name.lower() in n.lower() and n not in close][: 3 - len(close)]
-    hint = f" Did you mean {', '.join(repr(n) for n in close)}?" if close else ""
-    return f"Unknown model {name!r}: no file or folder by that path and no such name {where}.{hint}"
+    hint = f" Did you mean {', '.join(printable(repr(n)) for n in close)}?" if close else ""
+    return f"Unknown model {printable(repr(name))}: no file or folder by that path and no such name {where}.{hint}"
 
 
 def resolve_model(name_or_path: str) -> str:
@@ -423,17 +463,19 @@ def resolve_model(name_or_path: str) -> str:
         return DEFAULT_MODEL
     if Path(name_or_path).expanduser().exists():
         return name_or_path
-    models = entries()
+    skipped: list = []
+    models = entries(skipped=skipped)
     for entry in models:
         if entry.name == name_or_path:
             if entry.kind not in MODEL_KINDS:
-                raise ModelError(f"{entry.name!r} is a {entry.kind}, not a model to generate with; use a "
-                                 "checkpoint or a diffusers folder.")
+                raise ModelError(f"{printable(repr(entry.name))} is a {entry.kind}, not a model to generate with; "
+                                 "use a checkpoint or a diffusers folder.")
             return entry.path
     if name_or_path.startswith(("/", "~", ".")) or Path(name_or_path).is_absolute():
-        raise ModelError(f"Model not found: {Path(name_or_path).expanduser()} does not exist.")
+        raise ModelError(f"Model not found: {printable(Path(name_or_path).expanduser())} does not exist.")
     names = [e.name for e in models if e.kind in MODEL_KINDS]
-    raise ModelError(_unknown_message(name_or_path, names, "in the model library (desktop-app models list)"))
+    raise ModelError(_unknown_message(name_or_path, names, "in the model library (desktop-app models list)",
+                                      skipped))
 
 
 def resolve_lora(name_or_path: str) -> Path:
@@ -443,7 +485,8 @@ def resolve_lora(name_or_path: str) -> Path:
     path = Path(name_or_path).expanduser()
     if path.is_file():
         return path
-    loras = entries(model_files.LORA, hf_cache=False)
+    skipped: list = []
+    loras = entries(model_files.LORA, hf_cache=False, skipped=skipped)
     for entry in loras:
         if entry.name == name_or_path:
             return Path(entry.path)
@@ -452,5 +495,5 @@ def resolve_lora(name_or_path: str) -> Path:
         if candidate.is_file():
             return candidate
     names = [e.name for e in loras] + sorted(p.stem for p in folder.glob("*.safetensors"))
-    message = _unknown_message(name_or_path, names, f"among the library's LoRAs or in {folder}")
+    message = _unknown_message(name_or_path, names, f"among the library's LoRAs or in {folder}", skipped)
     raise ModelError(message.replace("Unknown model", "Unknown LoRA", 1))

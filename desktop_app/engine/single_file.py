@@ -36,6 +36,7 @@ FAMILY_NAMES = {"sd1": "Stable Diffusion 1.x", "sd2": "Stable Diffusion 2.x (512
                 "sd2-v": "Stable Diffusion 2.x (768, v-prediction)", "sdxl": "Stable Diffusion XL",
                 "sdxl-refiner": "the Stable Diffusion XL refiner"}
 PIPELINE_CLASSES = ("StableDiffusionPipeline", "StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline")
+MAX_SIDECAR = 1024 * 1024  # an A1111 .yaml is a few KB
 
 
 def configs_dir() -> Path:
@@ -70,10 +71,20 @@ def sidecar_prediction_type(path: Path) -> str | None:
         return None
     import yaml
 
+    from ..safe_names import printable
+    from .model_folder import open_regular
+
     try:
-        config = yaml.safe_load(sidecar.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        problem = " ".join(str(exc).split())[:160]
+        with open_regular(sidecar, "config") as handle:  # is_file above; checked again on the open file
+            text = handle.read(MAX_SIDECAR + 1)
+        if len(text) > MAX_SIDECAR:
+            raise ValueError(f"more than {MAX_SIDECAR:,} bytes, far more than a config holds")
+        config = yaml.safe_load(text.decode("utf-8"))
+    except RecursionError:  # PyYAML composes nested nodes recursively
+        raise ModelError(f"The config {printable(sidecar.name)} beside {printable(path.name)} is damaged (nested "
+                         "too deeply). Fix or remove it.") from None
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+        problem = printable(" ".join(str(exc).split()), 160)
         raise ModelError(f"The config {sidecar.name} beside {path.name} cannot be read ({problem}). Fix or "
                          "remove it: it tells the app whether the checkpoint predicts v or noise.") from None
     model = config.get("model") if isinstance(config, dict) else None

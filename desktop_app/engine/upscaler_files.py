@@ -12,12 +12,15 @@ folder is given); a path is that file (or a model folder's upscaler); a bare nam
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import pickletools
 import struct
 import zipfile
 from pathlib import Path
 
 from ..resources import default_model_dir
+from ..safe_names import printable
 from . import model_folder
 from .errors import ModelError, RequestError
 
@@ -128,8 +131,8 @@ def check_readable(path: Path) -> str:
     """sniff(path), or a ModelError saying why the file is not loaded. The format that passes is SAFETENSORS,
     or TORCH_ZIP / PICKLE for a file not named .safetensors (torch.load with weights_only=True decides)."""
     path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"Upscaler not found: {path} is not a file.")
+    if not path.is_file():  # is_file: a regular file (or a link to one); a named pipe is never opened
+        raise ModelError(f"Upscaler not found: {printable(path)} is not a file.")
     try:
         kind = sniff(path)
     except OSError as exc:
@@ -146,6 +149,8 @@ def check_readable(path: Path) -> str:
     if kind in (TORCH_ZIP, PICKLE) and named_safetensors:
         raise ModelError(f"Upscaler {path.name} is not a safetensors file: it holds a PyTorch pickle under a "
                          ".safetensors name, and a file that hides its format is not loaded.")
+    if kind in (TORCH_ZIP, PICKLE):
+        check_pickle(path, kind)
     if kind == UNKNOWN:
         if named_safetensors:
             raise ModelError(f"Upscaler {path.name} is damaged or not a safetensors file (its header is not "
@@ -153,6 +158,99 @@ def check_readable(path: Path) -> str:
         raise ModelError(f"Upscaler {path.name} is not a model file: neither safetensors nor a PyTorch "
                          "state dict (.pth).")
     return kind
+
+
+# ---- what a PyTorch pickle may name ----------------------------------------------------------------------
+# A state dict saved with torch.save names only these: its storages, the functions that rebuild tensors from
+# them, dtypes, and OrderedDict. Any other import (os.system, builtins.eval, a class of some package) means
+# the file holds more than weights: unpickling it can run code. The check reads the opcodes (pickletools),
+# never unpickles, and needs no torch, so that scanning a folder stays torch-free.
+
+MAX_PICKLE = 64 * 1024 * 1024  # the pickle part of a state dict is kilobytes; the tensors are stored apart
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # the first pickle of torch.save's legacy (non-zip) format
+SAFE_GLOBALS = {("collections", "OrderedDict"), ("torch", "Size"),
+                *(("torch._utils", f) for f in ("_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3",
+                                                "_rebuild_parameter", "_rebuild_parameter_with_state"))}
+SAFE_TORCH_NAMES = {
+    *(f"{t}Storage" for t in ("Float", "Double", "Half", "BFloat16", "Long", "Int", "Short", "Char", "Byte",
+                              "Bool", "ComplexFloat", "ComplexDouble", "Untyped")),
+    "float32", "float", "float64", "double", "float16", "half", "bfloat16", "int64", "long", "int32", "int",
+    "int16", "short", "int8", "uint8", "bool", "complex64", "complex128", "float8_e4m3fn", "float8_e5m2"}
+_STRINGS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "STRING", "BINSTRING",
+            "SHORT_BINSTRING"}
+
+
+def _safe_global(module: str, name: str) -> bool:
+    return (module, name) in SAFE_GLOBALS or (module in ("torch", "torch.storage") and name in SAFE_TORCH_NAMES)
+
+
+def _scan_one_pickle(stream) -> tuple[list[str], object]:
+    """(the imports one pickle names that are not safe, the value of its first opcode). Reads opcodes only;
+    raises ValueError for a damaged pickle."""
+    unsafe, recent, memo, first = [], [], {}, None
+    for index, (opcode, arg, _pos) in enumerate(pickletools.genops(stream)):
+        name = opcode.name
+        if index == 0:
+            first = arg
+        if name in ("GLOBAL", "INST"):
+            module, _, attr = str(arg).partition(" ")
+            if not _safe_global(module, attr):
+                unsafe.append(f"{module}.{attr}")
+        elif name == "STACK_GLOBAL":
+            module, attr = (recent[-2], recent[-1]) if len(recent) >= 2 else (None, None)
+            if not (isinstance(module, str) and isinstance(attr, str)):
+                unsafe.append("an import the check cannot read")
+            elif not _safe_global(module, attr):
+                unsafe.append(f"{module}.{attr}")
+        elif name in ("EXT1", "EXT2", "EXT4"):
+            unsafe.append("an import from the copyreg registry")
+        if name == "MEMOIZE":
+            memo[len(memo)] = recent[-1] if recent else None
+        elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
+            memo[arg] = recent[-1] if recent else None
+        elif name in ("GET", "BINGET", "LONG_BINGET"):
+            recent.append(memo.get(arg))
+        elif name in _STRINGS:
+            recent.append(arg if isinstance(arg, str) else None)
+        elif name not in ("PROTO", "FRAME"):
+            recent.append(None)
+        del recent[:-2]
+    return unsafe, first
+
+
+def check_pickle(path: Path, kind: str) -> None:
+    """A ModelError when the PyTorch file at ``path`` (TORCH_ZIP or PICKLE) names anything but the safe
+    imports above, or cannot be read as pickles; nothing is unpickled."""
+    path = Path(path)
+    shown = printable(path.name)
+    try:
+        if kind == TORCH_ZIP:
+            with zipfile.ZipFile(path) as archive:
+                streams = []
+                for info in archive.infolist():
+                    if info.filename.endswith("data.pkl"):
+                        if info.file_size > MAX_PICKLE:
+                            raise ModelError(f"Upscaler {shown} is not a state dict this app reads: its pickle "
+                                             f"is {info.file_size:,} bytes, more than weights need.")
+                        with archive.open(info) as member:
+                            streams.append(io.BytesIO(member.read(MAX_PICKLE + 1)))
+        else:
+            with model_folder.open_regular(path, "upscaler") as handle:
+                streams = [io.BytesIO(handle.read(MAX_PICKLE))]
+        found = []
+        for stream in streams:
+            unsafe, first = _scan_one_pickle(stream)
+            found += unsafe
+            if kind == PICKLE and first == LEGACY_MAGIC:  # version, sys info, the object, the storage keys
+                for _ in range(4):
+                    found += _scan_one_pickle(stream)[0]
+    except (ValueError, zipfile.BadZipFile, EOFError, OSError, NotImplementedError, RuntimeError) as exc:
+        raise ModelError(f"Upscaler {shown} is damaged or truncated: its pickle cannot be read "
+                         f"({printable(exc, 100)}).") from None
+    if found:
+        names = ", ".join(printable(n, 60) for n in dict.fromkeys(found))
+        raise ModelError(f"Upscaler {shown} is a pickle that holds more than weights ({names[:200]}), so it is "
+                         "not loaded: unpickling it could run code. Use a .safetensors file.")
 
 
 _hashes: dict[tuple[str, int, int], str] = {}

@@ -27,6 +27,7 @@ from desktop_app.cli_models import format_size
 from desktop_app.engine.errors import ModelError
 from desktop_app.gui.buttons import action_button
 from desktop_app.gui.side_dock import add_side_dock
+from desktop_app.safe_names import printable
 
 COLUMNS = ("Name", "Kind", "Family", "Size", "Source")
 ENTRY_ROLE = Qt.ItemDataRole.UserRole
@@ -114,27 +115,35 @@ class ModelsPanel(QWidget):
     # ---- what is shown ---------------------------------------------------------------------------
 
     def refresh(self, hf_cache: bool = True) -> None:
+        skipped: list = []
         try:
-            entries = model_library.entries(hf_cache=hf_cache)
+            entries = model_library.entries(hf_cache=hf_cache, skipped=skipped)
         except ModelError as exc:
             self.show_error(str(exc))
             entries = []
+        self.skipped = skipped
+        if skipped:  # a damaged file is left out and named, never fatal to the rest
+            more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
+            self.show_info(f"{len(skipped)} file(s) left out because they cannot be used: "
+                           f"{printable(skipped[0][1], 300)}{more}")
         try:
             self._folders = set(model_library.folders())
         except ModelError:
             self._folders = set()
         self.table.setRowCount(len(entries))
         for row, entry in enumerate(entries):
-            cells = (entry.name, entry.kind, entry.family_cell, format_size(entry.size), entry.source)
+            cells = (printable(entry.name), entry.kind, printable(entry.family_cell, 40), format_size(entry.size),
+                     printable(entry.source, 400))
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setData(ENTRY_ROLE, entry)
-                item.setToolTip(f"{entry.path}\n{entry.details}" if entry.details else entry.path)
+                path = printable(entry.path, 400)
+                item.setToolTip(f"{path}\n{printable(entry.details, 400)}" if entry.details else path)
                 self.table.setItem(row, column, item)
         self._update_buttons()
 
     def names(self) -> list[str]:
-        return [self.table.item(row, 0).text() for row in range(self.table.rowCount())]
+        return [self.table.item(row, 0).data(ENTRY_ROLE).name for row in range(self.table.rowCount())]
 
     def selected(self) -> model_library.Entry | None:
         rows = self.table.selectionModel().selectedRows()
@@ -177,22 +186,25 @@ class ModelsPanel(QWidget):
         try:
             if target.is_dir() and not (target / "model_index.json").is_file():
                 scan = model_library.add_folder(target)
-                note = f" ({len(scan.skipped)} file(s) skipped: {scan.skipped[0][1]})" if scan.skipped else ""
-                self.show_info(f"Added the {scan.layout} folder {target.name}: {len(scan.entries)} "
+                note = f" ({len(scan.skipped)} file(s) skipped: {printable(scan.skipped[0][1], 300)})" \
+                    if scan.skipped else ""
+                self.show_info(f"Added the {scan.layout} folder {printable(target.name)}: {len(scan.entries)} "
                                f"model file(s){note}")
             else:
                 prediction_type = self._sd2_prediction_type(target)
                 if prediction_type == "":
                     return  # the user cancelled
                 entry = model_library.add(target, prediction_type=prediction_type)
-                self.show_info(f"Added {entry.name}: {entry.details}")
+                self.show_info(f"Added {printable(entry.name)}: {entry.details}")
         except ModelError as exc:
             self.show_error(str(exc))
             return
         except OSError as exc:
-            self.show_error(f"Cannot read {target}: {exc.strerror or exc}")
+            self.show_error(f"Cannot read {printable(target)}: {exc.strerror or exc}")
             return
+        message = self.message.text()
         self.refresh()
+        self.show_info(message)  # what was added, rather than the refresh's note
         self.changed.emit()
 
     def _sd2_prediction_type(self, target) -> str | None:
