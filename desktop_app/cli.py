@@ -225,6 +225,12 @@ def open_window(argv: list[str]) -> int:
               f'Generate from the command line instead:  {PROG} generate "a prompt" --out image.png\n'
               f"or run the window without a screen:  QT_QPA_PLATFORM=offscreen {PROG}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    from .gui import system_libraries
+
+    missing = system_libraries.problem()
+    if missing:  # Qt would abort with its generic plugin message and a core dump
+        print(f"{PROG}: {missing}", file=sys.stderr)
+        return EXIT_FAILED
     try:
         from .gui import app
     except ImportError as exc:
@@ -280,42 +286,62 @@ def generate(args: argparse.Namespace) -> int:
                                 **refiner, **values)
     targets = output_paths(args.out, [(seed + k) % (MAX_SEED + 1) for k in range(request.batch_size)],
                            request.prompt)
-    for folder in {target.parent for target in targets}:
-        folder.mkdir(parents=True, exist_ok=True)
+    # the output place is checked (and its folder made) before minutes of work, not after them
+    from .outputs import OutputProblem, check_output
+    from .safe_names import printable
 
-    # 2. the engine (torch loads here)
-    from .engine.generate import Engine
+    try:
+        for target in targets:
+            check_output(target, args.out if len(targets) == 1 else target)
+    except OutputProblem as exc:
+        raise BadInput(str(exc)) from None
 
     from . import cli_studio
 
-    reporter = Reporter(sys.stderr)
-    # --timeline: a preview after every step (not paced), kept by the recorder
-    recorder = cli_studio.TimelineRecorder(reporter) if args.timeline else None
-    engine = Engine(device=args.device, preview_share=None) if recorder else Engine(device=args.device)
-    result = engine.run(request, recorder or reporter)
-    reporter.close()
-    if result is None:
-        print(f"{PROG}: cancelled", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    # the history (optional: a damaged or locked one costs a warning); what a crash left is recovered here
+    history = cli_studio.open_history(PROG, {target.parent for target in targets})
+    try:
+        # 2. the engine (torch loads here)
+        from .engine.generate import Engine
 
-    # 3. the files, each with its recipe and a history row (the window's gallery lists them); the timeline
-    files = cli_studio.keep_files(result, targets, PROG)
+        reporter = Reporter(sys.stderr)
+        # --timeline: a preview after every step (not paced), kept by the recorder
+        recorder = cli_studio.TimelineRecorder(reporter) if args.timeline else None
+        engine = Engine(device=args.device, preview_share=None) if recorder else Engine(device=args.device)
+        result = engine.run(request, recorder or reporter)
+        reporter.close()
+        if result is None:
+            print(f"{PROG}: cancelled", file=sys.stderr)
+            return EXIT_INTERRUPTED
+
+        # 3. the files (each with its recipe), then their history rows (the window's gallery lists them)
+        kept = cli_studio.keep_files(result, targets, PROG, history)
+    finally:
+        if history is not None:
+            history.close()
     timeline, problem = None, None
-    if recorder is not None:
+    if recorder is not None and kept.files:
         try:
             timeline = cli_studio.write_timeline(recorder, args.timeline, result.images[0])
         except cli_studio.TimelineError as exc:
             problem = exc  # reported (exit 2) once the PNG files are listed: they are saved
     if args.json:
-        print(json.dumps({"files": files, "seeds": result.seeds, "timings": result.timings,
+        print(json.dumps({"files": kept.files, "seeds": kept.seeds, "timings": result.timings,
                           "device": result.recipe["device"], "dtype": result.recipe["dtype"],
                           "model": result.recipe["model_name"], "size": result.recipe.get("output_size"),
-                          "timeline": timeline}))
+                          "timeline": timeline, "fallback": kept.fallback, "not_written": kept.failed}))
     else:
-        for path, seed in zip(files, result.seeds):
-            print(f"wrote {path} (seed {seed})")
+        fallback = set(kept.fallback)
+        for path, seed in zip(kept.files, kept.seeds):
+            note = " (not where asked: see the error below)" if path in fallback else ""
+            print(f"wrote {printable(path, 4096)} (seed {seed}){note}")
         if timeline:
             print(f"wrote {timeline['file']} ({timeline['frames']} frames)")
+    sys.stdout.flush()
+    failure = kept.problem()
+    if failure is not None:  # a full disk mid-batch: a real failure, and the message says where they are
+        print(f"{PROG}: error: {failure}", file=sys.stderr)
+        return EXIT_FAILED
     if problem is not None:
         raise BadInput(f"--timeline {problem} (the images were saved)")
     return EXIT_OK
@@ -377,6 +403,7 @@ UPSCALE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEB
 
 def upscale(args: argparse.Namespace) -> int:
     from .engine.upscale import DEFAULT_TILE, check_tile, open_image
+    from .safe_names import printable
 
     # 1. what can be checked before torch loads: the input, the options, the output's name
     source = Path(args.input).expanduser()
@@ -385,6 +412,9 @@ def upscale(args: argparse.Namespace) -> int:
     if args.scale is not None and not args.scale >= 1:
         raise BadInput(f"--scale {args.scale:g}: choose 1 or more (up to the model's own scale)")
     target = upscale_output_path(args.output)
+    if not target.is_dir() and same_file(source, target):
+        raise BadInput(f"{printable(args.output, 200)} is the input image: writing there would replace the "
+                       "original; choose another output name")
 
     # 2. the engine (torch loads here)
     from .engine.generate import Engine
@@ -397,11 +427,32 @@ def upscale(args: argparse.Namespace) -> int:
         print(f"{PROG}: cancelled", file=sys.stderr)
         return EXIT_INTERRUPTED
 
-    # 3. the file
+    # 3. the file (never over the input); one that cannot be written goes to the fallback folder
     image, recipe = result.images[0], result.recipe
     if target.is_dir():
-        target = target / f"{source.stem}-x{recipe['scale']:g}.png"
-    written = save_image(image, target, recipe)
+        name = f"{source.stem}-x{recipe['scale']:g}"
+        target = target / f"{name}.png"
+        n = 1
+        while same_file(source, target):
+            target = target.with_name(f"{name}~{n}.png")
+            n += 1
+    try:
+        written = save_image(image, target, recipe)
+    except OSError as exc:
+        from .outputs import keep_elsewhere
+
+        reason = exc.strerror or str(exc)
+        try:
+            kept = keep_elsewhere(image, recipe, None, target.name)
+        except OSError as again:
+            print(f"{PROG}: error: could not write {printable(target, 200)} ({reason}), nor keep the image in "
+                  f"a fallback folder ({again.strerror or again})", file=sys.stderr)
+            return EXIT_FAILED
+        print(f"wrote {printable(kept, 4096)} (not where asked: see the error below)")
+        sys.stdout.flush()
+        print(f"{PROG}: error: could not write {printable(target, 200)} ({reason}); the upscaled image was "
+              f"written to {printable(kept, 400)} instead", file=sys.stderr)
+        return EXIT_FAILED
     if args.json:
         seconds = result.timings.get("upscale") or 0.0
         rate = image.width * image.height / 1e6 / seconds if seconds else None
@@ -417,17 +468,28 @@ def upscale(args: argparse.Namespace) -> int:
 
 
 def upscale_output_path(out: str) -> Path:
-    """The file to write, or the folder to write INPUT-NAME-xSCALE.png into (created when missing)."""
+    """The file to write, or the folder to write INPUT-NAME-xSCALE.png into (created when missing). Checked
+    before the work: a name that is not text, a parent that is a file, a folder that cannot be written."""
+    from .outputs import OutputProblem, check_output
+    from .safe_names import printable
+
     folder = str(out).endswith(("/", os.sep))
     path = Path(out).expanduser()
-    if folder or path.is_dir():
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-    if path.suffix.lower() not in UPSCALE_FORMATS:
-        raise BadInput(f"{out}: write .png (keeps the recipe), .jpg, .webp or .tif")
-    if not path.parent.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    return path
+    try:
+        if folder or path.is_dir():
+            check_output(path / "upscaled.png", out, what="output")  # makes the folder
+            return path
+        if path.suffix.lower() not in UPSCALE_FORMATS:
+            raise BadInput(f"{printable(out, 200)}: write .png (keeps the recipe), .jpg, .webp or .tif")
+        return check_output(path, out, what="output")
+    except OutputProblem as exc:
+        raise BadInput(str(exc)) from None
+
+
+def same_file(a: Path, b: Path) -> bool:
+    from .outputs import same_file as same
+
+    return same(a, b)
 
 
 def save_image(image, path: Path, recipe: dict) -> Path:
@@ -447,12 +509,19 @@ def save_image(image, path: Path, recipe: dict) -> Path:
         image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
     if fmt == "JPEG" and image.mode == "RGBA":
         image = image.convert("RGB")
-    temp = path.with_name(f".saving-{path.name}")
+    import tempfile
+
+    from .png_recipe import TEMP_PREFIX, new_file_mode
+
+    mode = new_file_mode(path)
+    handle, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=path.suffix, dir=path.parent)
+    os.close(handle)
     try:
         image.save(temp, format=fmt, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
+        os.chmod(temp, mode)  # the user's umask, not mkstemp's 0600
         os.replace(temp, path)
     except BaseException:
-        temp.unlink(missing_ok=True)
+        Path(temp).unlink(missing_ok=True)
         raise
     return path
 

@@ -31,12 +31,56 @@ def defaults() -> dict:
     return json.loads(json.dumps(DEFAULTS))
 
 
+MAX_BYTES = 1 << 20  # settings are a few kilobytes; anything this large is not ours
+
+
+def _text(value) -> bool:
+    if not isinstance(value, str) or "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")  # a lone surrogate ("\udcff" in JSON) is no path and no text
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _folder(value) -> bool:
+    return value is None or (_text(value) and bool(value.strip()) and len(value) < 4096)
+
+
+def _base64(value) -> bool:
+    return value is None or (isinstance(value, str) and value.isascii() and len(value) < MAX_BYTES)
+
+
+def _runs(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 999
+
+
+# field -> whether a stored value can be used; a value that cannot falls back to that field's default
+VALID = {
+    "version": lambda value: True,
+    "output_dir": _folder,
+    "theme": lambda value: value in THEMES,
+    "last_request": lambda value: value is None or (isinstance(value, dict)
+                                                    and all(isinstance(key, str) for key in value)),
+    "runs": _runs,
+    "geometry": _base64,
+    "window_state": _base64,
+}
+QUIET = ("version", "theme")  # an unknown theme (a newer version's) falls back without a word
+
+
 def load(path: Path | None = None) -> tuple[dict, str | None]:
-    """(settings, notice). notice is None normally; a sentence for the user when the file was broken."""
+    """(settings, notice). notice is None normally; a sentence for the user when the file was broken (moved
+    aside) or held values of the wrong kind (each such field falls back to its default)."""
     path = Path(path) if path is not None else _default_path()
     data = defaults()
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_BYTES + 1)
+        if len(raw) > MAX_BYTES:
+            return data, _move_aside(path, "larger than 1 MB")
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         return data, None
     except (OSError, UnicodeDecodeError) as exc:
@@ -45,13 +89,22 @@ def load(path: Path | None = None) -> tuple[dict, str | None]:
         stored = json.loads(text)
         if not isinstance(stored, dict):
             raise ValueError("not a JSON object")
+    except RecursionError:
+        return data, _move_aside(path, "nested too deeply")
     except ValueError as exc:
         return data, _move_aside(path, f"not valid settings ({exc})")
+    reset = []
     for key, value in stored.items():
-        if key in data:
+        if key not in data:
+            continue
+        if VALID[key](value):
             data[key] = value
-    if data.get("theme") not in THEMES:
-        data["theme"] = "system"
+        elif key not in QUIET:
+            reset.append(key)
+    data["version"] = VERSION
+    if reset:
+        return data, (f"Some settings were not valid and were reset to their defaults: {', '.join(reset)}. "
+                      "The other settings were kept.")
     return data, None
 
 

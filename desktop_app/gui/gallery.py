@@ -1,11 +1,13 @@
 """The gallery: every kept image from the history, newest first, with search, favourites, delete, open folder.
 
 A file the user moved or deleted outside the app shows as "missing" with a placeholder; it never breaks the
-list. Deleting moves the file to the system trash where there is one (QFile.moveToTrash), else removes it.
+list, and neither does a history that cannot be read. Deleting moves the file to the system trash where there
+is one (QFile.moveToTrash); where there is none, the person is asked before the file is deleted for good.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, QUrl, Signal
@@ -17,6 +19,7 @@ from PySide6.QtWidgets import (
     QListView,
     QListWidget,
     QListWidgetItem,
+    QMessageBox,
     QVBoxLayout,
     QWidget,
 )
@@ -29,21 +32,36 @@ ENTRY_ROLE = Qt.ItemDataRole.UserRole
 
 
 def move_to_trash(path: Path) -> bool:
-    """To the system trash when there is one; else unlink. True when the file is gone."""
+    """To the system trash when there is one. True when the file is gone (moved, or already not there);
+    False when there is no trash (or it refused): the caller asks before deleting for good."""
     from PySide6.QtCore import QFile
 
     if not path.exists():
         return True
     try:
-        if QFile.moveToTrash(str(path)):
-            return True
+        return bool(QFile.moveToTrash(str(path)))
     except (TypeError, RuntimeError):  # bindings differ in what moveToTrash returns
-        pass
+        return not path.exists()
+
+
+def delete_for_good(path: Path) -> bool:
     try:
-        path.unlink()
+        path.unlink(missing_ok=True)
         return True
     except OSError:
         return False
+
+
+def ask_delete_for_good(parent: QWidget, path: Path) -> bool:
+    answer = QMessageBox.question(
+        parent, "Delete for good?",
+        f"{path.name} cannot be moved to a trash here (there is none, or it refused). Delete it permanently? "
+        "This cannot be undone.",
+        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+    return answer == QMessageBox.StandardButton.Yes
+
+
+HISTORY_ERRORS = (sqlite3.Error, OSError, ValueError)
 
 
 def open_folder(folder: Path) -> bool:
@@ -58,6 +76,8 @@ class GalleryPanel(QWidget):
     # replaceable in tests: nothing of theirs should land in the real trash or open a file manager
     trash = staticmethod(move_to_trash)
     opener = staticmethod(open_folder)
+    confirm_delete_for_good = staticmethod(ask_delete_for_good)
+    unlink = staticmethod(delete_for_good)
 
     def __init__(self, history: History, folder_of=None, parent: QWidget | None = None):
         super().__init__(parent)
@@ -117,9 +137,19 @@ class GalleryPanel(QWidget):
     # ---- contents ------------------------------------------------------------------------------
 
     def refresh(self) -> None:
-        selected = self.selected()
+        try:
+            selected = self.selected()
+        except HISTORY_ERRORS:
+            selected = None
         self.list.clear()
-        for entry in self.history.entries(self.search_edit.text(), self.favourites_check.isChecked()):
+        try:
+            entries = self.history.entries(self.search_edit.text(), self.favourites_check.isChecked())
+        except HISTORY_ERRORS as exc:  # a damaged or locked database: say so, never break the window
+            self.list.setToolTip(f"The history could not be read: {exc}")
+            entries = []
+        else:
+            self.list.setToolTip("")
+        for entry in entries:
             missing = entry.missing
             star = "★ " if entry.favourite else ""
             label = f"{star}{entry.prompt[:40] or '(no prompt)'}"
@@ -141,7 +171,12 @@ class GalleryPanel(QWidget):
 
     def selected(self) -> Entry | None:
         item = self.list.currentItem()
-        return self.history.get(item.data(ENTRY_ROLE)) if item is not None else None
+        if item is None or item.data(ENTRY_ROLE) is None:
+            return None
+        try:
+            return self.history.get(item.data(ENTRY_ROLE))
+        except HISTORY_ERRORS:
+            return None
 
     def select_row(self, row: int) -> None:
         self.list.setCurrentRow(row)
@@ -160,8 +195,13 @@ class GalleryPanel(QWidget):
         if entry is None:
             return
         if not entry.missing and not self.trash(entry.path):
-            return  # the file could not be removed: keep its row so that it stays findable
-        self.history.delete(entry.id)
+            # no trash here: deleting would be for good, so ask first
+            if not self.confirm_delete_for_good(self, entry.path) or not self.unlink(entry.path):
+                return  # kept (or it could not be removed): its row stays so that it stays findable
+        try:
+            self.history.delete(entry.id)
+        except HISTORY_ERRORS:
+            pass
         self.refresh()
 
     def open_selected_folder(self) -> None:

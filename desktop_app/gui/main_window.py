@@ -6,6 +6,7 @@ GenerationWorker in its thread, and draws what the worker's signals report.
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal, Slot
@@ -18,6 +19,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMainWindow,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QScrollArea,
@@ -33,6 +35,7 @@ from . import model_info, theme
 from .. import outputs
 from .. import png_recipe as saving
 from .. import settings as app_settings
+from .. import history as history_db
 from ..history import History
 from .about_dialog import APP_NAME, AboutDialog
 from .canvas import ImageCanvas
@@ -292,6 +295,8 @@ class MainWindow(QMainWindow):
     @Slot()
     def generate(self) -> None:
         """Queue the form's request (runs × batch); it starts at once when nothing is running."""
+        if not self._running and not self._may_replace_unsaved():
+            return
         if not self._running:
             self.message_area.hide()
         self.form.clear_marks()
@@ -308,8 +313,25 @@ class MainWindow(QMainWindow):
         else:
             self._start_next()
 
+    def _may_replace_unsaved(self) -> bool:
+        """True when no image exists only in memory, or the person agrees to let it go."""
+        if not self._hold_queue:
+            return True
+        answer = self.ask("Discard the image that was not saved?",
+                          "The last image could not be saved and exists only here; a new run replaces it. "
+                          "Save it first with File → Save As… (Ctrl+S), or go on and lose it?")
+        if answer != QMessageBox.StandardButton.Yes:
+            self.statusBar().showMessage("Save the image first: File → Save As… (Ctrl+S)")
+            return False
+        self._hold_queue = False
+        return True
+
     def _start_next(self) -> None:
         if self._running or not self._queue:
+            return
+        if self._hold_queue:  # the next run would replace an image that exists nowhere else
+            self.statusBar().showMessage(f"Queue paused · {len(self._queue)} waiting: save the image first "
+                                         "(File → Save As…), or press Generate to go on")
             return
         request = self._queue.pop(0)
         self.queue_panel.set_jobs(self._queue)
@@ -352,15 +374,33 @@ class MainWindow(QMainWindow):
         path, _ = QFileDialog.getSaveFileName(self, "Save image as", str(start), "PNG image (*.png)")
         if not path:
             return
+        source = self._result.recipe.get("input") if self._result.recipe.get("job") == "upscale" else None
+        if source and outputs.same_file(source, saving.png_path(Path(path))):
+            answer = self.ask("Replace the original image?",
+                              f"{Path(path).name} is the image that was upscaled. Saving here replaces the "
+                              "original with the upscaled image; the original cannot be recovered.")
+            if answer != QMessageBox.StandardButton.Yes:
+                self.statusBar().showMessage("Not saved: the original was left as it was")
+                return
+        image = self._result.images[index]
         try:
-            saved = saving.save_png(self._result.images[index], Path(path), self._result.recipe, seed)
+            saved = saving.save_png(image, Path(path), self._result.recipe, seed)
         except OSError as exc:
             reason = exc.strerror or str(exc)
             self.message_area.show_message("Could not save the image",
                                            f"{reason}. The image is still here; try another folder.")
             self.statusBar().showMessage("Save failed")
             return
+        self._unsaved = [(kept, kept_seed) for kept, kept_seed in self._unsaved if kept is not image]
+        if not self._unsaved and self._hold_queue:
+            self._hold_queue = False
+            QTimer.singleShot(0, self._start_next)
         self.statusBar().showMessage(f"Saved {saved}")
+
+    def ask(self, title: str, text: str) -> QMessageBox.StandardButton:
+        """A yes/no question, No by default (tests replace this)."""
+        buttons = QMessageBox.StandardButton
+        return QMessageBox.question(self, title, text, buttons.Yes | buttons.No, buttons.No)
 
     @Slot()
     def show_about(self) -> None:
@@ -521,6 +561,8 @@ class MainWindow(QMainWindow):
         if self._running:
             self.statusBar().showMessage("Busy: upscale the image when the current run has finished")
             return False
+        if not self._may_replace_unsaved():
+            return False
         worker = self._ensure_upscale_worker()
         folder = model_info.model_dir(self.form.model())
         self.message_area.hide()
@@ -578,9 +620,14 @@ class MainWindow(QMainWindow):
     def _init_studio(self) -> None:
         self._queue: list = []  # requests waiting; the running one is self._request
         self._unsaved: list = []  # (image, seed) that could not be kept: Save As still has them
+        self._hold_queue = False  # True while an image exists only in memory (the next run would drop it)
+        # damaged state never stops the window: each problem falls back and is told once
         self._settings, notice = app_settings.load()
-        self.history = History()
-        self._recovered = self.history.recover([self.output_dir()])
+        self.history, history_notice = _open_history()
+        try:
+            self._recovered = self.history.recover([self.output_dir()])
+        except outputs.HISTORY_ERRORS:
+            self._recovered = {}
 
         self.queue_panel = QueuePanel()
         self.queue_panel.remove_requested.connect(self.remove_queued)
@@ -601,10 +648,18 @@ class MainWindow(QMainWindow):
         self.training_panel = TrainingPanel.attach(self)  # LoRA fine-tuning, in a process of its own
 
         self.setAcceptDrops(True)
-        self._apply_settings()
-        if notice:  # told once: the broken file is gone now, and the next start is quiet
+        problem = self._apply_settings()
+        notice = " ".join(text for text in (notice, problem) if text) or None
+        if notice and history_notice:
+            self.message_area.show_message("Settings and history were reset", f"{notice} {history_notice}")
+            self.statusBar().showMessage("Settings and history were reset: see the message above")
+        elif history_notice:
+            self.message_area.show_message("History was reset", history_notice)
+            self.statusBar().showMessage("The history was reset: see the message above")
+        elif notice:
             self.message_area.show_message("Settings were reset", notice)
             self.statusBar().showMessage("Settings were reset to defaults")
+        if notice:  # told once: the broken file is gone now, and the next start is quiet
             self._save_settings()
 
     def _build_studio_actions(self) -> None:
@@ -663,32 +718,70 @@ class MainWindow(QMainWindow):
             theme.apply_theme(app, self._settings["theme"])
 
     def _keep_outputs(self, finished) -> None:
-        """Every image into the output folder with its recipe, then into the history. A failure (full disk,
-        unwritable folder) leaves the image here and in memory, and says what to do."""
+        """Every image into the output folder with its recipe, then into the history. The image comes first:
+        a history failure is a warning (a damaged database is moved aside). An image that cannot be written
+        (full disk, unwritable folder) stays here for Save As, and a copy goes to the fallback folder
+        (``<user folder>/unsaved``) when that can be written; if not, the queue waits for Save As."""
         folder = self.output_dir()
-        kept, self._unsaved = [], []
+        kept, fallback, self._unsaved = [], [], []
         seeds = list(finished.seeds or [])
-        error = None
+        recipe = finished.recipe or {}
+        error, history_errors = None, []
         for index, image in enumerate(finished.images):
             seed = seeds[index] if index < len(seeds) else None
+            history = None if history_errors else self.history
             try:
-                kept.append(outputs.keep_image(image, finished.recipe or {}, seed, folder, self.history))
+                kept.append(outputs.keep_image(image, recipe, seed, folder, history, history_errors))
+                continue
             except Exception as exc:  # noqa: BLE001 - OSError above all; nothing may stop the run ending
                 error = exc
                 self._unsaved.append((image, seed))
+            try:
+                fallback.append(outputs.keep_elsewhere(image, recipe, seed, saving.timestamped_name(seed)))
+            except OSError:
+                pass
         self.kept_files = kept
+        self.fallback_files = fallback
         if error is not None:
             reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
             count = len(self._unsaved)
-            self.message_area.show_message(
-                "Could not keep the image" if count == 1 else f"Could not keep {count} images",
-                f"{reason} while saving into {folder}. Nothing was lost: the image is still here. "
-                "Use File → Save As… (Ctrl+S) to save it elsewhere, or choose another output folder.")
+            title = "Could not keep the image" if count == 1 else f"Could not keep {count} images"
+            if len(fallback) == count:
+                where = ", ".join(sorted({str(path.parent) for path in fallback}))
+                text = (f"{reason} while saving into {folder}. Nothing was lost: a copy was written to {where}, "
+                        "and the image is still here: File → Save As… (Ctrl+S) saves it elsewhere. Choose "
+                        "another output folder for the next images.")
+            else:
+                self._hold_queue = True
+                text = (f"{reason} while saving into {folder}. Nothing was lost: the image is still here. "
+                        "Use File → Save As… (Ctrl+S) to save it elsewhere, or choose another output folder."
+                        + (" The queue waits until then." if self._queue else ""))
+            self.message_area.show_message(title, text)
             self.statusBar().showMessage(f"Not saved: {reason}")
         elif kept:
             self.statusBar().showMessage(f"{self.statusBar().currentMessage()} · saved to {folder}")
+        if history_errors:
+            self._history_failed(history_errors[0])
         if kept:
             self.gallery.refresh()
+
+    def _history_failed(self, exc: BaseException) -> None:
+        """The history failed while keeping images (they are saved): a damaged database is moved aside and a
+        new one started; anything else (locked, read-only) is a warning."""
+        reason = " ".join((getattr(exc, "strerror", None) or str(exc) or type(exc).__name__).split())
+        if history_db.is_damaged(exc) and str(self.history.path) != history_db.MEMORY:
+            path = self.history.path
+            self.history.close()
+            try:
+                aside = history_db.move_aside(path)
+                self.history = History(path)
+                notice = history_db.damaged_notice(reason, aside)
+            except (sqlite3.Error, OSError, ValueError) as again:
+                self.history = History(history_db.MEMORY)
+                notice = f"The history database is damaged ({reason}) and could not be replaced ({again})."
+            self.gallery.history = self.history
+            self.message_area.show_message("History was reset", f"{notice} The images were saved.")
+        self.statusBar().showMessage(f"{self.statusBar().currentMessage()} · history not updated: {reason}")
 
     def _remember(self, request) -> None:
         values = request.to_dict()
@@ -697,16 +790,28 @@ class MainWindow(QMainWindow):
         self._settings["runs"] = self.form.runs_spin.value()
         self._save_settings()
 
-    def _apply_settings(self) -> None:
+    def _apply_settings(self) -> str | None:
+        """Put the stored settings into the window; a value that cannot be used is dropped (never a failed
+        start). Returns a sentence naming what was dropped, or None."""
         data = self._settings
-        if isinstance(data.get("last_request"), dict):
-            self.form.apply_request(data["last_request"])
-        if isinstance(data.get("runs"), int):
-            self.form.runs_spin.setValue(data["runs"])
-        for key, restore in (("geometry", self.restoreGeometry), ("window_state", self.restoreState)):
-            if isinstance(data.get(key), str):
-                restore(QByteArray.fromBase64(data[key].encode("ascii")))
+        dropped = []
+        steps = (("last_request", lambda value: self.form.apply_request(value) if isinstance(value, dict)
+                  else None),
+                 ("runs", lambda value: self.form.runs_spin.setValue(value) if isinstance(value, int) else None),
+                 ("geometry", lambda value: self.restoreGeometry(QByteArray.fromBase64(value.encode("ascii")))
+                  if isinstance(value, str) else None),
+                 ("window_state", lambda value: self.restoreState(QByteArray.fromBase64(value.encode("ascii")))
+                  if isinstance(value, str) else None))
+        for key, apply in steps:
+            try:
+                apply(data.get(key))
+            except Exception:  # noqa: BLE001 - a stored value must never stop the window from starting
+                data[key] = app_settings.DEFAULTS.get(key)
+                dropped.append(key)
         self.set_theme(data.get("theme", "system"))
+        if dropped:
+            return f"Stored settings that could not be used were reset: {', '.join(dropped)}."
+        return None
 
     def _save_settings(self) -> None:
         self._settings["geometry"] = bytes(self.saveGeometry().toBase64()).decode("ascii")
@@ -743,10 +848,15 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Recipe loaded{where}{note}")
 
     def load_recipe_from(self, path: Path) -> bool:
-        try:
-            found = saving.read_recipe(path)
+        try:  # bounded and raising only NoRecipe (png_recipe); the broad catch keeps a drop from ever
+            found = saving.read_recipe(path)  # breaking the window should a reader still have a bug
         except saving.NoRecipe as exc:
             self.message_area.show_message("No recipe in that file", str(exc))
+            self.statusBar().showMessage("No recipe found")
+            return False
+        except Exception as exc:  # noqa: BLE001 - see above
+            self.message_area.show_message("No recipe in that file",
+                                           f"{path.name}: the recipe could not be read ({type(exc).__name__})")
             self.statusBar().showMessage("No recipe found")
             return False
         self.message_area.hide()
@@ -826,6 +936,18 @@ class MainWindow(QMainWindow):
         if self._about is not None:
             self._about.close()
         super().closeEvent(event)
+
+
+def _open_history() -> tuple[History, str | None]:
+    """The history, checked; a damaged one is moved aside (with a notice). When none can be opened at all
+    (a read-only user folder, a locked database), one in memory: images are still saved, not listed later."""
+    try:
+        return History.open_checked()
+    except (sqlite3.Error, OSError, ValueError) as exc:
+        reason = " ".join((getattr(exc, "strerror", None) or str(exc) or type(exc).__name__).split())
+        return History(history_db.MEMORY), (
+            f"The history could not be opened ({reason}). New images are still saved in the output folder, "
+            "but the gallery forgets them when the window closes.")
 
 
 def _outputs_dir() -> Path:

@@ -19,8 +19,8 @@ def result(colour):
 
 def test_writing_the_same_name_again_keeps_one_row_for_the_file(tmp_path):
     target = tmp_path / "kite.png"
-    assert cli_studio.keep_files(result("red"), [target], "desktop-app") == [str(target)]
-    other = cli_studio.keep_files(result("blue"), [tmp_path / "other.png"], "desktop-app")
+    assert cli_studio.keep_files(result("red"), [target], "desktop-app").files == [str(target)]
+    other = cli_studio.keep_files(result("blue"), [tmp_path / "other.png"], "desktop-app").files
     cli_studio.keep_files(result("green"), [target], "desktop-app")
     history = History(paths.home() / "history.sqlite3")
     try:
@@ -36,7 +36,14 @@ def test_writing_the_same_name_again_keeps_one_row_for_the_file(tmp_path):
 def test_a_broken_history_costs_a_warning_not_the_image(tmp_path, capsys):
     (paths.home() / "history.sqlite3").write_bytes(b"this is not a database" * 100)
     target = tmp_path / "kite.png"
-    assert cli_studio.keep_files(result("red"), [target], "desktop-app") == [str(target)]
+    assert cli_studio.keep_files(result("red"), [target], "desktop-app").files == [str(target)]
     assert target.is_file()
     err = capsys.readouterr().err
-    assert err.startswith("desktop-app: warning: the history was not updated") and err.count("\n") == 1
+    assert err.startswith("desktop-app: warning: The history database was damaged") and err.count("\n") == 1
+    broken = list(paths.home().glob("history.sqlite3.broken-*"))
+    assert len(broken) == 1 and broken[0].read_bytes().startswith(b"this is not a database"), "moved aside"
+    history = History(paths.home() / "history.sqlite3")  # a new one, holding the image
+    try:
+        assert [e.path for e in history.entries()] == [target]
+    finally:
+        history.close()
