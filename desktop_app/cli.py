@@ -32,7 +32,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .engine.request import SAMPLERS
+    from desktop_app.engine.request import SAMPLERS
 
     parser = _Parser(prog=PROG, description="Text to image on your own machine, offline. "
                                             "Without a command, opens the window.",
@@ -74,10 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "(default 0.8)")
     gen.add_argument("--no-preview", action="store_true", help="skip the per-step previews (not shown here)")
     gen.add_argument("--json", action="store_true", help="print one JSON object: files, seeds, timings, ...")
-    from . import cli_studio  # --timeline (plain PIL)
+    from desktop_app import cli_studio  # --timeline (plain PIL)
 
     cli_studio.add_options(gen)
-    from . import cli_lora
+    from desktop_app import cli_lora
 
     cli_lora.add_options(gen)
 
@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--only", metavar="SECTIONS",
                        help="comma-separated sections to run (overhead, previews, responsiveness, startup, "
                             "throughput, memory, training, gpu); the others keep their keys, marked not run")
-    from . import cli_models, cli_train
+    from desktop_app import cli_models, cli_train
 
     cli_train.register(commands)
     cli_models.register(commands)
@@ -161,11 +161,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "bench":
             return bench(args)
         if args.command == "models":
-            from . import cli_models
+            from desktop_app import cli_models
 
             return cli_models.run(args)
         if args.command == "train":
-            from . import cli_train
+            from desktop_app import cli_train
 
             return cli_train.run(args)
         return selftest(args)
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report_failure(exc: BaseException) -> int:
-    from .engine.errors import EngineError, ModelError, RequestError
+    from desktop_app.engine.errors import EngineError, ModelError, RequestError
 
     message = " ".join(str(exc).split())
     if isinstance(exc, (RequestError, ModelError)):
@@ -197,7 +197,7 @@ def report_failure(exc: BaseException) -> int:
 
 def log_traceback(exc: BaseException) -> Path | None:
     try:
-        from .paths import logs_dir
+        from desktop_app.paths import logs_dir
 
         path = logs_dir() / "errors.log"
         with path.open("a", encoding="utf-8") as handle:
@@ -225,14 +225,14 @@ def open_window(argv: list[str]) -> int:
               f'Generate from the command line instead:  {PROG} generate "a prompt" --out image.png\n'
               f"or run the window without a screen:  QT_QPA_PLATFORM=offscreen {PROG}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    from .gui import system_libraries
+    from desktop_app.gui import system_libraries
 
     missing = system_libraries.problem()
     if missing:  # Qt would abort with its generic plugin message and a core dump
         print(f"{PROG}: {missing}", file=sys.stderr)
         return EXIT_FAILED
     try:
-        from .gui import app
+        from desktop_app.gui import app
     except ImportError as exc:
         print(f"{PROG}: the window cannot start: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -245,10 +245,10 @@ def open_window(argv: list[str]) -> int:
 def generate(args: argparse.Namespace) -> int:
     import secrets
 
-    from . import cli_lora
-    from .engine.model_folder import check_folder, model_defaults
-    from .engine.request import MAX_SEED, GenerationRequest
-    from .model_library import resolve_model
+    from desktop_app import cli_lora
+    from desktop_app.engine.model_folder import check_folder, model_defaults
+    from desktop_app.engine.request import MAX_SEED, GenerationRequest
+    from desktop_app.model_library import resolve_model
 
     # 1. the request: options first, then what the model declares, then the request's own defaults
     args.model = resolve_model(args.model)  # "default", a library name, or a path
@@ -261,7 +261,7 @@ def generate(args: argparse.Namespace) -> int:
         if args.refiner is None:
             raise BadInput("--refiner-switch needs --refiner (the SDXL refiner that takes over at the switch)")
         refiner["refiner_switch"] = args.refiner_switch
-    from .engine.few_step import few_step_defaults
+    from desktop_app.engine.few_step import few_step_defaults
 
     # a few-step model (Turbo, LCM) or an LCM-LoRA: its published steps, guidance and sampler
     declared = few_step_defaults(args.model, args.lora) | model_defaults(args.model)
@@ -287,8 +287,8 @@ def generate(args: argparse.Namespace) -> int:
     targets = output_paths(args.out, [(seed + k) % (MAX_SEED + 1) for k in range(request.batch_size)],
                            request.prompt)
     # the output place is checked (and its folder made) before minutes of work, not after them
-    from .outputs import OutputProblem, check_output
-    from .safe_names import printable
+    from desktop_app.outputs import OutputProblem, check_output
+    from desktop_app.safe_names import printable
 
     try:
         for target in targets:
@@ -296,13 +296,13 @@ def generate(args: argparse.Namespace) -> int:
     except OutputProblem as exc:
         raise BadInput(str(exc)) from None
 
-    from . import cli_studio
+    from desktop_app import cli_studio
 
     # the history (optional: a damaged or locked one costs a warning); what a crash left is recovered here
     history = cli_studio.open_history(PROG, {target.parent for target in targets})
     try:
         # 2. the engine (torch loads here)
-        from .engine.generate import Engine
+        from desktop_app.engine.generate import Engine
 
         reporter = Reporter(sys.stderr)
         # --timeline: a preview after every step (not paced), kept by the recorder
@@ -402,8 +402,8 @@ UPSCALE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEB
 
 
 def upscale(args: argparse.Namespace) -> int:
-    from .engine.upscale import DEFAULT_TILE, check_tile, open_image
-    from .safe_names import printable
+    from desktop_app.engine.upscale import DEFAULT_TILE, check_tile, open_image
+    from desktop_app.safe_names import printable
 
     # 1. what can be checked before torch loads: the input, the options, the output's name
     source = Path(args.input).expanduser()
@@ -417,7 +417,7 @@ def upscale(args: argparse.Namespace) -> int:
                        "original; choose another output name")
 
     # 2. the engine (torch loads here)
-    from .engine.generate import Engine
+    from desktop_app.engine.generate import Engine
 
     reporter = Reporter(sys.stderr)
     engine = Engine(device=args.device)
@@ -439,7 +439,7 @@ def upscale(args: argparse.Namespace) -> int:
     try:
         written = save_image(image, target, recipe)
     except OSError as exc:
-        from .outputs import keep_elsewhere
+        from desktop_app.outputs import keep_elsewhere
 
         reason = exc.strerror or str(exc)
         try:
@@ -470,8 +470,8 @@ def upscale(args: argparse.Namespace) -> int:
 def upscale_output_path(out: str) -> Path:
     """The file to write, or the folder to write INPUT-NAME-xSCALE.png into (created when missing). Checked
     before the work: a name that is not text, a parent that is a file, a folder that cannot be written."""
-    from .outputs import OutputProblem, check_output
-    from .safe_names import printable
+    from desktop_app.outputs import OutputProblem, check_output
+    from desktop_app.safe_names import printable
 
     folder = str(out).endswith(("/", os.sep))
     path = Path(out).expanduser()
@@ -487,7 +487,7 @@ def upscale_output_path(out: str) -> Path:
 
 
 def same_file(a: Path, b: Path) -> bool:
-    from .outputs import same_file as same
+    from desktop_app.outputs import same_file as same
 
     return same(a, b)
 
@@ -498,7 +498,7 @@ def save_image(image, path: Path, recipe: dict) -> Path:
 
     fmt = UPSCALE_FORMATS[path.suffix.lower()]
     if fmt == "PNG":
-        from .png_recipe import save_png
+        from desktop_app.png_recipe import save_png
 
         return save_png(image, path, recipe)
     if fmt in ("JPEG", "WEBP") and image.mode == "I;16":  # 8 bits: keep the high byte (convert would clip)
@@ -511,7 +511,7 @@ def save_image(image, path: Path, recipe: dict) -> Path:
         image = image.convert("RGB")
     import tempfile
 
-    from .png_recipe import TEMP_PREFIX, new_file_mode
+    from desktop_app.png_recipe import TEMP_PREFIX, new_file_mode
 
     mode = new_file_mode(path)
     handle, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=path.suffix, dir=path.parent)
@@ -530,7 +530,7 @@ def save_image(image, path: Path, recipe: dict) -> Path:
 
 
 def info(args: argparse.Namespace) -> int:
-    from .png_recipe import NoRecipe, describe, read_recipe
+    from desktop_app.png_recipe import NoRecipe, describe, read_recipe
 
     try:
         found = read_recipe(Path(args.image).expanduser())
@@ -547,15 +547,15 @@ def info(args: argparse.Namespace) -> int:
 
 
 def bench(args: argparse.Namespace) -> int:
-    from .bench import report  # lazy: the bench loads torch, and Qt in its child processes only
-    from .bench.common import Settings
+    from desktop_app.bench import report  # lazy: the bench loads torch, and Qt in its child processes only
+    from desktop_app.bench.common import Settings
 
     only = [name.strip() for name in (args.only or "").split(",") if name.strip()]
     unknown = sorted(set(only) - set(report.SECTIONS))
     if unknown:
         raise BadInput(f"--only: unknown section(s) {', '.join(unknown)}; choose from "
                        f"{', '.join(report.SECTIONS)}")
-    from .engine.device import choose_device
+    from desktop_app.engine.device import choose_device
 
     choose_device(args.device)  # a device that is not there: exit 2 before minutes of work
     settings = Settings(model=args.model, device=args.device, quick=args.quick)
@@ -571,7 +571,7 @@ def bench(args: argparse.Namespace) -> int:
 
 
 def selftest(args: argparse.Namespace) -> int:
-    from .scratch_home import temporary_home
+    from desktop_app.scratch_home import temporary_home
 
     with temporary_home():  # the window and the engine write settings, history, caches: never the user's
         return _selftest(args)
@@ -607,9 +607,9 @@ def _run_engine_checks(args: argparse.Namespace, check) -> None:
     try:
         import numpy as np
 
-        from .engine.generate import Engine
-        from .engine.request import GenerationRequest
-        from .engine.upscale import upscale_image
+        from desktop_app.engine.generate import Engine
+        from desktop_app.engine.request import GenerationRequest
+        from desktop_app.engine.upscale import upscale_image
 
         engine = Engine(device=args.device)
         start = time.perf_counter()
@@ -657,7 +657,7 @@ def _run_engine_checks(args: argparse.Namespace, check) -> None:
 
 def _run_window_check(check) -> None:
     try:
-        from .gui.app import selftest_window
+        from desktop_app.gui.app import selftest_window
     except ImportError as exc:
         check("window", False, f"the window module is missing: {exc}")
         return

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 
-from .cli_models import format_size
+from desktop_app.cli_models import format_size
 
 
 def add_parser(actions) -> None:
@@ -43,9 +43,9 @@ class _Bar:
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import hub_download, model_library, paths
-    from .engine.errors import ModelError
-    from .safe_names import UnsafeName, check_name
+    from desktop_app import hub_download, model_library, paths
+    from desktop_app.engine.errors import ModelError
+    from desktop_app.safe_names import UnsafeName, check_name
 
     # 1. everything that becomes a path or a name, checked before the network or the disk is touched
     repo_id = hub_download.check_repo_id(args.repo_id)

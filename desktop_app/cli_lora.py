@@ -16,8 +16,8 @@ def add_options(parser: argparse.ArgumentParser) -> None:
 def parse_lora(text: str):
     """``NAME[:WEIGHT]`` -> LoraChoice. The weight is what follows the last colon when it is a number (so
     Windows paths like C:\\loras\\x.safetensors keep their colon). RequestError for a bad weight."""
-    from .engine.errors import RequestError
-    from .engine.request import LoraChoice
+    from desktop_app.engine.errors import RequestError
+    from desktop_app.engine.request import LoraChoice
 
     name, weight = text.strip(), 1.0
     head, sep, tail = name.rpartition(":")
@@ -37,7 +37,7 @@ def parse_lora(text: str):
 def loras_from_args(args: argparse.Namespace) -> tuple:
     """The LoraChoices of ``--lora``, each found and checked (safe safetensors LoRA) now: an unknown or bad
     file exits 2 before the model loads."""
-    from .engine.lora import check_file, resolve_lora
+    from desktop_app.engine.lora import check_file, resolve_lora
 
     choices = tuple(parse_lora(text) for text in getattr(args, "lora", None) or ())
     for choice in choices:

@@ -35,16 +35,16 @@ def register(commands) -> None:
     folder.add_argument("path", metavar="DIR")
     remove = actions.add_parser("remove", help="unregister a name or a folder (the files stay)")
     remove.add_argument("name", metavar="NAME")
-    from .cli_download import add_parser as add_download_parser
+    from desktop_app.cli_download import add_parser as add_download_parser
 
     add_download_parser(actions)
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import model_library
-    from .cli import BadInput
-    from .engine.errors import ModelError
-    from .safe_names import printable
+    from desktop_app import model_library
+    from desktop_app.cli import BadInput
+    from desktop_app.engine.errors import ModelError
+    from desktop_app.safe_names import printable
 
     try:
         if args.models_command == "list":
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
                   f"({printable(entry.path, 400)})")
             return 0
         if args.models_command == "download":
-            from . import cli_download
+            from desktop_app import cli_download
 
             return cli_download.run(args)
         if args.models_command == "add-folder":
@@ -90,7 +90,7 @@ def _escaped(text: str) -> str:
 
 
 def _list(entries, as_json: bool, skipped=()) -> int:
-    from .safe_names import printable
+    from desktop_app.safe_names import printable
 
     if as_json:  # JSON escapes control characters itself; the damaged files are named on stderr, one line
         print(json.dumps([asdict(e) for e in entries], indent=2))

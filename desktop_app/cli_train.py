@@ -15,8 +15,8 @@ import signal
 import subprocess
 import sys
 
-from .cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, PROG, BadInput
-from .safe_names import printable
+from desktop_app.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, PROG, BadInput
+from desktop_app.safe_names import printable
 
 
 def register(commands) -> None:
@@ -53,9 +53,9 @@ def register(commands) -> None:
 
 def make_config(args: argparse.Namespace):
     """The TrainConfig for the arguments: a resumed job's saved settings, or the device preset plus options."""
-    from .engine.device import choose_device
-    from .training.config import TrainConfig, check_job_name, job_path, preset
-    from .training.support import check_model
+    from desktop_app.engine.device import choose_device
+    from desktop_app.training.config import TrainConfig, check_job_name, job_path, preset
+    from desktop_app.training.support import check_model
 
     name = args.out if args.out is not None else args.token
     if args.out is not None or (args.resume and name):  # before any file system call: it becomes training/NAME
@@ -97,7 +97,7 @@ def shell_quote(text: str) -> str:
 
 def native_resolution(model: str, fallback: int) -> int:
     """The model's default width (64 for the embedded model), else ``fallback``."""
-    from .engine import model_folder
+    from desktop_app.engine import model_folder
 
     folder = model_folder.check_folder(model)
     width = model_folder.defaults(model_folder.read_index(folder)).get("width")
@@ -141,10 +141,10 @@ class Bar:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .engine.errors import ModelError, RequestError
-    from .training import originality
-    from .training.dataset import DatasetError
-    from .training.trainer import TrainingError, train
+    from desktop_app.engine.errors import ModelError, RequestError
+    from desktop_app.training import originality
+    from desktop_app.training.dataset import DatasetError
+    from desktop_app.training.trainer import TrainingError, train
 
     try:
         config = make_config(args)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from .png_recipe import TEMP_PREFIX
+from desktop_app.png_recipe import TEMP_PREFIX
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
@@ -72,7 +72,7 @@ class Entry:
 
 
 def default_db_path() -> Path:
-    from .paths import home
+    from desktop_app.paths import home
 
     return home() / "history.sqlite3"
 

@@ -17,9 +17,9 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from .engine import model_folder
-from .engine.errors import ModelError
-from .safe_names import printable
+from desktop_app.engine import model_folder
+from desktop_app.engine.errors import ModelError
+from desktop_app.safe_names import printable
 
 # kinds
 CHECKPOINT, DIFFUSERS, LORA, EMBEDDING, UPSCALER, UNKNOWN = (
@@ -273,7 +273,7 @@ def inspect(path, *, allow_pytorch_upscaler: bool = False) -> FileInfo:
         raise ModelError(f"{_shown(path)} is {special}, not a model file; only regular files are read.")
     size = path.stat().st_size
     if allow_pytorch_upscaler and path.suffix.lower() in (".pth", ".pt") and size > 0:
-        from .engine import upscaler_files
+        from desktop_app.engine import upscaler_files
 
         upscaler_files.check_readable(path)  # refuses TorchScript and damaged archives
         if upscaler_files.sniff(path) != upscaler_files.SAFETENSORS:

@@ -16,13 +16,13 @@ import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from . import model_files, paths
-from .atomic_write import write_text_atomically
-from .engine import model_folder
-from .engine.errors import ModelError
-from .safe_names import UnsafeName, check_name, printable
-from .engine.request import DEFAULT_MODEL
-from .resources import DEFAULT_MODEL_NAME, default_model_dir
+from desktop_app import model_files, paths
+from desktop_app.atomic_write import write_text_atomically
+from desktop_app.engine import model_folder
+from desktop_app.engine.errors import ModelError
+from desktop_app.safe_names import UnsafeName, check_name, printable
+from desktop_app.engine.request import DEFAULT_MODEL
+from desktop_app.resources import DEFAULT_MODEL_NAME, default_model_dir
 
 LIBRARY_FILE = "library.json"
 FORMAT_VERSION = 1
@@ -189,7 +189,7 @@ def add(path, name: str | None = None, source: str = "added", prediction_type: s
 
 
 def _checked_prediction_type(value: str, info: model_files.FileInfo) -> str:
-    from .engine.single_file import normalize_prediction_type
+    from desktop_app.engine.single_file import normalize_prediction_type
 
     if info.kind != model_files.CHECKPOINT:
         raise ModelError(f"--prediction-type applies to single-file checkpoints; {Path(info.path).name} is a "

@@ -20,16 +20,16 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
-from . import png_recipe
-from .history import History
-from .safe_names import printable
+from desktop_app import png_recipe
+from desktop_app.history import History
+from desktop_app.safe_names import printable
 
 FOLDER_NAME = "desktop-app"
 
 
 def default_output_dir() -> Path:
     if os.environ.get("DESKTOP_APP_HOME"):
-        from .paths import outputs_dir
+        from desktop_app.paths import outputs_dir
 
         return outputs_dir()
     from platformdirs import user_pictures_dir
@@ -112,7 +112,7 @@ def unsaved_dirs() -> list[Path]:
     system's temporary folder (another disk, often)."""
     folders = []
     try:
-        from .paths import home
+        from desktop_app.paths import home
 
         folders.append(home() / UNSAVED_FOLDER)
     except OSError:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .resources import default_model_dir  # noqa: F401 - re-exported: the window looks it up here
+from desktop_app.resources import default_model_dir  # noqa: F401 - re-exported: the window looks it up here
 
 APP_NAME = "desktop-app"
 

@@ -12,7 +12,7 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-from .atomic_write import write_text_atomically
+from desktop_app.atomic_write import write_text_atomically
 
 VERSION = 1
 THEMES = ("system", "dark", "light")
@@ -127,6 +127,6 @@ def _move_aside(path: Path, reason: str) -> str:
 
 
 def _default_path() -> Path:
-    from .paths import settings_path
+    from desktop_app.paths import settings_path
 
     return settings_path()

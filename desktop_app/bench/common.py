@@ -45,7 +45,7 @@ class Settings:
 
     def request(self, **changes):
         """The model's own defaults (size, steps, guidance, sampler), no upscale unless asked, seeded."""
-        from ..engine.request import GenerationRequest
+        from desktop_app.engine.request import GenerationRequest
 
         width, height = self.size()
         values = dict(prompt=self.prompt, seed=self.seed, model=self.model, width=width, height=height,
@@ -112,7 +112,7 @@ def machine(device: str = "auto") -> dict:
     """The machine the figures come from: CPU, cores, torch and its threads, the device and dtype."""
     import torch
 
-    from ..engine import device as devices
+    from desktop_app.engine import device as devices
 
     try:
         choice = devices.resolve(device)

@@ -153,9 +153,9 @@ def _ours(name: str, pipe, size: int, device):
     try:
         from pathlib import Path
 
-        from ..engine.generate import Engine
-        from ..engine.loader import LoadedModel
-        from ..engine.request import GenerationRequest
+        from desktop_app.engine.generate import Engine
+        from desktop_app.engine.loader import LoadedModel
+        from desktop_app.engine.request import GenerationRequest
     except ImportError:
         return None, None
     engine = Engine(str(device), preview_share=None)

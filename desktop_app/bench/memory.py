@@ -10,7 +10,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from .common import Settings, last_line, run_child, spread
+from desktop_app.bench.common import Settings, last_line, run_child, spread
 
 KEYS = ("generate_peak_rss_mb", "import_peak_rss_mb", "window_peak_rss_mb", "peak_gpu_mb", "settings")
 SKIPPED_GPU = "skipped: no CUDA device"
@@ -41,7 +41,7 @@ def run(settings: Settings) -> dict:
 def peak_gpu(settings: Settings) -> dict | str:
     import torch
 
-    from ..engine.generate import Engine
+    from desktop_app.engine.generate import Engine
 
     if not torch.cuda.is_available():
         return SKIPPED_GPU

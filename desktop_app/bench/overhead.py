@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .common import Settings, alternate, median_of, ratio, spread
+from desktop_app.bench.common import Settings, alternate, median_of, ratio, spread
 
 TARGET = 1.05
 KEYS = ("ours_s", "bare_s", "ratio", "pair_ratio", "target", "meets_target", "images_match", "settings")
@@ -19,7 +19,7 @@ def bare_call(pipe, request, base_scheduler_config, device):
     """What a diffusers user would write for the same request."""
     import torch
 
-    from ..engine.samplers import make_scheduler
+    from desktop_app.engine.samplers import make_scheduler
 
     pipe.scheduler = make_scheduler(request.sampler, base_scheduler_config)
     generator = torch.Generator("cpu" if device.type == "mps" else str(device)).manual_seed(request.seed)
@@ -29,7 +29,7 @@ def bare_call(pipe, request, base_scheduler_config, device):
 
 
 def run(settings: Settings) -> dict:
-    from ..engine.generate import Engine
+    from desktop_app.engine.generate import Engine
 
     engine = Engine(settings.device, preview_share=None)  # a preview after every step, whatever it costs
     request = settings.request(preview=True)

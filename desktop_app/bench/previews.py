@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 
-from .common import Settings, interleave, median_of, ratio, spread
+from desktop_app.bench.common import Settings, interleave, median_of, ratio, spread
 
 TARGET = 1.03
 KEYS = ("off_s", "every_step_vae_s", "every_step_fitted_s", "app_default_s", "ratio_every_step_vae",
@@ -25,9 +25,9 @@ KEYS = ("off_s", "every_step_vae_s", "every_step_fitted_s", "app_default_s", "ra
 
 
 def run(settings: Settings) -> dict:
-    from ..engine import preview_fit
-    from ..engine.generate import Engine
-    from ..engine.preview import DEFAULT_PREVIEW_SHARE
+    from desktop_app.engine import preview_fit
+    from desktop_app.engine.generate import Engine
+    from desktop_app.engine.preview import DEFAULT_PREVIEW_SHARE
 
     engine = Engine(settings.device)
     model = engine.load(settings.model)
@@ -95,7 +95,7 @@ def profile(engine, model, settings: Settings, vae_decoder, fitted, off_summary)
     """Where a preview's time goes, against the time of one denoising step."""
     import torch
 
-    from ..engine.preview import _to_pil
+    from desktop_app.engine.preview import _to_pil
 
     width, height = settings.size()
     scale = model.vae_scale_factor

@@ -8,8 +8,8 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import gpu, memory, overhead, previews, responsiveness, startup, throughput, training
-from .common import Settings, load_average, machine
+from desktop_app.bench import gpu, memory, overhead, previews, responsiveness, startup, throughput, training
+from desktop_app.bench.common import Settings, load_average, machine
 
 SCHEMA = 1
 # the issue's numbering; one module per section
@@ -26,7 +26,7 @@ TITLES = {
 
 def run_all(settings: Settings, only: list[str] | None = None, progress=None) -> dict:
     """The whole report. A section that fails keeps its keys (None) and says why under "error"."""
-    from ..engine.model_folder import check_folder, display_name, model_defaults
+    from desktop_app.engine.model_folder import check_folder, display_name, model_defaults
 
     check_folder(settings.model)  # a missing model is one clear error before anything runs
     settings.defaults = model_defaults(settings.model)

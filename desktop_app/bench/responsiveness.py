@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from .common import NOT_AVAILABLE, Settings, child_env, last_line, run_child, spread
+from desktop_app.bench.common import NOT_AVAILABLE, Settings, child_env, last_line, run_child, spread
 
 TARGET_MS = 50.0
 PROBE_MS = 5
@@ -29,7 +29,7 @@ MARK = "RESPONSIVENESS "
 
 
 def run(settings: Settings) -> dict:
-    from ..scratch_home import temporary_home
+    from desktop_app.scratch_home import temporary_home
 
     runs = 2 if settings.quick else 5
     training_steps = 10 if settings.quick else 40
@@ -153,8 +153,8 @@ def _train_in_the_panel(window, steps: int) -> str:
 
 def child_main(args: argparse.Namespace) -> int:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from ..gui.app import application
-    from ..gui.main_window import MainWindow
+    from desktop_app.gui.app import application
+    from desktop_app.gui.main_window import MainWindow
 
     app = application()
     window = MainWindow(model=args.model, device=args.device)

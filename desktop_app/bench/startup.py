@@ -13,7 +13,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from .common import Settings, child_env, last_line, median_of, run_child, spread
+from desktop_app.bench.common import Settings, child_env, last_line, median_of, run_child, spread
 
 TARGET_WINDOW_S = 2.0
 TARGET_FIRST_IMAGE_S = 8.0

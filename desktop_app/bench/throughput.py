@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import time
 
-from .common import Settings, median_of, ratio, spread
+from desktop_app.bench.common import Settings, median_of, ratio, spread
 
 KEYS = ("native", "upscaled", "unet_flops_per_step", "step_s", "unet_call_s", "achieved_gflops",
         "matmul_gflops", "fraction_of_matmul", "settings")
 
 
 def run(settings: Settings) -> dict:
-    from ..engine.generate import Engine
+    from desktop_app.engine.generate import Engine
 
     engine = Engine(settings.device)
     model = engine.load(settings.model)

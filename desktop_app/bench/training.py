@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .common import Settings, ratio, spread
+from desktop_app.bench.common import Settings, ratio, spread
 
 KEYS = ("status", "ours_steps_per_s", "bare_steps_per_s", "ratio", "settings")
 RANK, LEARNING_RATE, BATCH = 4, 5e-4, 1
@@ -22,7 +22,7 @@ RANK, LEARNING_RATE, BATCH = 4, 5e-4, 1
 def run(settings: Settings) -> dict:
     from PIL import Image, ImageDraw
 
-    from ..engine.device import choose_device
+    from desktop_app.engine.device import choose_device
 
     device = choose_device(settings.device)
     steps = 6 if settings.quick else 30
@@ -57,8 +57,8 @@ def run(settings: Settings) -> dict:
 
 
 def _ours(model: str, device: str, images: Path, resolution: int, steps: int, k: int) -> float:
-    from ..training.config import TrainConfig
-    from ..training.trainer import train
+    from desktop_app.training.config import TrainConfig
+    from desktop_app.training.trainer import train
 
     times: list[float] = []
 
@@ -83,8 +83,8 @@ class BareLoop:
         from diffusers.training_utils import cast_training_params
         from peft import LoraConfig
 
-        from ..engine.loader import load_model
-        from ..training.dataset import prepare
+        from desktop_app.engine.loader import load_model
+        from desktop_app.training.dataset import prepare
 
         self.torch = torch
         loaded = load_model(model, device, torch.float32)

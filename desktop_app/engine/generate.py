@@ -16,24 +16,25 @@ import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-from . import import_guard  # first: no collector pauses while torch and diffusers import (see there)
+# first: no collector pauses while torch and diffusers import (see there)
+from desktop_app.engine import import_guard
 
 import torch
 
 import desktop_app
 
-from . import device as devices
-from . import memory, refiner, upscale_job
-from .errors import CancelledError, RequestError
-from .events import Cancelled, Emit, Finished, Progress, StageStarted
-from .loader import LoadedModel, load_model
-from .lora import apply_embeddings, apply_loras
-from .model_folder import check_folder, display_name, is_embedded, read_index
-from .model_hash import model_hash
-from .preview import DEFAULT_PREVIEW_SHARE, PreviewPacer, capture_x0, make_decoder
-from .request import MAX_SEED, GenerationRequest
-from .samplers import make_scheduler
-from .upscale import DEFAULT_TILE
+from desktop_app.engine import device as devices
+from desktop_app.engine import memory, refiner, upscale_job
+from desktop_app.engine.errors import CancelledError, RequestError
+from desktop_app.engine.events import Cancelled, Emit, Finished, Progress, StageStarted
+from desktop_app.engine.loader import LoadedModel, load_model
+from desktop_app.engine.lora import apply_embeddings, apply_loras
+from desktop_app.engine.model_folder import check_folder, display_name, is_embedded, read_index
+from desktop_app.engine.model_hash import model_hash
+from desktop_app.engine.preview import DEFAULT_PREVIEW_SHARE, PreviewPacer, capture_x0, make_decoder
+from desktop_app.engine.request import MAX_SEED, GenerationRequest
+from desktop_app.engine.samplers import make_scheduler
+from desktop_app.engine.upscale import DEFAULT_TILE
 
 EMBEDDED_UPSCALER = "default"
 
@@ -144,8 +145,8 @@ class Engine:
             self._preview = (model, decoders)
         if self.preview_mode in decoders:
             return decoders[self.preview_mode]
-        from . import preview_fit
-        from .preview import SD1_BIAS, SD1_FACTORS, SDXL_BIAS, SDXL_FACTORS, LinearPreview
+        from desktop_app.engine import preview_fit
+        from desktop_app.engine.preview import SD1_BIAS, SD1_FACTORS, SDXL_BIAS, SDXL_FACTORS, LinearPreview
 
         mode = self.preview_mode
         decoder = None

@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
-from . import model_folder
-from .errors import ModelError
+from desktop_app.engine import model_folder
+from desktop_app.engine.errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def load_model(name_or_path: str, device: torch.device | str, dtype: torch.dtype
     ``components`` are loaded modules used instead of the model's own (an SDXL refiner shares its base's)."""
     device = torch.device(device)
     if model_folder.resolve(name_or_path).is_file():
-        from .single_file import load_checkpoint
+        from desktop_app.engine.single_file import load_checkpoint
 
         return load_checkpoint(name_or_path, device, dtype, prediction_type=prediction_type, config_dir=config_dir,
                                components=components)
@@ -92,7 +92,7 @@ def load_model(name_or_path: str, device: torch.device | str, dtype: torch.dtype
     upscaler = None
     upscaler_file = model_folder.upscaler_path(folder)
     if upscaler_file is not None:
-        from .upscale import load_upscaler
+        from desktop_app.engine.upscale import load_upscaler
 
         upscaler = load_upscaler(upscaler_file, device, dtype)
     return LoadedModel(

@@ -19,8 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ModelError
-from .model_hash import model_hash
+from desktop_app.engine.errors import ModelError
+from desktop_app.engine.model_hash import model_hash
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ import re
 import stat
 from pathlib import Path
 
-from ..resources import DEFAULT_MODEL_NAME, default_model_dir
-from .errors import ModelError
-from .request import DEFAULT_MODEL
+from desktop_app.resources import DEFAULT_MODEL_NAME, default_model_dir
+from desktop_app.engine.errors import ModelError
+from desktop_app.engine.request import DEFAULT_MODEL
 
 EMBEDDED_TEXT_KEY = "_text_encoder_package"
 CARD_NAMES = ("MODEL_CARD.md", "README.md")
@@ -46,7 +46,7 @@ def open_regular(path, what: str = "file"):
     """``path`` opened for binary reading, or a ModelError when it is not a regular file. A named pipe is never
     waited on: the type is checked before the open, and again on the open descriptor (opened non-blocking, so
     that a file swapped for a pipe in between cannot block either)."""
-    from ..safe_names import printable
+    from desktop_app.safe_names import printable
 
     path = Path(path)
     try:
@@ -122,7 +122,7 @@ def read_json_file(path, what: str = "file", max_bytes: int = MAX_CONFIG_BYTES,
                    max_depth: int = MAX_JSON_DEPTH):
     """The JSON value of a small file, or a ModelError naming the file and the problem (not a regular file,
     too large, not UTF-8, not JSON, too deeply nested)."""
-    from ..safe_names import printable
+    from desktop_app.safe_names import printable
 
     with open_regular(path, what) as handle:
         try:
@@ -176,7 +176,7 @@ def read_index(folder: Path) -> dict:
     path = Path(folder) / "model_index.json"
     index = read_json_file(path, "model_index.json")
     if not isinstance(index, dict):
-        from ..safe_names import printable
+        from desktop_app.safe_names import printable
 
         raise ModelError(f"{printable(path)} is damaged (expected a JSON object).")
     return index
@@ -216,7 +216,7 @@ def model_defaults(name_or_path: str) -> dict:
     """The defaults a model declares, plus "upscale": "default" when it carries an upscaler. {} when the
     folder cannot be read (the loader reports that properly later)."""
     if resolve(name_or_path).is_file():
-        from .single_file import file_defaults
+        from desktop_app.engine.single_file import file_defaults
 
         return file_defaults(resolve(name_or_path))
     try:

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .preview import _to_pil, capture_x0
+from desktop_app.engine.preview import _to_pil, capture_x0
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ def vae_key(folder: Path) -> str | None:
 
 
 def cache_path(key: str) -> Path:
-    from ..paths import home
+    from desktop_app.paths import home
 
     return home() / "cache" / "previews" / f"{key}.safetensors"
 
@@ -216,7 +216,7 @@ def find(folder: Path | None) -> FittedPreview | None:
 
 def fit_and_cache(model, steps: int = 10) -> tuple[FittedPreview, dict]:
     """Fit a map for a LoadedModel at its default size and store it in the user's cache."""
-    from .samplers import make_scheduler
+    from desktop_app.engine.samplers import make_scheduler
 
     size = (int(model.defaults.get("width", 64)), int(model.defaults.get("height", 64)))
     saved = model.pipe.scheduler  # a run may be under way with its own sampler: give it back after
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import json
 
-    from .generate import Engine
+    from desktop_app.engine.generate import Engine
 
     parser = argparse.ArgumentParser(prog="python -m desktop_app.engine.preview_fit",
                                      description="Fit the linear preview map of a model's VAE.")

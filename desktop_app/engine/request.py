@@ -6,7 +6,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 
-from .errors import RequestError
+from desktop_app.engine.errors import RequestError
 
 MAX_PROMPT_CHARS = 2000
 MIN_SIZE, MAX_SIZE = 8, 2048

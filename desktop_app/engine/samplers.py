@@ -16,8 +16,8 @@ from diffusers import (
     UniPCMultistepScheduler,
 )
 
-from .errors import RequestError
-from .request import SAMPLERS
+from desktop_app.engine.errors import RequestError
+from desktop_app.engine.request import SAMPLERS
 
 # name -> (scheduler class, settings that define the sampler)
 _TABLE = {

@@ -24,8 +24,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..resources import resources_dir
-from .errors import ModelError
+from desktop_app.resources import resources_dir
+from desktop_app.engine.errors import ModelError
 
 if TYPE_CHECKING:  # torch-free at import: the command line reads file_defaults before torch loads
     import torch
@@ -71,8 +71,8 @@ def sidecar_prediction_type(path: Path) -> str | None:
         return None
     import yaml
 
-    from ..safe_names import printable
-    from .model_folder import open_regular
+    from desktop_app.safe_names import printable
+    from desktop_app.engine.model_folder import open_regular
 
     try:
         with open_regular(sidecar, "config") as handle:  # is_file above; checked again on the open file
@@ -100,7 +100,7 @@ def sidecar_prediction_type(path: Path) -> str | None:
 def remembered_prediction_type(path: Path) -> tuple[str | None, str]:
     """(prediction type, where it came from) for a checkpoint the loader was not told about: its library
     entry's, else its A1111-style .yaml's; (None, "") when neither says."""
-    from ..model_library import stored_prediction_type
+    from desktop_app.model_library import stored_prediction_type
 
     stored = stored_prediction_type(path)
     if stored:
@@ -113,7 +113,7 @@ def remembered_prediction_type(path: Path) -> tuple[str | None, str]:
 
 def detect_family(path: Path) -> str:
     """The family from the tensors; raises ModelError (from model_files) for unsafe or damaged files."""
-    from .. import model_files
+    from desktop_app import model_files
 
     info = model_files.inspect(path)
     if info.kind != model_files.CHECKPOINT:
@@ -131,7 +131,7 @@ def choose_config(family: str, prediction_type: str | None) -> str:
 def file_defaults(path: str | Path) -> dict:
     """The generation defaults (width, height) of the bundled config a file would load with; {} when the file
     cannot be read (the loader reports that properly later). Torch-free."""
-    from .model_folder import defaults, read_index
+    from desktop_app.engine.model_folder import defaults, read_index
 
     path = Path(path).expanduser()
     try:
@@ -153,8 +153,8 @@ def load_single_file(path: str | Path, dtype: torch.dtype, *, prediction_type: s
     import diffusers
     from diffusers import StableDiffusionPipeline
 
-    from .loader import _dtype_kwargs, _quiet_loading
-    from .model_folder import read_index
+    from desktop_app.engine.loader import _dtype_kwargs, _quiet_loading
+    from desktop_app.engine.model_folder import read_index
 
     path = Path(path).expanduser()
     prediction_type = normalize_prediction_type(prediction_type)
@@ -195,7 +195,7 @@ def load_checkpoint(name_or_path: str, device: torch.device, dtype: torch.dtype,
                     prediction_type: str | None = None, config_dir: str | Path | None = None,
                     components: dict | None = None):
     """The loader's single-file branch: a LoadedModel whose ``family`` is the detected one."""
-    from .loader import LoadedModel, _damage_hint, _one_line
+    from desktop_app.engine.loader import LoadedModel, _damage_hint, _one_line
 
     path = Path(name_or_path).expanduser()
     try:
@@ -207,7 +207,7 @@ def load_checkpoint(name_or_path: str, device: torch.device, dtype: torch.dtype,
         raise ModelError(f"Cannot load the checkpoint {path}: {_one_line(exc)}{_damage_hint(exc)}") from exc
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
-    from .model_folder import read_index
+    from desktop_app.engine.model_folder import read_index
 
     return LoadedModel(pipe=pipe, name=str(name_or_path), path=path, family=family, device=device, dtype=dtype,
                        display_name=path.stem, index=read_index(folder),

@@ -19,21 +19,12 @@ from PIL import Image, ImageOps
 
 import desktop_app
 
-from . import upscaler_files
-from .errors import CancelledError, RequestError
-from .events import Cancelled, Emit, Finished, Progress, StageStarted
-from .upscale import (
-    DEFAULT_TILE,
-    check_scale,
-    check_size,
-    check_tile,
-    describe_upscaler,
-    lanczos,
-    load_upscaler,
-    open_image,
-    output_size,
-    plan,
-    upscale_image,
+from desktop_app.engine import upscaler_files
+from desktop_app.engine.errors import CancelledError, RequestError
+from desktop_app.engine.events import Cancelled, Emit, Finished, Progress, StageStarted
+from desktop_app.engine.upscale import (
+    DEFAULT_TILE, check_scale, check_size, check_tile, describe_upscaler, lanczos, load_upscaler, open_image,
+    output_size, plan, upscale_image,
 )
 
 _img2img: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # text-to-image pipe -> its img2img twin
@@ -82,7 +73,7 @@ def _default_path(engine, folder: Path | None, field: str = "upscale") -> Path:
 
 
 def _own_upscaler(model) -> Path | None:
-    from .model_folder import upscaler_path
+    from desktop_app.engine.model_folder import upscaler_path
 
     return upscaler_path(model.path)
 

@@ -19,10 +19,10 @@ import struct
 import zipfile
 from pathlib import Path
 
-from ..resources import default_model_dir
-from ..safe_names import printable
-from . import model_folder
-from .errors import ModelError, RequestError
+from desktop_app.resources import default_model_dir
+from desktop_app.safe_names import printable
+from desktop_app.engine import model_folder
+from desktop_app.engine.errors import ModelError, RequestError
 
 DEFAULT_UPSCALER = "default"
 EXTENSIONS = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
@@ -34,7 +34,7 @@ SAFETENSORS, TORCH_ZIP, TORCHSCRIPT, PICKLE, EMPTY, BROKEN_ZIP, UNKNOWN = (
 
 
 def upscalers_dir() -> Path:
-    from ..paths import upscalers_dir as folder
+    from desktop_app.paths import upscalers_dir as folder
 
     return folder()
 

@@ -7,7 +7,7 @@ from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QTextBrowser, Q
 
 import desktop_app
 
-from . import model_info
+from desktop_app.gui import model_info
 
 APP_NAME = "Desktop Studio"
 

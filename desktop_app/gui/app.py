@@ -14,8 +14,8 @@ from PySide6.QtWidgets import QApplication
 
 import desktop_app
 
-from .about_dialog import APP_NAME
-from .main_window import MainWindow
+from desktop_app.gui.about_dialog import APP_NAME
+from desktop_app.gui.main_window import MainWindow
 
 
 # the start-up benchmark (desktop_app/bench/startup.py) sets this to 1: print SHOWN_MARK and the time once the
@@ -48,7 +48,7 @@ def application(argv: list[str] | None = None) -> QApplication:
 
 def apply_style(app: QApplication, choice: str = "system") -> None:
     """Fusion, following the system's light or dark scheme unless the settings choose one (gui/theme.py)."""
-    from .theme import apply_theme
+    from desktop_app.gui.theme import apply_theme
 
     apply_theme(app, choice)
 
@@ -77,7 +77,7 @@ def _report_shown(app: QApplication) -> None:
 
 def selftest_window() -> tuple[bool, str]:
     """Open the window offscreen, let it paint, close it; check that no worker thread is left running."""
-    from .workers import live_threads
+    from desktop_app.gui.workers import live_threads
 
     try:
         if QApplication.instance() is None:

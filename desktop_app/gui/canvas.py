@@ -10,7 +10,7 @@ from PySide6.QtCore import QRect, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPalette
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-from .images import pil_to_qimage
+from desktop_app.gui.images import pil_to_qimage
 
 CRISP_MAX_SIDE = 128  # images up to this size are shown with nearest-neighbour, whole-number scaling
 

@@ -31,10 +31,10 @@ from desktop_app.engine.request import (
     GenerationRequest,
 )
 
-from . import model_info
-from .lora_picker import LoraPicker
-from .path_combo import path_index
-from .refiner_choice import RefinerChoice
+from desktop_app.gui import model_info
+from desktop_app.gui.lora_picker import LoraPicker
+from desktop_app.gui.path_combo import path_index
+from desktop_app.gui.refiner_choice import RefinerChoice
 
 BROWSE = "__browse__"
 UPSCALE_DEFAULT = "default"

@@ -31,24 +31,24 @@ from PySide6.QtWidgets import (
 
 from desktop_app.engine.errors import RequestError
 
-from . import model_info, theme
-from .. import outputs
-from .. import png_recipe as saving
-from .. import settings as app_settings
-from .. import history as history_db
-from ..history import History
-from .about_dialog import APP_NAME, AboutDialog
-from .canvas import ImageCanvas
-from .gallery import GalleryPanel
-from .generation_form import GenerationForm
-from .images import pil_to_qimage
-from .models_panel import ModelsPanel
-from .queue_panel import QueuePanel
-from .stage_strip import STAGES, StageStrip, parse_tokens
-from .thumbnails import ThumbnailStrip
-from .timeline_bar import TimelineBar
-from .training_panel import TrainingPanel
-from .workers import GenerationWorker, UpscaleJob, UpscaleWorker, WorkerThread
+from desktop_app.gui import model_info, theme
+from desktop_app import outputs
+from desktop_app import png_recipe as saving
+from desktop_app import settings as app_settings
+from desktop_app import history as history_db
+from desktop_app.history import History
+from desktop_app.gui.about_dialog import APP_NAME, AboutDialog
+from desktop_app.gui.canvas import ImageCanvas
+from desktop_app.gui.gallery import GalleryPanel
+from desktop_app.gui.generation_form import GenerationForm
+from desktop_app.gui.images import pil_to_qimage
+from desktop_app.gui.models_panel import ModelsPanel
+from desktop_app.gui.queue_panel import QueuePanel
+from desktop_app.gui.stage_strip import STAGES, StageStrip, parse_tokens
+from desktop_app.gui.thumbnails import ThumbnailStrip
+from desktop_app.gui.timeline_bar import TimelineBar
+from desktop_app.gui.training_panel import TrainingPanel
+from desktop_app.gui.workers import GenerationWorker, UpscaleJob, UpscaleWorker, WorkerThread
 
 FAILURE_TITLES = {
     "bad_input": "Check the settings",

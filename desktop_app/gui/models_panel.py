@@ -220,7 +220,7 @@ class ModelsPanel(QWidget):
         return self.prediction_dialog(self, target.name) or ""
 
     def open_download(self) -> None:
-        from .download_dialog import DownloadDialog
+        from desktop_app.gui.download_dialog import DownloadDialog
 
         dialog = DownloadDialog(self)
         dialog.downloaded.connect(self._on_downloaded)

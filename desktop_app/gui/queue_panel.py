@@ -9,7 +9,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QListWidget, QListWidgetItem, QVBoxLayout
 
-from .buttons import action_button
+from desktop_app.gui.buttons import action_button
 
 
 class QueuePanel(QGroupBox):

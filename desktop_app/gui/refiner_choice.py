@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QFileDialog, QHBoxLayou
 from desktop_app import model_files
 from desktop_app.engine.errors import ModelError
 
-from .path_combo import path_index
+from desktop_app.gui.path_combo import path_index
 
 NONE_TEXT = "None"
 BROWSE = "\x00browse"

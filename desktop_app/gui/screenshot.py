@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, QEvent, QTimer
 
-from . import app as gui_app
+from desktop_app.gui import app as gui_app
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,8 +14,8 @@ from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QAction, QImage, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QPushButton, QSlider, QWidget
 
-from ..timeline import Timeline, TimelineError
-from .images import pil_to_qimage
+from desktop_app.timeline import Timeline, TimelineError
+from desktop_app.gui.images import pil_to_qimage
 
 EXPORT_FILTERS = {"Animated WebP (*.webp)": ".webp", "Animated GIF (*.gif)": ".gif"}
 

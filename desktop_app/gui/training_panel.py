@@ -34,14 +34,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..engine.errors import ModelError, RequestError
-from ..training import checkpoint, dataset
-from .side_dock import add_side_dock
-from ..training.config import PRESETS, RARE_TOKENS, TrainConfig, job_path
-from ..training.support import check_model
-from .buttons import action_button
-from .images import pil_to_qimage
-from .loss_curve import LossCurve
+from desktop_app.engine.errors import ModelError, RequestError
+from desktop_app.training import checkpoint, dataset
+from desktop_app.gui.side_dock import add_side_dock
+from desktop_app.training.config import PRESETS, RARE_TOKENS, TrainConfig, job_path
+from desktop_app.training.support import check_model
+from desktop_app.gui.buttons import action_button
+from desktop_app.gui.images import pil_to_qimage
+from desktop_app.gui.loss_curve import LossCurve
 
 THUMB = 56
 

@@ -9,8 +9,8 @@ import unicodedata
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from ..engine.errors import RequestError
-from ..safe_names import UnsafeName, check_name, printable
+from desktop_app.engine.errors import RequestError
+from desktop_app.safe_names import UnsafeName, check_name, printable
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 RARE_TOKENS = ("sks", "ohwx", "zwx", "qxj", "vpt")  # rare in text encoders' vocabularies: a blank slate
@@ -130,8 +130,8 @@ def check_job_name(name: object, what: str = "out") -> str:
 
 def job_path(name: str) -> Path:
     """``training/NAME`` in the user folder for a checked name (nothing is created here; no torch)."""
-    from .. import paths
-    from ..safe_names import inside
+    from desktop_app import paths
+    from desktop_app.safe_names import inside
 
     try:
         return inside(paths.home() / "training", check_job_name(name), "LoRA name")

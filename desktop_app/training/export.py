@@ -27,7 +27,7 @@ def peft_state(model) -> dict[str, torch.Tensor]:
 def save_lora(folder: Path, name: str, unet, text_encoder, metadata: dict, kohya_text_encoder: bool) -> dict:
     """Write both files; returns their paths. ``metadata``: our keys (strings); ``kohya_text_encoder``: False
     for text encoders other than CLIP (the kohya format names CLIP layers only)."""
-    from .config import check_job_name
+    from desktop_app.training.config import check_job_name
 
     check_job_name(name)  # before any file system call: the name becomes NAME/ and NAME.safetensors in folder
     from diffusers import StableDiffusionPipeline

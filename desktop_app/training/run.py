@@ -62,15 +62,15 @@ def main(argv: list[str] | None = None) -> int:
         events.write(json.dumps(event) + "\n")
         events.flush()
 
-    from ..engine.errors import EngineError, ModelError, RequestError
-    from .config import TrainConfig
-    from .dataset import DatasetError, check_ready, scan
-    from .errors import TrainingError
+    from desktop_app.engine.errors import EngineError, ModelError, RequestError
+    from desktop_app.training.config import TrainConfig
+    from desktop_app.training.dataset import DatasetError, check_ready, scan
+    from desktop_app.training.errors import TrainingError
 
     try:
         config = TrainConfig.load(Path(args.config))
         check_ready(scan(config.images), config.batch_size)  # bad folders answer before torch loads (seconds)
-        from .trainer import job_dir, train
+        from desktop_app.training.trainer import job_dir, train
 
         control = Control(job_dir(config.name) / CONTROL_FILE)
         train(config, emit, control, resume=args.resume)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..engine.errors import RequestError
+from desktop_app.engine.errors import RequestError
 
 SUPPORTED = "Stable Diffusion 1.x and 2.x models and the embedded default model"
 REFUSED_FAMILIES = {"sdxl": "SDXL", "sdxl-refiner": "an SDXL refiner", "sd3": "SD3", "flux": "Flux"}
@@ -19,12 +19,12 @@ def check_model(model: str) -> str:
     """The family of ``model`` ("default", a diffusers folder or a single .safetensors checkpoint) when the
     trainer supports it; RequestError("model") naming the family and what is supported otherwise, ModelError
     (from the loader's own checks) for a missing or damaged model."""
-    from ..engine import model_folder
-    from ..safe_names import printable
+    from desktop_app.engine import model_folder
+    from desktop_app.safe_names import printable
 
     folder = model_folder.check_folder(model)
     if folder.is_file():
-        from ..model_files import inspect
+        from desktop_app.model_files import inspect
 
         family = inspect(folder).family  # the content decides; ModelError for unsafe or damaged files
     else:
@@ -39,7 +39,7 @@ def check_model(model: str) -> str:
 def folder_family(folder: Path, index: dict) -> str:
     """"embedded", "sdxl", "sdxl-refiner", "pipeline:<class>" (no UNet: SD3, Flux...) or "sd" from
     model_index.json alone."""
-    from ..engine import model_folder
+    from desktop_app.engine import model_folder
 
     if model_folder.is_embedded(index):
         return "embedded"

@@ -18,11 +18,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .. import paths
-from . import checkpoint, dataset, export
-from .config import TrainConfig, job_path
-from .support import check_model
-from .errors import TrainingError  # noqa: F401 - re-exported
+from desktop_app import paths
+from desktop_app.training import checkpoint, dataset, export
+from desktop_app.training.config import TrainConfig, job_path
+from desktop_app.training.support import check_model
+from desktop_app.training.errors import TrainingError  # noqa: F401 - re-exported
 
 Emit = Callable[[dict], None]
 UNET_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]
@@ -59,11 +59,11 @@ def train(config: TrainConfig, emit: Emit, control: Callable[[], str | None] = l
     from peft import LoraConfig, inject_adapter_in_model
     from peft.utils import set_peft_model_state_dict
 
-    from ..engine import device as devices
-    from ..engine import model_folder
-    from ..engine.errors import RequestError
-    from ..engine.loader import load_model
-    from ..engine.model_hash import model_hash
+    from desktop_app.engine import device as devices
+    from desktop_app.engine import model_folder
+    from desktop_app.engine.errors import RequestError
+    from desktop_app.engine.loader import load_model
+    from desktop_app.engine.model_hash import model_hash
 
     started = time.perf_counter()
     check_model(config.model)  # SDXL and other families the loop cannot train: refused before anything is made
@@ -254,7 +254,7 @@ def train(config: TrainConfig, emit: Emit, control: Callable[[], str | None] = l
                              text_encoder if config.train_text_encoder else None, meta,
                              kohya_text_encoder=text_kind == "clip")
     save_state()
-    from .originality import nearest
+    from desktop_app.training.originality import nearest
 
     report = nearest(sample_paths, [path for path, _ in items])
     event = {"event": "finished", "step": step, "files": files, "samples": sample_paths, "originality": report,
