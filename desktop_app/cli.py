@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report_failure(exc: BaseException) -> int:
-    from desktop_app.engine.errors import EngineError, ModelError, RequestError
+    from desktop_app.errors import EngineError, ModelError, RequestError
 
     message = " ".join(str(exc).split())
     if isinstance(exc, (RequestError, ModelError)):
@@ -288,7 +288,7 @@ def generate(args: argparse.Namespace) -> int:
                            request.prompt)
     # the output place is checked (and its folder made) before minutes of work, not after them
     from desktop_app.outputs import OutputProblem, check_output
-    from desktop_app.safe_names import printable
+    from desktop_app.errors import printable
 
     try:
         for target in targets:
@@ -403,7 +403,7 @@ UPSCALE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEB
 
 def upscale(args: argparse.Namespace) -> int:
     from desktop_app.engine.upscale import DEFAULT_TILE, check_tile, open_image
-    from desktop_app.safe_names import printable
+    from desktop_app.errors import printable
 
     # 1. what can be checked before torch loads: the input, the options, the output's name
     source = Path(args.input).expanduser()
@@ -471,7 +471,7 @@ def upscale_output_path(out: str) -> Path:
     """The file to write, or the folder to write INPUT-NAME-xSCALE.png into (created when missing). Checked
     before the work: a name that is not text, a parent that is a file, a folder that cannot be written."""
     from desktop_app.outputs import OutputProblem, check_output
-    from desktop_app.safe_names import printable
+    from desktop_app.errors import printable
 
     folder = str(out).endswith(("/", os.sep))
     path = Path(out).expanduser()
@@ -571,7 +571,7 @@ def bench(args: argparse.Namespace) -> int:
 
 
 def selftest(args: argparse.Namespace) -> int:
-    from desktop_app.scratch_home import temporary_home
+    from desktop_app.paths import temporary_home
 
     with temporary_home():  # the window and the engine write settings, history, caches: never the user's
         return _selftest(args)

@@ -44,7 +44,7 @@ class _Bar:
 
 def run(args: argparse.Namespace) -> int:
     from desktop_app import hub_download, model_library, paths
-    from desktop_app.engine.errors import ModelError
+    from desktop_app.errors import ModelError
     from desktop_app.safe_names import UnsafeName, check_name
 
     # 1. everything that becomes a path or a name, checked before the network or the disk is touched

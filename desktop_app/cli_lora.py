@@ -16,7 +16,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
 def parse_lora(text: str):
     """``NAME[:WEIGHT]`` -> LoraChoice. The weight is what follows the last colon when it is a number (so
     Windows paths like C:\\loras\\x.safetensors keep their colon). RequestError for a bad weight."""
-    from desktop_app.engine.errors import RequestError
+    from desktop_app.errors import RequestError
     from desktop_app.engine.request import LoraChoice
 
     name, weight = text.strip(), 1.0

@@ -43,8 +43,8 @@ def register(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     from desktop_app import model_library
     from desktop_app.cli import BadInput
-    from desktop_app.engine.errors import ModelError
-    from desktop_app.safe_names import printable
+    from desktop_app.errors import ModelError
+    from desktop_app.errors import printable
 
     try:
         if args.models_command == "list":
@@ -90,7 +90,7 @@ def _escaped(text: str) -> str:
 
 
 def _list(entries, as_json: bool, skipped=()) -> int:
-    from desktop_app.safe_names import printable
+    from desktop_app.errors import printable
 
     if as_json:  # JSON escapes control characters itself; the damaged files are named on stderr, one line
         print(json.dumps([asdict(e) for e in entries], indent=2))

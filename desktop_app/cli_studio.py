@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from desktop_app.safe_names import printable
+from desktop_app.errors import printable
 from desktop_app.timeline import Timeline, TimelineError
 
 RECOVER_AGE = 300  # seconds: a younger "saving" row or temp file may belong to a save still running

@@ -16,7 +16,7 @@ import subprocess
 import sys
 
 from desktop_app.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, PROG, BadInput
-from desktop_app.safe_names import printable
+from desktop_app.errors import printable
 
 
 def register(commands) -> None:
@@ -141,7 +141,7 @@ class Bar:
 
 
 def run(args: argparse.Namespace) -> int:
-    from desktop_app.engine.errors import ModelError, RequestError
+    from desktop_app.errors import ModelError, RequestError
     from desktop_app.training import originality
     from desktop_app.training.dataset import DatasetError
     from desktop_app.training.trainer import TrainingError, train

@@ -23,8 +23,9 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
-from desktop_app.engine.errors import CancelledError, ModelError
-from desktop_app.safe_names import UnsafeName, check_name, check_relative, inside, printable
+from desktop_app.errors import CancelledError, ModelError
+from desktop_app.safe_names import UnsafeName, check_name, check_relative, inside
+from desktop_app.errors import printable
 
 WEIGHT_SUFFIX = ".safetensors"
 COMPONENT_SUFFIXES = (".json", ".safetensors", ".txt", ".model")  # configs, weights, merges/vocab, spiece

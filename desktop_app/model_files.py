@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from desktop_app.engine import model_folder
-from desktop_app.engine.errors import ModelError
-from desktop_app.safe_names import printable
+from desktop_app.errors import ModelError
+from desktop_app.errors import printable
 
 # kinds
 CHECKPOINT, DIFFUSERS, LORA, EMBEDDING, UPSCALER, UNKNOWN = (

@@ -17,11 +17,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from desktop_app import model_files, paths
-from desktop_app.atomic_write import write_text_atomically
+from desktop_app.paths import write_text_atomically
 from desktop_app.engine import model_folder
-from desktop_app.engine.errors import ModelError
-from desktop_app.safe_names import UnsafeName, check_name, printable
-from desktop_app.engine.request import DEFAULT_MODEL
+from desktop_app.errors import ModelError
+from desktop_app.safe_names import UnsafeName, check_name
+from desktop_app.errors import printable
+from desktop_app.resources import DEFAULT_MODEL
 from desktop_app.resources import DEFAULT_MODEL_NAME, default_model_dir
 
 LIBRARY_FILE = "library.json"

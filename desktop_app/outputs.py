@@ -22,7 +22,7 @@ from pathlib import Path
 
 from desktop_app import png_recipe
 from desktop_app.history import History
-from desktop_app.safe_names import printable
+from desktop_app.errors import printable
 
 FOLDER_NAME = "desktop-app"
 

@@ -6,6 +6,10 @@ Each function creates its folder on demand, so callers can write straight away.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from desktop_app.resources import default_model_dir  # noqa: F401 - re-exported: the window looks it up here
@@ -57,3 +61,40 @@ def logs_dir() -> Path:
 def settings_path() -> Path:
     """settings.json in the user folder (the folder is created; the file is not)."""
     return home() / "settings.json"
+
+
+# ---- one atomic writer for small text files (settings, the library, caches) ----
+
+def write_text_atomically(path: Path, text: str, prefix: str = ".tmp-") -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(prefix=prefix, suffix=path.suffix, dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+# ---- a throw-away user folder (selftest, benchmarks): never the user's own ----
+
+VARIABLE = "DESKTOP_APP_HOME"
+
+
+@contextmanager
+def temporary_home(prefix: str = "desktop-app-selftest-") -> Iterator[Path]:
+    previous = os.environ.get(VARIABLE)
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    os.environ[VARIABLE] = str(folder)
+    try:
+        yield folder
+    finally:
+        if previous is None:
+            os.environ.pop(VARIABLE, None)
+        else:
+            os.environ[VARIABLE] = previous
+        shutil.rmtree(folder, ignore_errors=True)  # best effort: a handle still open on Windows keeps a file

@@ -26,7 +26,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from desktop_app import foreign_recipes
 from desktop_app.image_metadata import Unreadable, read_image_text, stealth_text
-from desktop_app.safe_names import printable
+from desktop_app.errors import printable
 
 RECIPE_FORMAT = "desktop-app-recipe/1"
 TEMP_PREFIX = ".saving-"  # temporary files start with this; the start-up check removes leftovers

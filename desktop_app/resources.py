@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 DEFAULT_MODEL_NAME = "emoji-mini"
+DEFAULT_MODEL = "default"  # what a request, the command line and the library call the embedded model
 
 
 def resources_dir() -> Path:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import unicodedata
 from pathlib import Path, PurePosixPath
 
+from desktop_app.errors import printable  # noqa: F401 - one place; used here and re-exported
+
 MAX_NAME = 120
 _WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{n}" for n in range(1, 10)),
                      *(f"lpt{n}" for n in range(1, 10))}
@@ -80,20 +82,3 @@ def inside(folder: Path, name: str, what: str = "name") -> Path:
     if resolved != base and base not in resolved.parents:  # a symlink inside the folder that leads out
         raise UnsafeName(f"{what} {printable(name, 60)} leads outside {folder}")
     return target
-
-
-def printable(text: object, limit: int = 200) -> str:
-    """``text`` on one line, control characters escaped (a name from a file cannot move the cursor or end
-    the line), cut to ``limit`` characters; quoted when anything was escaped."""
-    text = str(text)
-    out, escaped = [], False
-    for char in text[: limit + 1]:
-        if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Zl", "Zp") or char == "\\":
-            out.append(repr(char)[1:-1] if char != "\\" else "\\\\")
-            escaped = escaped or char != "\\"
-        else:
-            out.append(char)
-    shown = "".join(out)
-    if len(text) > limit:
-        shown = shown[:limit] + "..."
-    return repr(text[:limit]) if escaped else shown

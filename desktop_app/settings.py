@@ -12,7 +12,7 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-from desktop_app.atomic_write import write_text_atomically
+from desktop_app.paths import write_text_atomically
 
 VERSION = 1
 THEMES = ("system", "dark", "light")

@@ -9,7 +9,7 @@ import pytest
 from fake_hub import FakeHub
 
 from desktop_app import hub_download, model_library
-from desktop_app.engine.errors import CancelledError, ModelError
+from desktop_app.errors import CancelledError, ModelError
 
 REPO = "someone/tiny-sd"
 UNET = "unet/diffusion_pytorch_model.safetensors"

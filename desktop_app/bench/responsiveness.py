@@ -29,7 +29,7 @@ MARK = "RESPONSIVENESS "
 
 
 def run(settings: Settings) -> dict:
-    from desktop_app.scratch_home import temporary_home
+    from desktop_app.paths import temporary_home
 
     runs = 2 if settings.quick else 5
     training_steps = 10 if settings.quick else 40

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from desktop_app.engine.errors import RequestError
+from desktop_app.errors import RequestError
 
 CHOICES = ("auto", "cpu", "cuda", "mps")
 

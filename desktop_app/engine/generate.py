@@ -25,7 +25,7 @@ import desktop_app
 
 from desktop_app.engine import device as devices
 from desktop_app.engine import memory, refiner, upscale_job
-from desktop_app.engine.errors import CancelledError, RequestError
+from desktop_app.errors import CancelledError, RequestError
 from desktop_app.engine.events import Cancelled, Emit, Finished, Progress, StageStarted
 from desktop_app.engine.loader import LoadedModel, load_model
 from desktop_app.engine.lora import apply_embeddings, apply_loras

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from desktop_app.engine import model_folder
-from desktop_app.engine.errors import ModelError
+from desktop_app.errors import ModelError
 
 log = logging.getLogger(__name__)
 

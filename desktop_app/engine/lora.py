@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from desktop_app.engine.errors import ModelError
+from desktop_app.errors import ModelError
 from desktop_app.engine.model_hash import model_hash
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,8 @@ def resolve_lora(name: str) -> Path:
     the model library's answer (a path, a library name, NAME or NAME.safetensors in the user's LoRA folder).
     ModelError names what was looked for."""
     from desktop_app import paths
-    from desktop_app.safe_names import UnsafeName, check_name, printable
+    from desktop_app.safe_names import UnsafeName, check_name
+    from desktop_app.errors import printable
 
     given = Path(name).expanduser()
     if given.is_dir() and (given / DIFFUSERS_FILE).is_file():

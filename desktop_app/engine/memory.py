@@ -21,7 +21,7 @@ from contextlib import contextmanager
 
 import torch
 
-from desktop_app.engine.errors import OutOfMemory
+from desktop_app.errors import OutOfMemory
 
 FALLBACKS = ("vae_tiling", "attention_slicing", "cpu_offload", "batch_1")
 FALLBACK_LABELS = {"vae_tiling": "VAE tiling", "attention_slicing": "attention slicing",

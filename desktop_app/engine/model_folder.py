@@ -12,8 +12,8 @@ import stat
 from pathlib import Path
 
 from desktop_app.resources import DEFAULT_MODEL_NAME, default_model_dir
-from desktop_app.engine.errors import ModelError
-from desktop_app.engine.request import DEFAULT_MODEL
+from desktop_app.errors import ModelError
+from desktop_app.resources import DEFAULT_MODEL
 
 EMBEDDED_TEXT_KEY = "_text_encoder_package"
 CARD_NAMES = ("MODEL_CARD.md", "README.md")
@@ -46,7 +46,7 @@ def open_regular(path, what: str = "file"):
     """``path`` opened for binary reading, or a ModelError when it is not a regular file. A named pipe is never
     waited on: the type is checked before the open, and again on the open descriptor (opened non-blocking, so
     that a file swapped for a pipe in between cannot block either)."""
-    from desktop_app.safe_names import printable
+    from desktop_app.errors import printable
 
     path = Path(path)
     try:
@@ -122,7 +122,7 @@ def read_json_file(path, what: str = "file", max_bytes: int = MAX_CONFIG_BYTES,
                    max_depth: int = MAX_JSON_DEPTH):
     """The JSON value of a small file, or a ModelError naming the file and the problem (not a regular file,
     too large, not UTF-8, not JSON, too deeply nested)."""
-    from desktop_app.safe_names import printable
+    from desktop_app.errors import printable
 
     with open_regular(path, what) as handle:
         try:
@@ -176,7 +176,7 @@ def read_index(folder: Path) -> dict:
     path = Path(folder) / "model_index.json"
     index = read_json_file(path, "model_index.json")
     if not isinstance(index, dict):
-        from desktop_app.safe_names import printable
+        from desktop_app.errors import printable
 
         raise ModelError(f"{printable(path)} is damaged (expected a JSON object).")
     return index

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from desktop_app.engine.device import describe as describe_device
-from desktop_app.engine.errors import ModelError, RequestError
+from desktop_app.errors import ModelError, RequestError
 from desktop_app.engine.events import Emit, StageStarted
 from desktop_app.engine.loader import LoadedModel, load_model
 from desktop_app.engine.model_folder import check_folder, display_name

@@ -6,14 +6,14 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 
-from desktop_app.engine.errors import RequestError
+from desktop_app.errors import RequestError
+from desktop_app.resources import DEFAULT_MODEL
 
 MAX_PROMPT_CHARS = 2000
 MIN_SIZE, MAX_SIZE = 8, 2048
 MAX_SEED = 2**32 - 1
 SAMPLERS = ("Euler", "Euler a", "DPM++ 2M", "DPM++ 2M Karras", "DDIM", "UniPC", "Heun", "DPM++ SDE",
             "DPM++ 2M SDE Karras", "LCM")
-DEFAULT_MODEL = "default"
 MAX_HIRES_SCALE, MAX_HIRES_SIZE = 4.0, 4096
 
 

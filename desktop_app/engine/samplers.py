@@ -16,7 +16,7 @@ from diffusers import (
     UniPCMultistepScheduler,
 )
 
-from desktop_app.engine.errors import RequestError
+from desktop_app.errors import RequestError
 from desktop_app.engine.request import SAMPLERS
 
 # name -> (scheduler class, settings that define the sampler)

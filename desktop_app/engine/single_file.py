@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from desktop_app.resources import resources_dir
-from desktop_app.engine.errors import ModelError
+from desktop_app.errors import ModelError
 
 if TYPE_CHECKING:  # torch-free at import: the command line reads file_defaults before torch loads
     import torch
@@ -71,7 +71,7 @@ def sidecar_prediction_type(path: Path) -> str | None:
         return None
     import yaml
 
-    from desktop_app.safe_names import printable
+    from desktop_app.errors import printable
     from desktop_app.engine.model_folder import open_regular
 
     try:

@@ -32,7 +32,7 @@ import torch
 from PIL import Image, ImageOps
 
 from desktop_app.engine import upscaler_files
-from desktop_app.engine.errors import CancelledError, ModelError, RequestError
+from desktop_app.errors import CancelledError, ModelError, RequestError
 
 MAX_OUTPUT_PIXELS = 64_000_000  # the model's own output, before any shrink to a smaller scale
 DEFAULT_TILE = 512  # input pixels a side (ComfyUI's default too): ~2048x2048 output pixels per tile at 4x

@@ -20,7 +20,7 @@ from PIL import Image, ImageOps
 import desktop_app
 
 from desktop_app.engine import upscaler_files
-from desktop_app.engine.errors import CancelledError, RequestError
+from desktop_app.errors import CancelledError, RequestError
 from desktop_app.engine.events import Cancelled, Emit, Finished, Progress, StageStarted
 from desktop_app.engine.upscale import (
     DEFAULT_TILE, check_scale, check_size, check_tile, describe_upscaler, lanczos, load_upscaler, open_image,

@@ -20,9 +20,9 @@ import zipfile
 from pathlib import Path
 
 from desktop_app.resources import default_model_dir
-from desktop_app.safe_names import printable
+from desktop_app.errors import printable
 from desktop_app.engine import model_folder
-from desktop_app.engine.errors import ModelError, RequestError
+from desktop_app.errors import ModelError, RequestError
 
 DEFAULT_UPSCALER = "default"
 EXTENSIONS = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")

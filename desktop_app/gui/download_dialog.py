@@ -46,7 +46,7 @@ class DownloadWorker(QObject):
     @Slot(str, str, object)
     def _run(self, repo_id: str, dest_root: str, cancel: threading.Event) -> None:
         from desktop_app import hub_download
-        from desktop_app.engine.errors import CancelledError, ModelError
+        from desktop_app.errors import CancelledError, ModelError
 
         try:
             with hub_download.app_offline_lifted():  # the user asked for it; offline again afterwards
@@ -103,7 +103,7 @@ class DownloadDialog(QDialog):
 
     def start(self) -> None:
         from desktop_app import hub_download, paths
-        from desktop_app.engine.errors import ModelError
+        from desktop_app.errors import ModelError
 
         try:
             self._repo_id = hub_download.check_repo_id(self.repo.text())
@@ -134,7 +134,7 @@ class DownloadDialog(QDialog):
 
     def _on_finished(self, folder: str) -> None:
         from desktop_app import model_library
-        from desktop_app.engine.errors import ModelError
+        from desktop_app.errors import ModelError
 
         self._busy(False)
         name = self._repo_id.rpartition("/")[2]

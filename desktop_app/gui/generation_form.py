@@ -22,14 +22,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_app.engine.request import (
-    DEFAULT_MODEL,
-    MAX_SEED,
-    MAX_SIZE,
-    MIN_SIZE,
-    SAMPLERS,
-    GenerationRequest,
-)
+from desktop_app.resources import DEFAULT_MODEL
+from desktop_app.engine.request import MAX_SEED, MAX_SIZE, MIN_SIZE, SAMPLERS, GenerationRequest
 
 from desktop_app.gui import model_info
 from desktop_app.gui.lora_picker import LoraPicker

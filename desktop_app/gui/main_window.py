@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_app.engine.errors import RequestError
+from desktop_app.errors import RequestError
 
 from desktop_app.gui import model_info, theme
 from desktop_app import outputs

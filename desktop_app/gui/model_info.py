@@ -10,8 +10,8 @@ import re
 from pathlib import Path
 
 from desktop_app.engine import model_folder
-from desktop_app.engine.errors import ModelError
-from desktop_app.engine.request import DEFAULT_MODEL
+from desktop_app.errors import ModelError
+from desktop_app.resources import DEFAULT_MODEL
 from desktop_app.resources import DEFAULT_MODEL_NAME, default_model_dir
 
 __all__ = ["DEFAULT_MODEL_NAME", "default_model_dir", "display_name", "looks_like_model_folder",

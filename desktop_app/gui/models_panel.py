@@ -24,10 +24,10 @@ from PySide6.QtWidgets import (
 
 from desktop_app import model_library
 from desktop_app.cli_models import format_size
-from desktop_app.engine.errors import ModelError
+from desktop_app.errors import ModelError
 from desktop_app.gui.buttons import action_button
 from desktop_app.gui.side_dock import add_side_dock
-from desktop_app.safe_names import printable
+from desktop_app.errors import printable
 
 COLUMNS = ("Name", "Kind", "Family", "Size", "Source")
 ENTRY_ROLE = Qt.ItemDataRole.UserRole

@@ -10,7 +10,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QFileDialog, QHBoxLayout, QLabel, QToolTip, QWidget
 
 from desktop_app import model_files
-from desktop_app.engine.errors import ModelError
+from desktop_app.errors import ModelError
 
 from desktop_app.gui.path_combo import path_index
 

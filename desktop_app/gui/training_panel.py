@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_app.engine.errors import ModelError, RequestError
+from desktop_app.errors import ModelError, RequestError
 from desktop_app.training import checkpoint, dataset
 from desktop_app.gui.side_dock import add_side_dock
 from desktop_app.training.config import PRESETS, RARE_TOKENS, TrainConfig, job_path

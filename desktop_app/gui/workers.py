@@ -162,7 +162,7 @@ class GenerationWorker(QObject):
         # Finished comes back as run()'s return value, Cancelled as None: no double signals.
 
     def _describe(self, exc: BaseException) -> tuple[str, str]:
-        from desktop_app.engine import errors  # no torch in there
+        from desktop_app import errors  # no torch in there
 
         if isinstance(exc, errors.CancelledError):
             return "cancelled", ""
@@ -234,7 +234,7 @@ def _resolve_library_model(request):
     reports a missing path itself)."""
     import dataclasses
 
-    from desktop_app.engine.errors import ModelError
+    from desktop_app.errors import ModelError
     from desktop_app.model_library import resolve_model  # torch-free
 
     model = getattr(request, "model", None)
@@ -248,7 +248,7 @@ def _resolve_library_model(request):
 
 
 def _is_engine_error(exc: BaseException) -> bool:
-    from desktop_app.engine.errors import EngineError
+    from desktop_app.errors import EngineError
 
     return isinstance(exc, EngineError)
 

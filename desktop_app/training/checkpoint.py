@@ -18,8 +18,8 @@ import random
 import warnings
 from pathlib import Path
 
-from desktop_app.engine.errors import ModelError
-from desktop_app.safe_names import printable
+from desktop_app.errors import ModelError
+from desktop_app.errors import printable
 
 FILE_NAME = "checkpoint.safetensors"
 LEGACY_NAME = "checkpoint.pt"  # before safetensors: read on resume, never written

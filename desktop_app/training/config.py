@@ -9,8 +9,9 @@ import unicodedata
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from desktop_app.engine.errors import RequestError
-from desktop_app.safe_names import UnsafeName, check_name, printable
+from desktop_app.errors import RequestError
+from desktop_app.safe_names import UnsafeName, check_name
+from desktop_app.errors import printable
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 RARE_TOKENS = ("sks", "ohwx", "zwx", "qxj", "vpt")  # rare in text encoders' vocabularies: a blank slate

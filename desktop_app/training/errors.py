@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from desktop_app.engine.errors import EngineError
+from desktop_app.errors import EngineError
 
 
 class TrainingError(EngineError):

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         events.write(json.dumps(event) + "\n")
         events.flush()
 
-    from desktop_app.engine.errors import EngineError, ModelError, RequestError
+    from desktop_app.errors import EngineError, ModelError, RequestError
     from desktop_app.training.config import TrainConfig
     from desktop_app.training.dataset import DatasetError, check_ready, scan
     from desktop_app.training.errors import TrainingError

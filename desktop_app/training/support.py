@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from desktop_app.engine.errors import RequestError
+from desktop_app.errors import RequestError
 
 SUPPORTED = "Stable Diffusion 1.x and 2.x models and the embedded default model"
 REFUSED_FAMILIES = {"sdxl": "SDXL", "sdxl-refiner": "an SDXL refiner", "sd3": "SD3", "flux": "Flux"}
@@ -20,7 +20,7 @@ def check_model(model: str) -> str:
     trainer supports it; RequestError("model") naming the family and what is supported otherwise, ModelError
     (from the loader's own checks) for a missing or damaged model."""
     from desktop_app.engine import model_folder
-    from desktop_app.safe_names import printable
+    from desktop_app.errors import printable
 
     folder = model_folder.check_folder(model)
     if folder.is_file():

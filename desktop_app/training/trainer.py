@@ -61,7 +61,7 @@ def train(config: TrainConfig, emit: Emit, control: Callable[[], str | None] = l
 
     from desktop_app.engine import device as devices
     from desktop_app.engine import model_folder
-    from desktop_app.engine.errors import RequestError
+    from desktop_app.errors import RequestError
     from desktop_app.engine.loader import load_model
     from desktop_app.engine.model_hash import model_hash
 

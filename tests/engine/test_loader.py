@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import desktop_app
-from desktop_app.engine.errors import ModelError
+from desktop_app.errors import ModelError
 from desktop_app.engine.loader import load_model
 from desktop_app.engine.model_folder import model_defaults
 

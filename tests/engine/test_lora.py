@@ -16,7 +16,7 @@ from tiny_loras import (
     save_unmatched_lora,
 )
 
-from desktop_app.engine.errors import ModelError
+from desktop_app.errors import ModelError
 from desktop_app.engine.events import StageStarted
 from desktop_app.engine.lora import held_loras, read_lora_info
 from desktop_app.engine.request import GenerationRequest, LoraChoice

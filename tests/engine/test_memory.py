@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from desktop_app.engine import memory
-from desktop_app.engine.errors import OutOfMemory
+from desktop_app.errors import OutOfMemory
 from desktop_app.engine.events import StageStarted
 
 

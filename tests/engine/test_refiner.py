@@ -12,7 +12,7 @@ from tiny_checkpoints import REFINER
 
 from desktop_app import png_recipe
 from desktop_app.engine import refiner, single_file
-from desktop_app.engine.errors import RequestError
+from desktop_app.errors import RequestError
 from desktop_app.engine.events import Cancelled, Progress, StageStarted
 from desktop_app.engine.request import SAMPLERS, GenerationRequest
 

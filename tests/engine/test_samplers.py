@@ -11,7 +11,7 @@ from diffusers import (
     UniPCMultistepScheduler,
 )
 
-from desktop_app.engine.errors import RequestError
+from desktop_app.errors import RequestError
 from desktop_app.engine.samplers import make_scheduler
 
 BASE = DPMSolverMultistepScheduler(beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction").config

@@ -10,7 +10,7 @@ from original_layout import pipeline_to_original
 from tiny_checkpoints import FAMILIES, REFINER, build_tiny_checkpoint
 
 from desktop_app.engine import single_file
-from desktop_app.engine.errors import ModelError
+from desktop_app.errors import ModelError
 from desktop_app.engine.loader import load_model
 
 FAMILY_WIDTH = {"sd1": 768, "sd2": 1024, "sdxl": 2048}

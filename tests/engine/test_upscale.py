@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from desktop_app.engine import upscale
-from desktop_app.engine.errors import CancelledError, RequestError
+from desktop_app.errors import CancelledError, RequestError
 from desktop_app.engine.upscale import load_upscaler, open_image, plan, upscale_image
 
 W, H = 40, 24  # input size: not square, so a swapped side shows

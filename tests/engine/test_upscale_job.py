@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from desktop_app.engine.errors import ModelError, RequestError
+from desktop_app.errors import ModelError, RequestError
 from desktop_app.engine.events import Cancelled, Finished, Progress, StageStarted
 from desktop_app.engine.request import GenerationRequest
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from desktop_app.engine import device as devices
-from desktop_app.engine.errors import EngineError, ModelError, RequestError
+from desktop_app.errors import EngineError, ModelError, RequestError
 from desktop_app.engine.request import GenerationRequest
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog
 
-from desktop_app.engine.errors import RequestError
+from desktop_app.errors import RequestError
 from desktop_app.engine.events import Cancelled, Finished, Progress, StageStarted
 from desktop_app.gui.workers import UpscaleJob
 

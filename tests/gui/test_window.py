@@ -10,7 +10,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QLabel
 
 import desktop_app
-from desktop_app.engine.errors import RequestError
+from desktop_app.errors import RequestError
 from desktop_app.gui import model_info
 from desktop_app.gui.canvas import ImageCanvas
 from desktop_app.gui.main_window import MainWindow

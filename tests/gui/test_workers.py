@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import QObject, Slot
 
-from desktop_app.engine.errors import EngineError, ModelError, RequestError
+from desktop_app.errors import EngineError, ModelError, RequestError
 from desktop_app.engine.request import GenerationRequest
 from desktop_app.gui.workers import GenerationWorker, WorkerThread
 

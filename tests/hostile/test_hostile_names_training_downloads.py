@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from desktop_app.engine.errors import RequestError
+from desktop_app.errors import RequestError
 
 ROOT = Path(__file__).resolve().parents[2]
 FROZEN_ENTRY = ROOT / "packaging" / "pyinstaller" / "frozen_entry.py"

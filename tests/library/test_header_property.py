@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from desktop_app import model_files
-from desktop_app.engine.errors import ModelError
+from desktop_app.errors import ModelError
 
 safetensors = pytest.importorskip("safetensors")
 

@@ -11,7 +11,7 @@ from crafted_files import (DIFFUSERS_LORA_SDXL, EMBEDDING_SD1, EMBEDDING_SDXL, E
                            KOHYA_LORA, make_hostile, write_safetensors)
 
 from desktop_app import model_files
-from desktop_app.engine.errors import ModelError
+from desktop_app.errors import ModelError
 
 
 @pytest.mark.parametrize("kind", sorted(HOSTILE))

@@ -196,7 +196,7 @@ def test_a_failed_write_leaves_the_library_as_it_was(tmp_path, monkeypatch):
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    from desktop_app import atomic_write
+    from desktop_app import paths as atomic_write
 
     monkeypatch.setattr(atomic_write.os, "fsync", disk_full)  # the temporary file is written, not yet in place
     with pytest.raises(OSError):
@@ -283,7 +283,7 @@ def test_an_automatic1111_yaml_beside_the_file_gives_the_prediction_type(tmp_pat
 ])
 def test_a_broken_yaml_beside_the_file_is_named(tmp_path, text, message):
     from desktop_app.engine import single_file
-    from desktop_app.engine.errors import ModelError
+    from desktop_app.errors import ModelError
 
     model = write_safetensors(tmp_path / "sd21.safetensors", FAMILY_SHAPES["sd2"])
     (tmp_path / "sd21.yaml").write_text(text)

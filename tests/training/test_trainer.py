@@ -157,7 +157,7 @@ def test_text_encoder_prior_preservation_min_snr_and_noise_offset(images, events
 
 
 def test_text_encoder_lora_on_the_embedded_model_is_refused_clearly(images, events):
-    from desktop_app.engine.errors import RequestError
+    from desktop_app.errors import RequestError
 
     with pytest.raises(RequestError, match="train_text_encoder: .*MiniLM.*train the U-Net alone"):
         train(quick_config(images, "te", train_text_encoder=True), events)
