@@ -246,9 +246,10 @@ def generate(args: argparse.Namespace) -> int:
     import secrets
 
     from desktop_app import cli_lora
-    from desktop_app.engine.model_folder import check_folder, model_defaults
+    from desktop_app.models.model_folder import check_folder
+    from desktop_app.models.resolve import model_defaults
     from desktop_app.engine.request import MAX_SEED, GenerationRequest
-    from desktop_app.model_library import resolve_model
+    from desktop_app.models.model_library import resolve_model
 
     # 1. the request: options first, then what the model declares, then the request's own defaults
     args.model = resolve_model(args.model)  # "default", a library name, or a path
@@ -261,7 +262,7 @@ def generate(args: argparse.Namespace) -> int:
         if args.refiner is None:
             raise BadInput("--refiner-switch needs --refiner (the SDXL refiner that takes over at the switch)")
         refiner["refiner_switch"] = args.refiner_switch
-    from desktop_app.engine.few_step import few_step_defaults
+    from desktop_app.models.few_step import few_step_defaults
 
     # a few-step model (Turbo, LCM) or an LCM-LoRA: its published steps, guidance and sampler
     declared = few_step_defaults(args.model, args.lora) | model_defaults(args.model)

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 
-from desktop_app.cli_models import format_size
+from desktop_app.models.model_files import format_size
 
 
 def add_parser(actions) -> None:
@@ -43,9 +43,10 @@ class _Bar:
 
 
 def run(args: argparse.Namespace) -> int:
-    from desktop_app import hub_download, model_library, paths
+    from desktop_app.models import hub_download, model_library
+    from desktop_app import paths
     from desktop_app.errors import ModelError
-    from desktop_app.safe_names import UnsafeName, check_name
+    from desktop_app.models.safe_names import UnsafeName, check_name
 
     # 1. everything that becomes a path or a name, checked before the network or the disk is touched
     repo_id = hub_download.check_repo_id(args.repo_id)

@@ -12,6 +12,8 @@ import argparse
 import json
 from dataclasses import asdict
 
+from desktop_app.models.model_files import format_size
+
 
 def register(commands) -> None:
     models = commands.add_parser("models", help="the model library: list, add, add-folder, remove, download",
@@ -41,7 +43,7 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from desktop_app import model_library
+    from desktop_app.models import model_library
     from desktop_app.cli import BadInput
     from desktop_app.errors import ModelError
     from desktop_app.errors import printable
@@ -111,12 +113,3 @@ def _list(entries, as_json: bool, skipped=()) -> int:
         for path, reason in skipped:
             print(f"  skipped {printable(path, 400)}: {printable(_one_line(reason), 600)}")
     return 0
-
-
-def format_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GB"

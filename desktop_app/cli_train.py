@@ -97,7 +97,7 @@ def shell_quote(text: str) -> str:
 
 def native_resolution(model: str, fallback: int) -> int:
     """The model's default width (64 for the embedded model), else ``fallback``."""
-    from desktop_app.engine import model_folder
+    from desktop_app.models import model_folder
 
     folder = model_folder.check_folder(model)
     width = model_folder.defaults(model_folder.read_index(folder)).get("width")

@@ -8,7 +8,7 @@ import threading
 import pytest
 from fake_hub import FakeHub
 
-from desktop_app import hub_download, model_library
+from desktop_app.models import hub_download, model_library
 from desktop_app.errors import CancelledError, ModelError
 
 REPO = "someone/tiny-sd"

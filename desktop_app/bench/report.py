@@ -26,7 +26,8 @@ TITLES = {
 
 def run_all(settings: Settings, only: list[str] | None = None, progress=None) -> dict:
     """The whole report. A section that fails keeps its keys (None) and says why under "error"."""
-    from desktop_app.engine.model_folder import check_folder, display_name, model_defaults
+    from desktop_app.models.model_folder import check_folder, display_name
+    from desktop_app.models.resolve import model_defaults
 
     check_folder(settings.model)  # a missing model is one clear error before anything runs
     settings.defaults = model_defaults(settings.model)

@@ -29,8 +29,8 @@ from desktop_app.errors import CancelledError, RequestError
 from desktop_app.engine.events import Cancelled, Emit, Finished, Progress, StageStarted
 from desktop_app.engine.loader import LoadedModel, load_model
 from desktop_app.engine.lora import apply_embeddings, apply_loras
-from desktop_app.engine.model_folder import check_folder, display_name, is_embedded, read_index
-from desktop_app.engine.model_hash import model_hash
+from desktop_app.models.model_folder import check_folder, display_name, is_embedded, read_index
+from desktop_app.models.model_hash import model_hash
 from desktop_app.engine.preview import DEFAULT_PREVIEW_SHARE, PreviewPacer, capture_x0, make_decoder
 from desktop_app.engine.request import MAX_SEED, GenerationRequest
 from desktop_app.engine.samplers import make_scheduler

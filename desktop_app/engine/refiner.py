@@ -23,7 +23,7 @@ from desktop_app.engine.device import describe as describe_device
 from desktop_app.errors import ModelError, RequestError
 from desktop_app.engine.events import Emit, StageStarted
 from desktop_app.engine.loader import LoadedModel, load_model
-from desktop_app.engine.model_folder import check_folder, display_name
+from desktop_app.models.model_folder import check_folder, display_name
 
 REFINER_FAMILY = "sdxl-refiner"
 BASE_FAMILY = "sdxl"
@@ -54,7 +54,7 @@ class Split:
 
 def check_models(request, model: LoadedModel) -> None:
     """The base model's side of a refiner request (and a refiner chosen as the base model)."""
-    from desktop_app.model_files import FAMILY_NAMES
+    from desktop_app.models.model_files import FAMILY_NAMES
 
     if model.family == REFINER_FAMILY:
         raise RequestError("model", f"{model.display_name} is an SDXL refiner: it finishes what an SDXL base "
@@ -98,7 +98,7 @@ def describe(request, split: Split, name: str) -> str:
 def record(request, split: Split, base: LoadedModel, loaded: LoadedModel) -> dict:
     """The recipe's "refiner_model" entry (the request's "refiner" is the name or path asked for): which
     refiner, its hash, the switch, each model's steps, what it shared with the base."""
-    from desktop_app.engine.model_hash import model_hash
+    from desktop_app.models.model_hash import model_hash
 
     entry = {"name": loaded.display_name, "path": str(loaded.path), "switch": request.refiner_switch,
              "steps": [split.base, split.refiner],
@@ -114,8 +114,8 @@ def load(name: str, base: LoadedModel, emit: Emit | None = None) -> LoadedModel:
     """The SDXL refiner ``name`` (a library name, a diffusers folder or a single file) on the base's device and
     dtype, sharing the base's components where they are the same. RequestError("refiner") when it is
     missing or not a refiner; ModelError for an unsafe or damaged file."""
-    from desktop_app import model_files
-    from desktop_app.model_library import resolve_model
+    from desktop_app.models import model_files
+    from desktop_app.models.model_library import resolve_model
 
     # 1. what it is, from its content: a missing model or another family is refused before anything loads
     try:

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from desktop_app.engine import upscaler_files
+from desktop_app.models import upscaler_files
 from desktop_app.errors import CancelledError, ModelError, RequestError
 
 MAX_OUTPUT_PIXELS = 64_000_000  # the model's own output, before any shrink to a smaller scale

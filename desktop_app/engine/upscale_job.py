@@ -19,7 +19,7 @@ from PIL import Image, ImageOps
 
 import desktop_app
 
-from desktop_app.engine import upscaler_files
+from desktop_app.models import upscaler_files
 from desktop_app.errors import CancelledError, RequestError
 from desktop_app.engine.events import Cancelled, Emit, Finished, Progress, StageStarted
 from desktop_app.engine.upscale import (
@@ -73,7 +73,7 @@ def _default_path(engine, folder: Path | None, field: str = "upscale") -> Path:
 
 
 def _own_upscaler(model) -> Path | None:
-    from desktop_app.engine.model_folder import upscaler_path
+    from desktop_app.models.model_folder import upscaler_path
 
     return upscaler_path(model.path)
 

@@ -1,8 +1,8 @@
 """Download a model by Hugging Face repo id: a small dialog (repo id, progress bar, Cancel) and its worker.
 
-The download runs in a WorkerThread (desktop_app.hub_download: resumable, verified, torch-free); the finished
-folder is added to the library here, on the UI thread. Cancel stops within one chunk and keeps the partial files,
-so Download again continues them. The models panel opens it with ``DownloadDialog(self).exec()``.
+The download runs in a WorkerThread (desktop_app.models.hub_download: resumable, verified, torch-free); the
+finished folder is added to the library here, on the UI thread. Cancel stops within one chunk and keeps the
+partial files, so Download again continues them. The models panel opens it with ``DownloadDialog(self).exec()``.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class DownloadWorker(QObject):
 
     @Slot(str, str, object)
     def _run(self, repo_id: str, dest_root: str, cancel: threading.Event) -> None:
-        from desktop_app import hub_download
+        from desktop_app.models import hub_download
         from desktop_app.errors import CancelledError, ModelError
 
         try:
@@ -102,7 +102,8 @@ class DownloadDialog(QDialog):
         self._repo_id = ""
 
     def start(self) -> None:
-        from desktop_app import hub_download, paths
+        from desktop_app.models import hub_download
+        from desktop_app import paths
         from desktop_app.errors import ModelError
 
         try:
@@ -126,14 +127,14 @@ class DownloadDialog(QDialog):
         self.status.setText(text)
 
     def _on_progress(self, done: int, total: int) -> None:
-        from desktop_app.cli_models import format_size
+        from desktop_app.models.model_files import format_size
 
         if total:
             self.bar.setValue(int(1000 * done / total))
         self._show(f"Downloading {self._repo_id}: {format_size(done)} of {format_size(total)}")
 
     def _on_finished(self, folder: str) -> None:
-        from desktop_app import model_library
+        from desktop_app.models import model_library
         from desktop_app.errors import ModelError
 
         self._busy(False)

@@ -391,7 +391,7 @@ class GenerationForm(QWidget):
         info = model_info.model_defaults(model)
         limits, defaults = info.get("limits", {}), info.get("defaults", {})
         if model != DEFAULT_MODEL:  # a Turbo or LCM model: its few steps, low guidance and sampler
-            from desktop_app.engine.few_step import few_step_defaults
+            from desktop_app.models.few_step import few_step_defaults
 
             # what the command line would use, not what the model chosen before declared
             defaults = REQUEST_DEFAULTS | few_step_defaults(model) | defaults

@@ -43,7 +43,7 @@ def find_loras() -> list[LoraItem]:
     for sub in sorted(p for p in folder.iterdir() if p.is_dir() and (p / DIFFUSERS_FILE).is_file()):
         found.setdefault(sub.name, (sub / DIFFUSERS_FILE, ""))
     try:
-        from desktop_app import model_library
+        from desktop_app.models import model_library
 
         for entry in model_library.entries("lora", hf_cache=False):
             found.setdefault(entry.name, (Path(entry.path), entry.family_name))
@@ -56,7 +56,7 @@ def find_loras() -> list[LoraItem]:
 def _family(path: Path) -> str:
     """The family the LoRA fits, from its tensor names and shapes (model_files reads only the header)."""
     try:
-        from desktop_app import model_files
+        from desktop_app.models import model_files
 
         info = model_files.inspect(path)
     except Exception:  # noqa: BLE001 - unreadable or unsafe: the engine says why when it is chosen

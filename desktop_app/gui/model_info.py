@@ -1,6 +1,6 @@
 """What the window knows about models without loading them: folders, defaults, limits, the model card.
 
-Plain file reads through desktop_app.engine.model_folder (no torch there): the engine does the real loading in
+Plain file reads through desktop_app.models.model_folder (no torch there): the engine does the real loading in
 the worker thread.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from desktop_app.engine import model_folder
+from desktop_app.models import model_folder, resolve
 from desktop_app.errors import ModelError
 from desktop_app.resources import DEFAULT_MODEL
 from desktop_app.resources import DEFAULT_MODEL_NAME, default_model_dir
@@ -28,7 +28,7 @@ def model_defaults(model: str) -> dict:
     "defaults" includes "upscale": "default" when the folder carries its own upscaler.
     """
     result = {}
-    defaults = model_folder.model_defaults(model)
+    defaults = resolve.model_defaults(model)
     if defaults:
         result["defaults"] = defaults
     try:
@@ -51,7 +51,7 @@ def is_embedded(model: str) -> bool | None:
 
 def upscaler_files() -> list[Path]:
     """The upscaler files in the user's upscalers folder (<user folder>/models/upscalers)."""
-    from desktop_app.engine import upscaler_files as files  # no torch in there
+    from desktop_app.models import upscaler_files as files  # no torch in there
 
     return files.available()
 

@@ -22,8 +22,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_app import model_library
-from desktop_app.cli_models import format_size
+from desktop_app.models import model_library
+from desktop_app.models.model_files import format_size
 from desktop_app.errors import ModelError
 from desktop_app.gui.buttons import action_button
 from desktop_app.gui.side_dock import add_side_dock
@@ -210,8 +210,8 @@ class ModelsPanel(QWidget):
     def _sd2_prediction_type(self, target) -> str | None:
         """For an SD 2.x file that does not say what it predicts (no v_pred key, no .yaml beside it), the
         user's answer; "" when they cancel; None for every other file."""
-        from desktop_app import model_files
-        from desktop_app.engine.single_file import sidecar_prediction_type
+        from desktop_app.models import model_files
+        from desktop_app.models.single_file import sidecar_prediction_type
 
         if not target.is_file() or model_files.inspect(target).family != "sd2":
             return None

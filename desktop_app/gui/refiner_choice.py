@@ -9,7 +9,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QFileDialog, QHBoxLayout, QLabel, QToolTip, QWidget
 
-from desktop_app import model_files
+from desktop_app.models import model_files
 from desktop_app.errors import ModelError
 
 from desktop_app.gui.path_combo import path_index
@@ -34,7 +34,7 @@ def model_family(model: str) -> str | None:
 
 def library_refiners() -> list[tuple[str, str]]:
     """(name, path) of the SDXL refiners in the model library."""
-    from desktop_app import model_library
+    from desktop_app.models import model_library
 
     try:
         return [(e.name, e.path) for e in model_library.entries("model", hf_cache=False)

@@ -235,7 +235,7 @@ def _resolve_library_model(request):
     import dataclasses
 
     from desktop_app.errors import ModelError
-    from desktop_app.model_library import resolve_model  # torch-free
+    from desktop_app.models.model_library import resolve_model  # torch-free
 
     model = getattr(request, "model", None)
     if not isinstance(model, str) or not dataclasses.is_dataclass(request):

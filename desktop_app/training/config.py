@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from desktop_app.errors import RequestError
-from desktop_app.safe_names import UnsafeName, check_name
+from desktop_app.models.safe_names import UnsafeName, check_name
 from desktop_app.errors import printable
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -132,7 +132,7 @@ def check_job_name(name: object, what: str = "out") -> str:
 def job_path(name: str) -> Path:
     """``training/NAME`` in the user folder for a checked name (nothing is created here; no torch)."""
     from desktop_app import paths
-    from desktop_app.safe_names import inside
+    from desktop_app.models.safe_names import inside
 
     try:
         return inside(paths.home() / "training", check_job_name(name), "LoRA name")

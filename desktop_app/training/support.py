@@ -19,12 +19,12 @@ def check_model(model: str) -> str:
     """The family of ``model`` ("default", a diffusers folder or a single .safetensors checkpoint) when the
     trainer supports it; RequestError("model") naming the family and what is supported otherwise, ModelError
     (from the loader's own checks) for a missing or damaged model."""
-    from desktop_app.engine import model_folder
+    from desktop_app.models import model_folder
     from desktop_app.errors import printable
 
     folder = model_folder.check_folder(model)
     if folder.is_file():
-        from desktop_app.model_files import inspect
+        from desktop_app.models.model_files import inspect
 
         family = inspect(folder).family  # the content decides; ModelError for unsafe or damaged files
     else:
@@ -39,7 +39,7 @@ def check_model(model: str) -> str:
 def folder_family(folder: Path, index: dict) -> str:
     """"embedded", "sdxl", "sdxl-refiner", "pipeline:<class>" (no UNet: SD3, Flux...) or "sd" from
     model_index.json alone."""
-    from desktop_app.engine import model_folder
+    from desktop_app.models import model_folder
 
     if model_folder.is_embedded(index):
         return "embedded"

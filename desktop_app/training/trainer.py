@@ -60,10 +60,10 @@ def train(config: TrainConfig, emit: Emit, control: Callable[[], str | None] = l
     from peft.utils import set_peft_model_state_dict
 
     from desktop_app.engine import device as devices
-    from desktop_app.engine import model_folder
+    from desktop_app.models import model_folder
     from desktop_app.errors import RequestError
     from desktop_app.engine.loader import load_model
-    from desktop_app.engine.model_hash import model_hash
+    from desktop_app.models.model_hash import model_hash
 
     started = time.perf_counter()
     check_model(config.model)  # SDXL and other families the loop cannot train: refused before anything is made

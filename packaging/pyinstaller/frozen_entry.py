@@ -29,7 +29,8 @@ def child_module(argv: list[str]) -> str | None:
     return None
 
 
-APP_DEFAULT_OFFLINE = "DESKTOP_APP_DEFAULT_OFFLINE"  # desktop_app.hub_download lifts only an offline so marked
+# desktop_app.models.hub_download lifts only an offline so marked
+APP_DEFAULT_OFFLINE = "DESKTOP_APP_DEFAULT_OFFLINE"
 _TRUE = {"1", "on", "yes", "true"}
 
 

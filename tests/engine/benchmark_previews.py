@@ -13,7 +13,7 @@ import threading
 import time
 
 from desktop_app.engine.generate import Engine
-from desktop_app.engine.model_folder import model_defaults
+from desktop_app.models.resolve import model_defaults
 from desktop_app.engine.request import GenerationRequest
 
 

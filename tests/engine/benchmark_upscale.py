@@ -25,7 +25,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for tiny_models
 
 from desktop_app.engine import device as devices  # noqa: E402
-from desktop_app.engine.model_folder import upscaler_path  # noqa: E402
+from desktop_app.models.model_folder import upscaler_path  # noqa: E402
 from desktop_app.engine.upscale import load_upscaler, plan, upscale_image  # noqa: E402
 from desktop_app.resources import default_model_dir  # noqa: E402
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from original_layout import text_to_original, unet_to_original, vae_to_original
 
-from desktop_app import model_files
-from desktop_app.engine import single_file
+from desktop_app.models import model_files
+from desktop_app.models import single_file
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLED = ("sd1", "sd2", "sd2-v", "sdxl", "sdxl-refiner")

@@ -15,7 +15,7 @@ import pytest
 import torch
 from original_layout import pipeline_to_original
 
-from desktop_app.engine import single_file
+from desktop_app.models import single_file
 from desktop_app.engine.loader import load_model
 
 pytestmark = [pytest.mark.slow,

@@ -14,7 +14,7 @@ import torch
 import desktop_app
 from desktop_app.errors import ModelError
 from desktop_app.engine.loader import load_model
-from desktop_app.engine.model_folder import model_defaults
+from desktop_app.models.resolve import model_defaults
 
 ENGINE_DIR = Path(desktop_app.__file__).parent / "engine"
 

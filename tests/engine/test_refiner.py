@@ -11,7 +11,8 @@ import torch
 from tiny_checkpoints import REFINER
 
 from desktop_app import png_recipe
-from desktop_app.engine import refiner, single_file
+from desktop_app.engine import refiner
+from desktop_app.models import single_file
 from desktop_app.errors import RequestError
 from desktop_app.engine.events import Cancelled, Progress, StageStarted
 from desktop_app.engine.request import SAMPLERS, GenerationRequest

@@ -53,7 +53,7 @@ def _folder_with_scheduler(path, config):
 
 
 def test_few_step_defaults_come_from_the_scheduler_class_or_an_lcm_lora(tmp_path, tiny_sd_dir):
-    from desktop_app.engine.few_step import FEW_STEP_DEFAULTS, few_step_defaults
+    from desktop_app.models.few_step import FEW_STEP_DEFAULTS, few_step_defaults
 
     lcm = _folder_with_scheduler(tmp_path / "my-model-a", {"_class_name": "LCMScheduler"})
     turbo = _folder_with_scheduler(tmp_path / "my-model-b", {"_class_name": "EulerDiscreteScheduler",

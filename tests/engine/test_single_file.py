@@ -9,7 +9,7 @@ import torch
 from original_layout import pipeline_to_original
 from tiny_checkpoints import FAMILIES, REFINER, build_tiny_checkpoint
 
-from desktop_app.engine import single_file
+from desktop_app.models import single_file
 from desktop_app.errors import ModelError
 from desktop_app.engine.loader import load_model
 

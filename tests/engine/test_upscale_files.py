@@ -14,7 +14,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from desktop_app import paths
-from desktop_app.engine import upscaler_files
+from desktop_app.models import upscaler_files
 from desktop_app.errors import ModelError, RequestError
 from desktop_app.engine.upscale import load_upscaler, read_state_dict, upscale_image
 

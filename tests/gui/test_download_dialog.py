@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fake_hub import TINY_SD_REPO as REPO
 
-from desktop_app import model_library
+from desktop_app.models import model_library
 from desktop_app.gui.download_dialog import DownloadDialog
 
 

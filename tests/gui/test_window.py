@@ -312,7 +312,7 @@ def test_token_details_are_parsed(detail, tokens):
 
 
 def _default_model_defaults() -> dict:
-    from desktop_app.engine import model_folder
+    from desktop_app.models import model_folder
     from desktop_app.resources import default_model_dir
 
     return model_folder.defaults(model_folder.read_index(default_model_dir()))

@@ -301,7 +301,7 @@ def test_a_hub_listing_with_parent_paths_writes_nothing_outside_the_model(run_cl
 def test_unsafe_listings_are_skipped_by_select_files():
     from huggingface_hub.hf_api import RepoSibling
 
-    from desktop_app import hub_download
+    from desktop_app.models import hub_download
 
     names = ["model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors", "../x.json",
              "../unet.safetensors", "/abs/y.json", "unet\\..\\z.json", "unet/a\x00.json"]
@@ -369,7 +369,7 @@ def test_the_installed_app_downloads_when_asked(sandbox, hostile_hub, tmp_path):
 def test_the_download_lifts_the_offline_default_only_while_it_runs(monkeypatch):
     from huggingface_hub import constants
 
-    from desktop_app import hub_download
+    from desktop_app.models import hub_download
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("DESKTOP_APP_DEFAULT_OFFLINE", "1")

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from desktop_app import model_files
+from desktop_app.models import model_files
 from desktop_app.errors import ModelError
 
 safetensors = pytest.importorskip("safetensors")

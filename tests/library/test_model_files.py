@@ -10,7 +10,7 @@ import pytest
 from crafted_files import (DIFFUSERS_LORA_SDXL, EMBEDDING_SD1, EMBEDDING_SDXL, ESRGAN, FAMILY_SHAPES, HOSTILE,
                            KOHYA_LORA, make_hostile, write_safetensors)
 
-from desktop_app import model_files
+from desktop_app.models import model_files
 from desktop_app.errors import ModelError
 
 
@@ -110,6 +110,6 @@ def test_diffusers_folders(tiny_sd_dir, tiny_model_dir, tmp_path):
 
 
 def test_the_module_imports_without_torch():
-    code = ("import sys, desktop_app.model_files, desktop_app.model_library; "
+    code = ("import sys, desktop_app.models.model_files, desktop_app.models.model_library; "
             "sys.exit(1 if {'torch', 'diffusers', 'PySide6'} & set(sys.modules) else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

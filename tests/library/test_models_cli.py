@@ -12,7 +12,7 @@ import pytest
 from crafted_files import (EMBEDDING_SD1, ESRGAN, FAMILY_SHAPES, HOSTILE, KOHYA_LORA, make_hostile,
                            write_safetensors)
 
-from desktop_app import model_library
+from desktop_app.models import model_library
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -239,7 +239,7 @@ def test_a_file_that_is_no_usable_model_is_refused(tmp_path):
 
 def test_a_remembered_prediction_type_picks_the_sd2_config(tmp_path):
     """SD 2.x files cannot tell 768 v-prediction from the 512 epsilon base: the user says it once."""
-    from desktop_app.engine import single_file
+    from desktop_app.models import single_file
 
     base = write_safetensors(tmp_path / "sd2-base.safetensors", FAMILY_SHAPES["sd2"])
     assert single_file.file_defaults(base)["width"] == 768  # diffusers' own default for SD 2: 768, v
@@ -269,7 +269,7 @@ def test_a_remembered_prediction_type_picks_the_sd2_config(tmp_path):
     ('model:\n  params:\n    parameterization: "eps"\n', "epsilon"),
 ])
 def test_an_automatic1111_yaml_beside_the_file_gives_the_prediction_type(tmp_path, text, expected):
-    from desktop_app.engine import single_file
+    from desktop_app.models import single_file
 
     model = write_safetensors(tmp_path / "sd21.safetensors", FAMILY_SHAPES["sd2"])
     assert single_file.remembered_prediction_type(model) == (None, "")
@@ -282,7 +282,7 @@ def test_an_automatic1111_yaml_beside_the_file_gives_the_prediction_type(tmp_pat
     ('model:\n  params:\n    parameterization: "x0"\n', "gives parameterization 'x0'"),
 ])
 def test_a_broken_yaml_beside_the_file_is_named(tmp_path, text, message):
-    from desktop_app.engine import single_file
+    from desktop_app.models import single_file
     from desktop_app.errors import ModelError
 
     model = write_safetensors(tmp_path / "sd21.safetensors", FAMILY_SHAPES["sd2"])
@@ -292,7 +292,7 @@ def test_a_broken_yaml_beside_the_file_is_named(tmp_path, text, message):
 
 
 def test_a_damaged_library_does_not_stop_a_file_loading_by_path(tmp_path):
-    from desktop_app.engine import single_file
+    from desktop_app.models import single_file
 
     model = write_safetensors(tmp_path / "sd21.safetensors", FAMILY_SHAPES["sd2"])
     model_library.library_path().parent.mkdir(parents=True, exist_ok=True)

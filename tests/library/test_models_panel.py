@@ -11,7 +11,7 @@ import pytest
 from crafted_files import FAMILY_SHAPES, KOHYA_LORA, make_hostile, write_safetensors
 from PySide6.QtCore import Qt
 
-from desktop_app import model_library
+from desktop_app.models import model_library
 from desktop_app.gui.models_panel import ModelsPanel
 
 

@@ -10,7 +10,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import pytest
 from crafted_files import FAMILY_SHAPES, write_safetensors
 
-from desktop_app import model_library
+from desktop_app.models import model_library
 from desktop_app.gui.generation_form import GenerationForm
 from desktop_app.gui.refiner_choice import RefinerChoice
 

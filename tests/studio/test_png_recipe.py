@@ -118,7 +118,7 @@ def test_timestamped_names_sort_by_time():
 
 
 def test_model_hash_is_short_stable_and_cached(tmp_path, monkeypatch):
-    from desktop_app.engine import model_hash as hashing
+    from desktop_app.models import model_hash as hashing
 
     folder = tmp_path / "model"
     (folder / "unet").mkdir(parents=True)

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from desktop_app.errors import CancelledError, ModelError
-from desktop_app.safe_names import UnsafeName, check_name, check_relative, inside
+from desktop_app.models.safe_names import UnsafeName, check_name, check_relative, inside
 from desktop_app.errors import printable
 
 WEIGHT_SUFFIX = ".safetensors"

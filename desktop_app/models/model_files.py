@@ -17,7 +17,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from desktop_app.engine import model_folder
+from desktop_app.models import model_folder
 from desktop_app.errors import ModelError
 from desktop_app.errors import printable
 
@@ -83,6 +83,29 @@ class FileInfo:
 
 # ---------------------------------------------------------------------------------------------------------------
 # 1. the safetensors header, checked by hand
+
+
+# the prediction types a single-file checkpoint may be told (models add --prediction-type, a .yaml beside it)
+PREDICTION_TYPES = {"v": "v_prediction", "v_prediction": "v_prediction", "epsilon": "epsilon", "eps": "epsilon"}
+
+
+def normalize_prediction_type(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return PREDICTION_TYPES[value.strip().lower()]
+    except KeyError:
+        raise ModelError(f"Unknown prediction type {value!r}: use v or epsilon.") from None
+
+
+
+def format_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
 
 
 def read_header(path: Path) -> dict:
@@ -273,7 +296,7 @@ def inspect(path, *, allow_pytorch_upscaler: bool = False) -> FileInfo:
         raise ModelError(f"{_shown(path)} is {special}, not a model file; only regular files are read.")
     size = path.stat().st_size
     if allow_pytorch_upscaler and path.suffix.lower() in (".pth", ".pt") and size > 0:
-        from desktop_app.engine import upscaler_files
+        from desktop_app.models import upscaler_files
 
         upscaler_files.check_readable(path)  # refuses TorchScript and damaged archives
         if upscaler_files.sniff(path) != upscaler_files.SAFETENSORS:

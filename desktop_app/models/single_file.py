@@ -4,7 +4,8 @@ diffusers' ``from_single_file`` fetches the model's diffusers configs and tokeni
 given a local config folder (diffusers issues #7209, #8752, #7902): each family's folder ships in
 ``resources/configs/<family>/`` (model_index.json, scheduler/, unet/, vae/, text_encoder*/, tokenizer*/), so
 nothing is fetched. The family comes from the tensors (``model_files.inspect``), never from the file name. The
-SDXL refiner (``sdxl-refiner``) loads as a StableDiffusionXLImg2ImgPipeline, for refiner.py.
+SDXL refiner (``sdxl-refiner``) loads as a StableDiffusionXLImg2ImgPipeline, for refiner.py. Torch-free: what a
+file is and which config it takes; ``engine/loader.py`` loads it (``load_single_file``).
 
 SD 2.x comes in two flavours the tensors cannot tell apart: 768 v-prediction (SD 2.0-v/2.1, the usual SD 2
 checkpoint) and 512 epsilon (2.x-base). ``model_files`` reports "sd2-v" when the file carries the ``v_pred``
@@ -20,18 +21,13 @@ AUTOMATIC1111 convention users already follow, a ``FILE.yaml`` beside the checkp
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from desktop_app.resources import resources_dir
 from desktop_app.errors import ModelError
-
-if TYPE_CHECKING:  # torch-free at import: the command line reads file_defaults before torch loads
-    import torch
+from desktop_app.models.model_files import PREDICTION_TYPES, normalize_prediction_type  # noqa: F401 - re-exported
+from desktop_app.resources import resources_dir
 
 FAMILY_CONFIGS = {"sd1": "sd1", "sd2": "sd2", "sd2-v": "sd2-v", "sdxl": "sdxl", "sdxl-refiner": "sdxl-refiner"}
-PREDICTION_TYPES = {"v": "v_prediction", "v_prediction": "v_prediction", "epsilon": "epsilon", "eps": "epsilon"}
 FAMILY_NAMES = {"sd1": "Stable Diffusion 1.x", "sd2": "Stable Diffusion 2.x (512, epsilon)",
                 "sd2-v": "Stable Diffusion 2.x (768, v-prediction)", "sdxl": "Stable Diffusion XL",
                 "sdxl-refiner": "the Stable Diffusion XL refiner"}
@@ -55,15 +51,6 @@ def bundled_config(family: str) -> Path:
     return folder
 
 
-def normalize_prediction_type(value: str | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        return PREDICTION_TYPES[value.strip().lower()]
-    except KeyError:
-        raise ModelError(f"Unknown prediction type {value!r}: use v or epsilon.") from None
-
-
 def sidecar_prediction_type(path: Path) -> str | None:
     """The prediction type an A1111-style ``<file>.yaml`` beside the checkpoint gives, or None without one."""
     sidecar = next((p for p in (path.with_suffix(".yaml"), path.with_suffix(".yml")) if p.is_file()), None)
@@ -72,7 +59,7 @@ def sidecar_prediction_type(path: Path) -> str | None:
     import yaml
 
     from desktop_app.errors import printable
-    from desktop_app.engine.model_folder import open_regular
+    from desktop_app.models.model_folder import open_regular
 
     try:
         with open_regular(sidecar, "config") as handle:  # is_file above; checked again on the open file
@@ -100,7 +87,7 @@ def sidecar_prediction_type(path: Path) -> str | None:
 def remembered_prediction_type(path: Path) -> tuple[str | None, str]:
     """(prediction type, where it came from) for a checkpoint the loader was not told about: its library
     entry's, else its A1111-style .yaml's; (None, "") when neither says."""
-    from desktop_app.model_library import stored_prediction_type
+    from desktop_app.models.model_library import stored_prediction_type
 
     stored = stored_prediction_type(path)
     if stored:
@@ -113,7 +100,7 @@ def remembered_prediction_type(path: Path) -> tuple[str | None, str]:
 
 def detect_family(path: Path) -> str:
     """The family from the tensors; raises ModelError (from model_files) for unsafe or damaged files."""
-    from desktop_app import model_files
+    from desktop_app.models import model_files
 
     info = model_files.inspect(path)
     if info.kind != model_files.CHECKPOINT:
@@ -131,7 +118,7 @@ def choose_config(family: str, prediction_type: str | None) -> str:
 def file_defaults(path: str | Path) -> dict:
     """The generation defaults (width, height) of the bundled config a file would load with; {} when the file
     cannot be read (the loader reports that properly later). Torch-free."""
-    from desktop_app.engine.model_folder import defaults, read_index
+    from desktop_app.models.model_folder import defaults, read_index
 
     path = Path(path).expanduser()
     try:
@@ -139,76 +126,3 @@ def file_defaults(path: str | Path) -> dict:
         return defaults(read_index(bundled_config(choose_config(detect_family(path), remembered))))
     except ModelError:
         return {}
-
-
-def load_single_file(path: str | Path, dtype: torch.dtype, *, prediction_type: str | None = None,
-                     config_dir: str | Path | None = None, family: str | None = None,
-                     components: dict | None = None):
-    """Load an original-layout .safetensors checkpoint; returns (pipeline, family, config folder).
-
-    ``config_dir`` replaces the bundled config (tests use one that matches their tiny models); ``family``
-    overrides the detected family (the file is inspected all the same: that is the safety check);
-    ``components`` are modules to use instead of the file's (an SDXL refiner shares its base's VAE).
-    """
-    import diffusers
-    from diffusers import StableDiffusionPipeline
-
-    from desktop_app.engine.loader import _dtype_kwargs, _quiet_loading
-    from desktop_app.engine.model_folder import read_index
-
-    path = Path(path).expanduser()
-    prediction_type = normalize_prediction_type(prediction_type)
-    if prediction_type is None:
-        prediction_type, _ = remembered_prediction_type(path)
-    # 1. what the file is (content, not name): refuses pickles, zips, truncated files, LFS pointers
-    detected = detect_family(path)
-    family = family or choose_config(detected, prediction_type)
-    # 2. the config folder for that family
-    folder = Path(config_dir) if config_dir is not None else bundled_config(family)
-    index = read_index(folder)
-    class_name = index.get("_class_name")
-    if class_name not in PIPELINE_CLASSES:
-        raise ModelError(f"{folder}/model_index.json names {class_name!r}; single files load as "
-                         f"{', '.join(PIPELINE_CLASSES)}.")
-    pipeline_class = getattr(diffusers, class_name)
-    extra = dict(components or {})
-    if pipeline_class is StableDiffusionPipeline:
-        extra.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    # 3. load: configs and tokenizers from the folder, weights from the file, nothing from the network
-    # from_single_file casts with .to(dtype) and then warns about float32 modules even when there are none
-    noisy = logging.getLogger("diffusers.models.modeling_utils")
-    level = noisy.level
-    noisy.setLevel(logging.ERROR)
-    try:
-        with _quiet_loading():
-            pipe = pipeline_class.from_single_file(str(path), config=str(folder), local_files_only=True,
-                                                   **_dtype_kwargs(dtype), **extra)
-    finally:
-        noisy.setLevel(level)
-    # 4. a v-prediction override for families whose config says epsilon (v-pred fine-tunes of SD 1.x and XL)
-    if prediction_type is not None and pipe.scheduler.config.get("prediction_type") != prediction_type:
-        pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, prediction_type=prediction_type)
-    return pipe, family, folder
-
-
-def load_checkpoint(name_or_path: str, device: torch.device, dtype: torch.dtype, *,
-                    prediction_type: str | None = None, config_dir: str | Path | None = None,
-                    components: dict | None = None):
-    """The loader's single-file branch: a LoadedModel whose ``family`` is the detected one."""
-    from desktop_app.engine.loader import LoadedModel, _damage_hint, _one_line
-
-    path = Path(name_or_path).expanduser()
-    try:
-        pipe, family, folder = load_single_file(path, dtype, prediction_type=prediction_type,
-                                                config_dir=config_dir, components=components)
-    except ModelError:
-        raise
-    except (OSError, ValueError, KeyError, RuntimeError, TypeError, AttributeError) as exc:
-        raise ModelError(f"Cannot load the checkpoint {path}: {_one_line(exc)}{_damage_hint(exc)}") from exc
-    pipe.to(device)
-    pipe.set_progress_bar_config(disable=True)
-    from desktop_app.engine.model_folder import read_index
-
-    return LoadedModel(pipe=pipe, name=str(name_or_path), path=path, family=family, device=device, dtype=dtype,
-                       display_name=path.stem, index=read_index(folder),
-                       base_scheduler_config=pipe.scheduler.config)

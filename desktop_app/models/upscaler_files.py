@@ -21,7 +21,7 @@ from pathlib import Path
 
 from desktop_app.resources import default_model_dir
 from desktop_app.errors import printable
-from desktop_app.engine import model_folder
+from desktop_app.models import model_folder
 from desktop_app.errors import ModelError, RequestError
 
 DEFAULT_UPSCALER = "default"

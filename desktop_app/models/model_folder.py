@@ -210,21 +210,3 @@ def card_path(folder: Path) -> Path | None:
 def upscaler_path(folder: Path) -> Path | None:
     path = Path(folder) / "upscaler" / "model.safetensors"
     return path if path.is_file() else None
-
-
-def model_defaults(name_or_path: str) -> dict:
-    """The defaults a model declares, plus "upscale": "default" when it carries an upscaler. {} when the
-    folder cannot be read (the loader reports that properly later)."""
-    if resolve(name_or_path).is_file():
-        from desktop_app.engine.single_file import file_defaults
-
-        return file_defaults(resolve(name_or_path))
-    try:
-        folder = check_folder(name_or_path)
-        index = read_index(folder)
-    except ModelError:
-        return {}
-    result = defaults(index)
-    if "upscale" not in result and upscaler_path(folder) is not None:
-        result["upscale"] = "default"
-    return result

@@ -16,11 +16,12 @@ import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from desktop_app import model_files, paths
+from desktop_app.models import model_files
+from desktop_app import paths
 from desktop_app.paths import write_text_atomically
-from desktop_app.engine import model_folder
+from desktop_app.models import model_folder
 from desktop_app.errors import ModelError
-from desktop_app.safe_names import UnsafeName, check_name
+from desktop_app.models.safe_names import UnsafeName, check_name
 from desktop_app.errors import printable
 from desktop_app.resources import DEFAULT_MODEL
 from desktop_app.resources import DEFAULT_MODEL_NAME, default_model_dir
@@ -190,12 +191,10 @@ def add(path, name: str | None = None, source: str = "added", prediction_type: s
 
 
 def _checked_prediction_type(value: str, info: model_files.FileInfo) -> str:
-    from desktop_app.engine.single_file import normalize_prediction_type
-
     if info.kind != model_files.CHECKPOINT:
         raise ModelError(f"--prediction-type applies to single-file checkpoints; {Path(info.path).name} is a "
                          f"{info.kind} (a diffusers folder says it in its scheduler config).")
-    return normalize_prediction_type(value)
+    return model_files.normalize_prediction_type(value)
 
 
 def stored_prediction_type(path) -> str:
