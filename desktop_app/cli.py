@@ -288,7 +288,7 @@ def generate(args: argparse.Namespace) -> int:
     targets = output_paths(args.out, [(seed + k) % (MAX_SEED + 1) for k in range(request.batch_size)],
                            request.prompt)
     # the output place is checked (and its folder made) before minutes of work, not after them
-    from desktop_app.outputs import OutputProblem, check_output
+    from desktop_app.studio.outputs import OutputProblem, check_output
     from desktop_app.errors import printable
 
     try:
@@ -440,7 +440,7 @@ def upscale(args: argparse.Namespace) -> int:
     try:
         written = save_image(image, target, recipe)
     except OSError as exc:
-        from desktop_app.outputs import keep_elsewhere
+        from desktop_app.studio.outputs import keep_elsewhere
 
         reason = exc.strerror or str(exc)
         try:
@@ -471,7 +471,7 @@ def upscale(args: argparse.Namespace) -> int:
 def upscale_output_path(out: str) -> Path:
     """The file to write, or the folder to write INPUT-NAME-xSCALE.png into (created when missing). Checked
     before the work: a name that is not text, a parent that is a file, a folder that cannot be written."""
-    from desktop_app.outputs import OutputProblem, check_output
+    from desktop_app.studio.outputs import OutputProblem, check_output
     from desktop_app.errors import printable
 
     folder = str(out).endswith(("/", os.sep))
@@ -488,7 +488,7 @@ def upscale_output_path(out: str) -> Path:
 
 
 def same_file(a: Path, b: Path) -> bool:
-    from desktop_app.outputs import same_file as same
+    from desktop_app.studio.outputs import same_file as same
 
     return same(a, b)
 
@@ -499,7 +499,7 @@ def save_image(image, path: Path, recipe: dict) -> Path:
 
     fmt = UPSCALE_FORMATS[path.suffix.lower()]
     if fmt == "PNG":
-        from desktop_app.png_recipe import save_png
+        from desktop_app.studio.png_recipe import save_png
 
         return save_png(image, path, recipe)
     if fmt in ("JPEG", "WEBP") and image.mode == "I;16":  # 8 bits: keep the high byte (convert would clip)
@@ -512,7 +512,7 @@ def save_image(image, path: Path, recipe: dict) -> Path:
         image = image.convert("RGB")
     import tempfile
 
-    from desktop_app.png_recipe import TEMP_PREFIX, new_file_mode
+    from desktop_app.studio.png_recipe import TEMP_PREFIX, new_file_mode
 
     mode = new_file_mode(path)
     handle, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=path.suffix, dir=path.parent)
@@ -531,7 +531,7 @@ def save_image(image, path: Path, recipe: dict) -> Path:
 
 
 def info(args: argparse.Namespace) -> int:
-    from desktop_app.png_recipe import NoRecipe, describe, read_recipe
+    from desktop_app.studio.png_recipe import NoRecipe, describe, read_recipe
 
     try:
         found = read_recipe(Path(args.image).expanduser())

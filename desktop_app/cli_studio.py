@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from desktop_app.errors import printable
-from desktop_app.timeline import Timeline, TimelineError
+from desktop_app.studio.timeline import Timeline, TimelineError
 
 RECOVER_AGE = 300  # seconds: a younger "saving" row or temp file may belong to a save still running
 
@@ -73,7 +73,7 @@ def open_history(prog: str, folders=()):
     """The history for this run, with what a crash left behind recovered (rows stuck in "saving", stale
     ``.saving-*`` files in ``folders``), or None with a warning line on stderr. A damaged database is moved
     aside and a new one started (the warning names where it went)."""
-    from desktop_app.history import History, is_damaged, move_aside
+    from desktop_app.studio.history import History, is_damaged, move_aside
 
     try:
         history, notice = History.open_checked(thorough=False)
@@ -90,7 +90,7 @@ def open_history(prog: str, folders=()):
             _warn(prog, f"the history is not updated ({_reason(exc)})")
             return None
         try:
-            from desktop_app.history import damaged_notice
+            from desktop_app.studio.history import damaged_notice
 
             aside = move_aside(history.path)
             history = History(history.path)
@@ -105,7 +105,7 @@ def keep_files(result, targets: list[Path], prog: str, history=None) -> Kept:
     """Each image at its target with its recipe, and a history row for it. The history is optional: an
     error from it costs one warning line, never an image. An image that cannot be written at its target
     (a full disk) is written to a fallback folder (``outputs.keep_elsewhere``) and reported in ``Kept``."""
-    from desktop_app.outputs import keep_elsewhere, keep_image_as
+    from desktop_app.studio.outputs import keep_elsewhere, keep_image_as
 
     own = history is None
     if own:
@@ -145,7 +145,7 @@ def keep_files(result, targets: list[Path], prog: str, history=None) -> Kept:
 
 
 def _drop_history(history, exc: BaseException, prog: str):
-    from desktop_app.history import damaged_notice, is_damaged, move_aside
+    from desktop_app.studio.history import damaged_notice, is_damaged, move_aside
 
     history.close()
     if is_damaged(exc):

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_app.gui.buttons import action_button
-from desktop_app.history import Entry, History
+from desktop_app.studio.history import Entry, History
 
 THUMB = 96
 ENTRY_ROLE = Qt.ItemDataRole.UserRole

@@ -32,11 +32,11 @@ from PySide6.QtWidgets import (
 from desktop_app.errors import RequestError
 
 from desktop_app.gui import model_info, theme
-from desktop_app import outputs
-from desktop_app import png_recipe as saving
-from desktop_app import settings as app_settings
-from desktop_app import history as history_db
-from desktop_app.history import History
+from desktop_app.studio import outputs
+from desktop_app.studio import png_recipe as saving
+from desktop_app.studio import settings as app_settings
+from desktop_app.studio import history as history_db
+from desktop_app.studio.history import History
 from desktop_app.gui.about_dialog import APP_NAME, AboutDialog
 from desktop_app.gui.canvas import ImageCanvas
 from desktop_app.gui.gallery import GalleryPanel

@@ -1,5 +1,5 @@
 """The timeline bar under the canvas: scrub back through the denoising frames of the last generation and export
-them as an animated WebP or GIF. The frames live in ``desktop_app.timeline.Timeline`` (plain PIL).
+them as an animated WebP or GIF. The frames live in ``desktop_app.studio.timeline.Timeline`` (plain PIL).
 
 ``TimelineBar.attach(window)`` puts the bar under the window's canvas and listens to its generation worker:
 a new run resets the bar, each preview adds a frame, the result adds the final frame. While a run goes the
@@ -14,7 +14,7 @@ from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QAction, QImage, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QPushButton, QSlider, QWidget
 
-from desktop_app.timeline import Timeline, TimelineError
+from desktop_app.studio.timeline import Timeline, TimelineError
 from desktop_app.gui.images import pil_to_qimage
 
 EXPORT_FILTERS = {"Animated WebP (*.webp)": ".webp", "Animated GIF (*.gif)": ".gif"}

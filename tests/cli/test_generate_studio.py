@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from desktop_app import paths, png_recipe
-from desktop_app.history import History
+from desktop_app import paths
+from desktop_app.studio import png_recipe
+from desktop_app.studio.history import History
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,7 @@ from desktop_app import cli
 from desktop_app.cli_lora import parse_lora
 from desktop_app.errors import RequestError
 from desktop_app.engine.request import LoraChoice
-from desktop_app.png_recipe import read_recipe
+from desktop_app.studio.png_recipe import read_recipe
 
 
 @pytest.mark.parametrize("text,expected", [

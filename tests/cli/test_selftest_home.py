@@ -11,8 +11,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from desktop_app import outputs
-from desktop_app.history import History
+from desktop_app.studio import outputs
+from desktop_app.studio.history import History
 
 REPO = Path(__file__).resolve().parents[2]
 

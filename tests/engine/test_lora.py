@@ -134,7 +134,7 @@ def test_a_lora_in_the_user_folder_is_found_by_name_and_hashed_into_the_recipe(g
     import shutil
 
     from desktop_app import paths
-    from desktop_app.png_recipe import parameters_text
+    from desktop_app.studio.png_recipe import parameters_text
 
     shutil.copy(loras["kohya"], paths.loras_dir() / "sks-dog.safetensors")
     request = sd_request(loras=(LoraChoice("sks-dog", 0.7),))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from desktop_app import outputs, png_recipe
+from desktop_app.studio import outputs, png_recipe
 from desktop_app.engine.request import GenerationRequest
-from desktop_app.history import History
+from desktop_app.studio.history import History
 
 
 @pytest.mark.parametrize(("sampler", "batch", "index"), [("Euler a", 1, 0), ("Euler a", 2, 1), ("DPM++ 2M", 2, 1)])

@@ -10,7 +10,7 @@ import pytest
 import torch
 from tiny_checkpoints import REFINER
 
-from desktop_app import png_recipe
+from desktop_app.studio import png_recipe
 from desktop_app.engine import refiner
 from desktop_app.models import single_file
 from desktop_app.errors import RequestError

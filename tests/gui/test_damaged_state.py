@@ -14,10 +14,11 @@ import pytest
 from PIL import Image
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
-from desktop_app import paths, png_recipe
+from desktop_app import paths
+from desktop_app.studio import png_recipe
 from desktop_app.engine.events import Finished
 from desktop_app.gui.gallery import GalleryPanel
-from desktop_app.history import History
+from desktop_app.studio.history import History
 
 
 def run_once(qtbot, window, prompt="a red apple") -> str:

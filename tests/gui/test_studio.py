@@ -11,7 +11,8 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 from PySide6.QtWidgets import QFileDialog
 
-from desktop_app import paths, png_recipe
+from desktop_app import paths
+from desktop_app.studio import png_recipe
 from desktop_app.gui.gallery import GalleryPanel
 
 

@@ -129,7 +129,7 @@ def test_other_tools_images_through_the_command_line(run_cli, sandbox):
 def test_the_parser_is_fast_on_the_reported_input():
     import time
 
-    from desktop_app import png_recipe
+    from desktop_app.studio import png_recipe
 
     start = time.perf_counter()
     png_recipe.parse_parameters("Steps: 1, " + "a " * 100000)

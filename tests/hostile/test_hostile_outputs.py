@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from desktop_app import cli, cli_studio, outputs, paths, png_recipe
-from desktop_app.history import History
+from desktop_app import cli, cli_studio, paths
+from desktop_app.studio import outputs, png_recipe
+from desktop_app.studio.history import History
 
 RECIPE = {"prompt": "a kite", "width": 16, "height": 16, "steps": 3, "guidance_scale": 5.0, "sampler": "Euler",
           "seed": 4, "model": "default", "model_name": "tiny"}

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from PIL import Image
 
 from desktop_app import cli_studio, paths
-from desktop_app.history import History
+from desktop_app.studio.history import History
 
 RECIPE = {"prompt": "a kite", "negative_prompt": "", "width": 16, "height": 16, "steps": 3,
           "guidance_scale": 5.0, "sampler": "Euler", "seed": 4, "model": "default", "model_name": "tiny"}

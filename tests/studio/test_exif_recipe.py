@@ -10,7 +10,7 @@ import sys
 import pytest
 from PIL import Image
 
-from desktop_app import exif_recipe, png_recipe
+from desktop_app.studio import exif_recipe, png_recipe
 
 PARAMETERS = ("a lighthouse at dusk, <lora:film:0.6>\nNegative prompt: blurry, text\nSteps: 28, Sampler: Euler a, "
               "Schedule type: Automatic, CFG scale: 6.5, Seed: 424242, Size: 64x48, Model hash: 6ce0161689, "

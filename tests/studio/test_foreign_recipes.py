@@ -14,7 +14,7 @@ from image_metadata_files import (A1111_TEXT, COMFYUI_PROMPT, COMFYUI_WORKFLOW, 
                                   png_with_text, sd_metadata_png, stealth_png)
 from PIL import Image
 
-from desktop_app import exif_recipe, foreign_recipes, png_recipe
+from desktop_app.studio import exif_recipe, foreign_recipes, png_recipe
 
 
 def read(path):

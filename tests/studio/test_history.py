@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from desktop_app import outputs, png_recipe
-from desktop_app.history import History
+from desktop_app.studio import outputs, png_recipe
+from desktop_app.studio.history import History
 
 RECIPE = {"prompt": "a red apple", "negative_prompt": "", "width": 16, "height": 16, "steps": 3,
           "guidance_scale": 5.0, "sampler": "Euler", "seed": 7, "model": "default", "model_name": "tiny"}
@@ -86,7 +86,7 @@ CHILD = textwrap.dedent("""
     import os, sys, time
     from pathlib import Path
     from PIL import Image
-    from desktop_app import history as history_module, outputs, png_recipe
+    from desktop_app.studio import history as history_module, outputs, png_recipe
 
     db, folder, mode = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
     history = history_module.History(db)

@@ -10,7 +10,7 @@ import sys
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from desktop_app import png_recipe
+from desktop_app.studio import png_recipe
 
 
 def run_cli(*args):

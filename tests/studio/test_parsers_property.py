@@ -12,7 +12,7 @@ from datetime import timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from desktop_app import exif_recipe, foreign_recipes, image_metadata, png_recipe
+from desktop_app.studio import exif_recipe, foreign_recipes, image_metadata, png_recipe
 
 BOUNDED = settings(max_examples=60, deadline=timedelta(seconds=10),
                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from desktop_app import png_recipe
+from desktop_app.studio import png_recipe
 from desktop_app.engine.request import GenerationRequest
 
 RECIPE = GenerationRequest(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from desktop_app import paths, settings
+from desktop_app import paths
+from desktop_app.studio import settings
 
 
 def test_settings_round_trip(user_home):

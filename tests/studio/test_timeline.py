@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from desktop_app import timeline
-from desktop_app.timeline import Timeline, TimelineError
+from desktop_app.studio import timeline
+from desktop_app.studio.timeline import Timeline, TimelineError
 
 
 def shade(k: int, size=(16, 16)) -> Image.Image:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from desktop_app.png_recipe import TEMP_PREFIX
+from desktop_app.studio.png_recipe import TEMP_PREFIX
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (

@@ -144,7 +144,7 @@ def _png_text(stream) -> ImageText:
         if count == MAX_CHUNKS:
             found.notes.append(f"the file has more than {MAX_CHUNKS:,} chunks; the rest was not read")
     if exif and not found.chunks.get("parameters"):
-        from desktop_app.exif_recipe import comment_from_exif
+        from desktop_app.studio.exif_recipe import comment_from_exif
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -201,7 +201,7 @@ def _inflate(name: str, data: bytes, limit: int = MAX_TEXT) -> bytes:
 
 
 def _pil_text(stream) -> ImageText:
-    from desktop_app.exif_recipe import user_comment
+    from desktop_app.studio.exif_recipe import user_comment
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # PIL's warnings (bomb, damaged EXIF) would add lines to stderr

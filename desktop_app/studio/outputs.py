@@ -20,8 +20,8 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
-from desktop_app import png_recipe
-from desktop_app.history import History
+from desktop_app.studio import png_recipe
+from desktop_app.studio.history import History
 from desktop_app.errors import printable
 
 FOLDER_NAME = "desktop-app"

@@ -1,0 +1,1 @@
+"""studio: see docs/ARCHITECTURE.md."""
