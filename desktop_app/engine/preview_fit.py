@@ -11,7 +11,7 @@ shapes and layout match, colours are a little off.
 
 Where a fitted map comes from, first found wins: ``<model folder>/preview/latent_to_rgb.safetensors``
 (shipped with the model), then the user's cache (``<user folder>/cache/previews/<vae hash>.safetensors``).
-``fit`` makes one (seconds on a CPU for the embedded model); ``python -m desktop_app.engine.preview_fit
+``fit`` makes one (seconds on a CPU for the embedded model); ``python packaging/model_recipe/fit_preview.py
 [MODEL] [--ship]`` fits and caches it, or writes it into the model folder.
 """
 
@@ -229,28 +229,3 @@ def fit_and_cache(model, steps: int = 10) -> tuple[FittedPreview, dict]:
     if key is not None:
         report["saved"] = str(save(preview, cache_path(key), key, report))
     return preview, report
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import json
-
-    from desktop_app.engine.generate import Engine
-
-    parser = argparse.ArgumentParser(prog="python -m desktop_app.engine.preview_fit",
-                                     description="Fit the linear preview map of a model's VAE.")
-    parser.add_argument("model", nargs="?", default="default")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--ship", action="store_true",
-                        help=f"write it into the model folder ({SHIPPED}) instead of the user's cache")
-    args = parser.parse_args(argv)
-    model = Engine(args.device).load(args.model)
-    preview, report = fit_and_cache(model)
-    if args.ship:
-        report["saved"] = str(save(preview, model.path / SHIPPED, vae_key(model.path), report))
-    print(json.dumps(report))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

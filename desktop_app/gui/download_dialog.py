@@ -127,7 +127,7 @@ class DownloadDialog(QDialog):
         self.status.setText(text)
 
     def _on_progress(self, done: int, total: int) -> None:
-        from desktop_app.models.model_files import format_size
+        from desktop_app.models.display import format_size
 
         if total:
             self.bar.setValue(int(1000 * done / total))

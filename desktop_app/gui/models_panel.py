@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_app.models import model_library
-from desktop_app.models.model_files import format_size
+from desktop_app.models.display import format_size
 from desktop_app.errors import ModelError
 from desktop_app.gui.buttons import action_button
 from desktop_app.gui.side_dock import add_side_dock

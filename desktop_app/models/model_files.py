@@ -98,16 +98,6 @@ def normalize_prediction_type(value: str | None) -> str | None:
         raise ModelError(f"Unknown prediction type {value!r}: use v or epsilon.") from None
 
 
-
-def format_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GB"
-
-
 def read_header(path: Path) -> dict:
     """The safetensors header of ``path`` (tensor name -> {"dtype", "shape", "data_offsets"}; "__metadata__"
     removed), checked in full against the format and the file size (``check_header``). Only a regular file

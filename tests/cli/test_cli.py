@@ -12,6 +12,8 @@ import pytest
 from PIL import Image
 
 from desktop_app import cli
+from desktop_app.cli import generate as cli_generate
+from desktop_app.cli import progress as cli_progress
 
 REPO = Path(__file__).resolve().parents[2]
 GUI_APP = REPO / "desktop_app" / "gui" / "app.py"
@@ -131,13 +133,13 @@ def test_an_internal_failure_exits_1_and_logs_the_traceback(tiny_model_dir, tmp_
 
 
 def test_output_paths(tmp_path):
-    assert cli.output_paths(tmp_path / "a.png", [1], "x") == [tmp_path / "a.png"]
-    assert cli.output_paths(tmp_path / "a", [1, 2], "x") == [tmp_path / "a-1.png", tmp_path / "a-2.png"]
-    assert cli.output_paths(tmp_path, [7, 8], "A red, cat!") == [tmp_path / "a-red-cat-7.png",
+    assert cli_generate.output_paths(tmp_path / "a.png", [1], "x") == [tmp_path / "a.png"]
+    assert cli_generate.output_paths(tmp_path / "a", [1, 2], "x") == [tmp_path / "a-1.png", tmp_path / "a-2.png"]
+    assert cli_generate.output_paths(tmp_path, [7, 8], "A red, cat!") == [tmp_path / "a-red-cat-7.png",
                                                                   tmp_path / "a-red-cat-8.png"]
-    assert cli.output_paths(str(tmp_path / "new") + "/", [3], "") == [tmp_path / "new" / "image-3.png"]
+    assert cli_generate.output_paths(str(tmp_path / "new") + "/", [3], "") == [tmp_path / "new" / "image-3.png"]
     with pytest.raises(cli.BadInput):
-        cli.output_paths(tmp_path / "a.jpg", [1], "x")
+        cli_generate.output_paths(tmp_path / "a.jpg", [1], "x")
 
 
 def test_without_a_command_the_window_opens_with_the_options(monkeypatch):
@@ -160,7 +162,7 @@ def test_a_terminal_gets_a_progress_bar():
             return True
 
     stream = Terminal()
-    reporter = cli.Reporter(stream)
+    reporter = cli_progress.Reporter(stream)
     reporter(StageStarted("denoise", "3 steps"))
     for step in (1, 2, 3):
         reporter(Progress(step, 3, None, 0.1 * step))

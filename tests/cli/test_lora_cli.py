@@ -6,7 +6,7 @@ import pytest
 from tiny_loras import lora_state, save_kohya_lora
 
 from desktop_app import cli
-from desktop_app.cli_lora import parse_lora
+from desktop_app.cli.lora import parse_lora
 from desktop_app.errors import RequestError
 from desktop_app.engine.request import LoraChoice
 from desktop_app.studio.png_recipe import read_recipe

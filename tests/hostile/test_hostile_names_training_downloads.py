@@ -193,7 +193,7 @@ def test_the_use_it_with_line_copy_pastes_safely(token, tmp_path, monkeypatch, c
         return {"event": "finished", "files": {"kohya": "k", "diffusers": "d"}, "originality": []}
 
     monkeypatch.setattr(trainer, "train", fake_train)
-    monkeypatch.setattr("desktop_app.cli_train.native_resolution", lambda model, fallback: fallback)
+    monkeypatch.setattr("desktop_app.cli.train.native_resolution", lambda model, fallback: fallback)
     code = main(["train", "--images", str(_images(tmp_path / "images")), "--token", token, "--out", "job",
                  "--class-word", "dog", "--device", "cpu"])
     assert code == 0

@@ -19,7 +19,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from desktop_app import cli, cli_studio, paths
+from desktop_app import cli, paths
+from desktop_app.cli import studio as cli_studio
+from desktop_app.cli import upscale as cli_upscale
 from desktop_app.studio import outputs, png_recipe
 from desktop_app.studio.history import History
 
@@ -223,7 +225,7 @@ def test_outputs_follow_the_umask(tmp_path, umask):
     old = os.umask(umask)
     try:
         path = png_recipe.save_png(Image.new("RGB", (8, 8)), tmp_path / "a.png", RECIPE)
-        big = cli.save_image(Image.new("RGB", (8, 8)), tmp_path / "b.jpg", {})
+        big = cli_upscale.save_image(Image.new("RGB", (8, 8)), tmp_path / "b.jpg", {})
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask

@@ -6,7 +6,8 @@ from types import SimpleNamespace
 
 from PIL import Image
 
-from desktop_app import cli_studio, paths
+from desktop_app.cli import studio as cli_studio
+from desktop_app import paths
 from desktop_app.studio.history import History
 
 RECIPE = {"prompt": "a kite", "negative_prompt": "", "width": 16, "height": 16, "steps": 3,

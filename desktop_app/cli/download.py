@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 
-from desktop_app.models.model_files import format_size
+from desktop_app.models.display import format_size
 
 
 def add_parser(actions) -> None:

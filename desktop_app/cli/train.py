@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 
-from desktop_app.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, PROG, BadInput
+from desktop_app.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, PROG, BadInput
 from desktop_app.errors import printable
 
 

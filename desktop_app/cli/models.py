@@ -12,7 +12,7 @@ import argparse
 import json
 from dataclasses import asdict
 
-from desktop_app.models.model_files import format_size
+from desktop_app.models.display import format_size
 
 
 def register(commands) -> None:
@@ -37,14 +37,14 @@ def register(commands) -> None:
     folder.add_argument("path", metavar="DIR")
     remove = actions.add_parser("remove", help="unregister a name or a folder (the files stay)")
     remove.add_argument("name", metavar="NAME")
-    from desktop_app.cli_download import add_parser as add_download_parser
+    from desktop_app.cli.download import add_parser as add_download_parser
 
     add_download_parser(actions)
 
 
 def run(args: argparse.Namespace) -> int:
     from desktop_app.models import model_library
-    from desktop_app.cli import BadInput
+    from desktop_app.cli.errors import BadInput
     from desktop_app.errors import ModelError
     from desktop_app.errors import printable
 
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
                   f"({printable(entry.path, 400)})")
             return 0
         if args.models_command == "download":
-            from desktop_app import cli_download
+            from desktop_app.cli import download as cli_download
 
             return cli_download.run(args)
         if args.models_command == "add-folder":
