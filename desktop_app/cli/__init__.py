@@ -4,8 +4,9 @@ One module per command (``generate``, ``upscale``, ``info``, ``selftest``, ``ben
 with ``register(commands)`` for its options and ``run(args)``; ``errors`` holds the exit codes, ``BadInput`` and
 the one-line failure report that all of them use (no command module imports this package's ``__init__``).
 
-Exit codes: 0 done; 2 bad input (a request field, a missing or damaged model, a bad option), with one line on
-stderr; 1 anything else, with one line on stderr and the traceback in the logs folder; 130 interrupted.
+Exit codes (``FailureKind.exit_code``, see ``errors.report_failure``): 0 done; 2 bad input (a request field, a
+missing or damaged model, a bad option), with one line on stderr; 1 anything else, with one line on stderr (out
+of memory and a full disk say so; a bug names the logs folder, where its traceback is); 130 interrupted.
 torch is imported only inside the commands, so ``desktop-app --help`` answers at once.
 """
 

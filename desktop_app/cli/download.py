@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 
+from desktop_app.cli.errors import EXIT_INTERRUPTED, EXIT_OK
 from desktop_app.models.display import format_size
 
 
@@ -67,17 +68,17 @@ def run(args: argparse.Namespace) -> int:
         cancel.set()
         print(f"{chr(10) if bar.drawn else ''}download of {repo_id} stopped; run the same command again to "
               "continue", file=sys.stderr)
-        return 130
-        bar.drawn = False
+        bar.drawn = False  # the message above ended the progress line
+        return EXIT_INTERRUPTED
     finally:
         if bar.drawn:  # end the progress line; an error before any byte stays the only line
             print(file=sys.stderr)
     existing = model_library.find(name)
     if existing is not None and existing.path == str(folder.resolve()):
         print(f"{name} is already in the library ({folder})")
-        return 0
+        return EXIT_OK
     entry = model_library.add(folder, name=name, source="downloaded")
     print(f"downloaded {repo_id} as {entry.name}: {entry.family_name}, "
           f"{format_size(entry.size)} ({entry.path})")
-    return 0
+    return EXIT_OK
 

@@ -60,45 +60,28 @@ def generate(args: argparse.Namespace) -> int:
     import secrets
 
     from desktop_app.cli import lora as cli_lora
-    from desktop_app.models.model_folder import check_folder
-    from desktop_app.models.resolve import model_defaults
     from desktop_app.engine.request import MAX_SEED, GenerationRequest
-    from desktop_app.models.model_library import resolve_model
+    from desktop_app.models.model_folder import check_folder
+    from desktop_app.models.resolve import DECLARED_FIELDS, resolve
 
-    # 1. the request: options first, then what the model declares, then the request's own defaults
-    args.model = resolve_model(args.model)  # "default", a library name, or a path
-    check_folder(args.model)  # a missing model is reported before torch loads
-    refiner = {}
-    if args.refiner is not None:
-        refiner["refiner"] = resolve_model(args.refiner)
-        check_folder(refiner["refiner"])
-    if args.refiner_switch is not None:
-        if args.refiner is None:
-            raise BadInput("--refiner-switch needs --refiner (the SDXL refiner that takes over at the switch)")
-        refiner["refiner_switch"] = args.refiner_switch
-    from desktop_app.models.few_step import few_step_defaults
-
-    # a few-step model (Turbo, LCM) or an LCM-LoRA: its published steps, guidance and sampler
-    declared = few_step_defaults(args.model, args.lora) | model_defaults(args.model)
-    values = {
-        "width": args.width, "height": args.height, "steps": args.steps, "guidance_scale": args.guidance,
-        "sampler": args.sampler,
-    }
-    for key, value in list(values.items()):
-        if value is None:
-            value = declared.get(key)
-        if value is None:
-            del values[key]
-        else:
-            values[key] = value
-    upscale = None if args.no_upscale else (args.upscale or declared.get("upscale"))
+    # 1. the request: the options given, then (the shared resolve step) library names become paths and every
+    # field the user left out takes what the model declares (few-step defaults for Turbo, LCM, an LCM-LoRA)
+    if args.refiner_switch is not None and args.refiner is None:
+        raise BadInput("--refiner-switch needs --refiner (the SDXL refiner that takes over at the switch)")
+    options = {"width": args.width, "height": args.height, "steps": args.steps, "guidance_scale": args.guidance,
+               "sampler": args.sampler, "upscale": args.upscale, "refiner_switch": args.refiner_switch}
+    options = {name: value for name, value in options.items() if value is not None}
+    given = set(options) | ({"upscale"} if args.no_upscale else set())  # --no-upscale: None, even if declared
     # the seed is drawn here when not given, so the file names are known before the (long) run
     seed = secrets.randbelow(MAX_SEED + 1) if args.seed is None else args.seed
     request = GenerationRequest(prompt=args.prompt, negative_prompt=args.negative, seed=seed,
-                                batch_size=args.batch, model=args.model, upscale=upscale,
+                                batch_size=args.batch, model=args.model, refiner=args.refiner,
                                 hires_scale=args.hires_scale, hires_strength=args.hires_strength,
-                                preview=bool(args.timeline), loras=cli_lora.loras_from_args(args),
-                                **refiner, **values)
+                                preview=bool(args.timeline), loras=cli_lora.loras_from_args(args), **options)
+    request = resolve(request, given=given & set(DECLARED_FIELDS))
+    check_folder(request.model)  # a missing model is reported before torch loads
+    if request.refiner is not None:
+        check_folder(request.refiner)
     targets = output_paths(args.out, [(seed + k) % (MAX_SEED + 1) for k in range(request.batch_size)],
                            request.prompt)
     # the output place is checked (and its folder made) before minutes of work, not after them

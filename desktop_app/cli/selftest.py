@@ -6,7 +6,8 @@ import argparse
 import os
 
 import desktop_app
-from desktop_app.cli.errors import EXIT_FAILED, EXIT_OK, PROG, one_line
+from desktop_app.cli.errors import EXIT_FAILED, EXIT_OK, PROG
+from desktop_app.errors import one_line
 from desktop_app.cli.options import model_options
 
 
@@ -75,8 +76,15 @@ def _run_engine_checks(args: argparse.Namespace, check) -> None:
             height=int(declared.get("height", 64)), steps=min(int(declared.get("steps", 20)), 20),
             guidance_scale=float(declared.get("guidance_scale", 5.0)), preview=True,
             sampler=declared.get("sampler", "DPM++ 2M"))
-        previews = []
-        result = engine.run(request, lambda e: previews.append(e) if type(e).__name__ == "Progress" else None)
+        from desktop_app.engine.events import Progress
+
+        previews: list[Progress] = []
+
+        def keep(event) -> None:  # the denoising steps (the terminal Finished is ignored: run returns it)
+            if isinstance(event, Progress) and event.stage == "denoise":
+                previews.append(event)
+
+        result = engine.run(request, keep)
         image = result.images[0]
         pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
         right_size = image.size == (request.width, request.height)

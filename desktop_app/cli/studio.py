@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from desktop_app.engine.events import Progress
 from desktop_app.errors import printable
 from desktop_app.studio.timeline import Timeline, TimelineError
 
@@ -27,14 +28,15 @@ def add_options(gen: argparse.ArgumentParser) -> None:
 
 
 class TimelineRecorder:
-    """Passes every event on to ``emit`` and keeps the denoising previews (one per step that has one)."""
+    """Passes every event on to ``emit`` and keeps the denoising previews (one per step that has one; the
+    hires and upscale stages' progress is not part of the animation)."""
 
     def __init__(self, emit):
         self.emit = emit
         self.timeline = Timeline()
 
     def __call__(self, event) -> None:
-        if type(event).__name__ == "Progress" and getattr(event, "stage", "denoise") == "denoise":
+        if isinstance(event, Progress) and event.stage == "denoise":
             self.timeline.add(event.step, event.total, event.preview)
         self.emit(event)
 

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 
-from desktop_app.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, PROG, BadInput
+from desktop_app.cli.errors import EXIT_INTERRUPTED, EXIT_OK, PROG, BadInput
 from desktop_app.errors import printable
 
 
@@ -162,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
         raise BadInput(" ".join(str(exc).split())) from None
     except TrainingError as exc:
         print(f"\n{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return EXIT_FAILED
+        return exc.kind.exit_code  # DISK or ENGINE (a NaN loss): 1
     finally:
         signal.signal(signal.SIGINT, previous)
     if event["event"] == "paused":

@@ -38,16 +38,18 @@ UPSCALE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEB
                    ".tiff": "TIFF"}
 
 
+# the UpscaleRequest's fields, as the options that set them
+OPTIONS = {"input": "INPUT", "upscale": "--model", "scale": "--scale", "tile": "--tile"}
+
+
 def upscale(args: argparse.Namespace) -> int:
-    from desktop_app.engine.upscale import DEFAULT_TILE, check_tile, open_image
+    from desktop_app.engine.upscale import open_image
     from desktop_app.errors import printable
 
     # 1. what can be checked before torch loads: the input, the options, the output's name
     source = Path(args.input).expanduser()
     open_image(source)  # not an image, damaged, too large: exit 2 now, not after loading torch
-    tile = check_tile(DEFAULT_TILE if args.tile is None else args.tile)
-    if args.scale is not None and not args.scale >= 1:
-        raise BadInput(f"--scale {args.scale:g}: choose 1 or more (up to the model's own scale)")
+    request = upscale_request(source, args)
     target = upscale_output_path(args.output)
     if not target.is_dir() and same_file(source, target):
         raise BadInput(f"{printable(args.output, 200)} is the input image: writing there would replace the "
@@ -58,7 +60,7 @@ def upscale(args: argparse.Namespace) -> int:
 
     reporter = Reporter(sys.stderr)
     engine = Engine(device=args.device)
-    result = engine.upscale(source, args.model, scale=args.scale, tile=tile, emit=reporter)
+    result = engine.upscale(request, emit=reporter, cancel=None)
     reporter.close()
     if result is None:
         print(f"{PROG}: cancelled", file=sys.stderr)
@@ -104,6 +106,24 @@ def upscale(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def upscale_request(source: Path, args: argparse.Namespace):
+    """The UpscaleRequest the options ask for; a bad value exits 2 naming the option (``--tile 5: ...``)."""
+    from desktop_app.engine.request import DEFAULT_TILE, UpscaleRequest
+    from desktop_app.errors import RequestError, printable
+
+    if args.scale is not None and not args.scale >= 1:
+        raise BadInput(f"--scale {args.scale:g}: choose 1 or more (up to the model's own scale)")
+    try:
+        return UpscaleRequest(source=source, model=args.model, scale=args.scale,
+                              tile=DEFAULT_TILE if args.tile is None else args.tile)
+    except RequestError as exc:
+        option = OPTIONS.get(exc.field, exc.field)
+        given = {"upscale": args.model, "scale": args.scale, "tile": args.tile}.get(exc.field)
+        shown = f" {given:g}" if isinstance(given, float) else f" {printable(given, 200)}" if given else ""
+        reason = str(exc).removeprefix(f"{exc.field}: ")
+        raise BadInput(f"{option}{shown}: {reason}") from None
+
+
 def upscale_output_path(out: str) -> Path:
     """The file to write, or the folder to write INPUT-NAME-xSCALE.png into (created when missing). Checked
     before the work: a name that is not text, a parent that is a file, a folder that cannot be written."""
@@ -146,21 +166,11 @@ def save_image(image, path: Path, recipe: dict) -> Path:
         image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
     if fmt == "JPEG" and image.mode == "RGBA":
         image = image.convert("RGB")
-    import tempfile
+    from desktop_app.paths import write_atomically
+    from desktop_app.studio.png_recipe import TEMP_PREFIX
 
-    from desktop_app.studio.png_recipe import TEMP_PREFIX, new_file_mode
-
-    mode = new_file_mode(path)
-    handle, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=path.suffix, dir=path.parent)
-    os.close(handle)
-    try:
-        image.save(temp, format=fmt, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
-        os.chmod(temp, mode)  # the user's umask, not mkstemp's 0600
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return path
+    options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    return write_atomically(path, lambda stream: image.save(stream, format=fmt, **options), prefix=TEMP_PREFIX)
 
 
 run = upscale  # the command's entry point, as in every command module

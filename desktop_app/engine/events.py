@@ -9,10 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from desktop_app.errors import FailureKind
+
 
 @dataclass(frozen=True)
 class StageStarted:
-    """A pipeline stage began: "load", "text", "noise", "denoise", "decode", "upscale", "save"."""
+    """A pipeline stage began: "load", "text", "noise", "denoise", "decode", "upscale", "hires", "save"."""
 
     stage: str
     detail: str = ""
@@ -20,6 +22,9 @@ class StageStarted:
 
 @dataclass(frozen=True)
 class Progress:
+    """One step of a stage: "denoise" (the base's steps, and the refiner's, counted on across the switch),
+    "hires" (the hires fix's img2img pass) or "upscale" (one per tile)."""
+
     step: int  # 1-based: step ``step`` of ``total`` has finished
     total: int
     preview: Any  # PIL.Image.Image of the predicted clean image, or None
@@ -29,6 +34,8 @@ class Progress:
 
 @dataclass(frozen=True)
 class Finished:
+    """The job's result: returned by Engine.run / Engine.upscale, and emitted as their terminal event."""
+
     images: list  # PIL images, one per batch item (upscaled when upscale was asked)
     seeds: list[int]
     recipe: dict  # the request as a dict plus model, device, dtype, seeds, timings
@@ -37,13 +44,15 @@ class Finished:
 
 @dataclass(frozen=True)
 class Failed:
-    kind: str  # "bad_input", "model", "out_of_memory", "internal"
-    message: str
+    """The terminal event of a job that raised (the exception still propagates to the caller)."""
+
+    kind: FailureKind
+    message: str  # the exception's own message when kind.readable, else "Type: message" on one line
 
 
 @dataclass(frozen=True)
 class Cancelled:
-    pass
+    """The terminal event of a job that was cancelled (it returns None)."""
 
 
 Event = StageStarted | Progress | Finished | Failed | Cancelled

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from desktop_app.models import model_folder, single_file
-from desktop_app.errors import ModelError
+from desktop_app.errors import ModelError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def load_model(name_or_path: str, device: torch.device | str, dtype: torch.dtype
     except ModelError:
         raise
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
-        raise ModelError(f"Cannot load the model in {folder}: {_one_line(exc)}{_damage_hint(exc)}") from exc
+        raise ModelError(f"Cannot load the model in {folder}: {one_line(exc, 300)}{_damage_hint(exc)}") from exc
     if getattr(pipe, "unet", None) is None or getattr(pipe, "vae", None) is None:
         raise ModelError(f"{folder} holds a {type(pipe).__name__}; this app runs UNet text-to-image "
                          "pipelines (Stable Diffusion 1.x, 2.x, XL) for now.")
@@ -213,11 +213,6 @@ def _damage_hint(exc: BaseException) -> str:
     return ""
 
 
-def _one_line(exc: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 # ---- single-file checkpoints ----
 
 def load_single_file(path: str | Path, dtype: torch.dtype, *, prediction_type: str | None = None,
@@ -278,7 +273,7 @@ def load_checkpoint(name_or_path: str, device: torch.device, dtype: torch.dtype,
     except ModelError:
         raise
     except (OSError, ValueError, KeyError, RuntimeError, TypeError, AttributeError) as exc:
-        raise ModelError(f"Cannot load the checkpoint {path}: {_one_line(exc)}{_damage_hint(exc)}") from exc
+        raise ModelError(f"Cannot load the checkpoint {path}: {one_line(exc, 300)}{_damage_hint(exc)}") from exc
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     return LoadedModel(pipe=pipe, name=str(name_or_path), path=path, family=family, device=device, dtype=dtype,

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from desktop_app.errors import ModelError
+from desktop_app.errors import ModelError, one_line
 from desktop_app.models.model_hash import model_hash
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ def check_file(path: Path, kind: str = "lora", name: str | None = None) -> str:
         with safe_open(str(path), framework="pt") as handle:
             keys = list(handle.keys())
     except (SafetensorError, OSError, ValueError) as exc:
-        raise ModelError(f"{name} is not a readable safetensors file ({_one_line(exc)}); the app loads only "
+        raise ModelError(f"{name} is not a readable safetensors file ({one_line(exc)}); the app loads only "
                          "safetensors, never pickles, because a pickle can run code") from None
     if not keys:
         raise ModelError(f"{name} holds no tensors")
@@ -237,7 +237,7 @@ def _load_one(pipe, name: str, path: Path, adapter: str) -> None:
                 pipe.load_lora_weights(str(path), adapter_name=adapter)
     except (ValueError, RuntimeError, KeyError, TypeError, OSError) as exc:
         remove_loras(pipe)
-        raise ModelError(f"LoRA {name} does not fit the model: {_one_line(exc)}") from None
+        raise ModelError(f"LoRA {name} does not fit the model: {one_line(exc)}") from None
     loaded = {a for names in pipe.get_list_adapters().values() for a in names}
     if adapter not in loaded:
         remove_loras(pipe)
@@ -302,11 +302,6 @@ def _quiet():
         target.setLevel(saved)
 
 
-def _one_line(exc: BaseException, limit: int = 240) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 # ---- textual-inversion embeddings ----------------------------------------------------------------------
 
 
@@ -343,7 +338,7 @@ def load_embedding(model, path: Path, token: str | None = None) -> str:
             pipe.load_textual_inversion(str(path), token=token)
     except (ValueError, RuntimeError, KeyError, TypeError, OSError) as exc:
         raise ModelError(f"embedding {path.name} does not fit the model {model.display_name}: "
-                         f"{_one_line(exc)}") from None
+                         f"{one_line(exc)}") from None
     return token
 
 

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 
 import torch
 
-from desktop_app.errors import OutOfMemory
+from desktop_app.errors import OutOfMemory, one_line
 
 FALLBACKS = ("vae_tiling", "attention_slicing", "cpu_offload", "batch_1")
 FALLBACK_LABELS = {"vae_tiling": "VAE tiling", "attention_slicing": "attention slicing",
@@ -76,7 +76,7 @@ def run_with_fallbacks(call: Callable[[bool], object], pipe, device: torch.devic
             raise OutOfMemory(
                 f"The {device.type.upper() if device.type != 'cpu' else 'CPU'} ran out of memory even with "
                 f"{tried or 'every lighter mode'}: choose a smaller image or fewer steps of hires fix, or close "
-                f"other programs using the device ({_one_line(error)})") from None
+                f"other programs using the device ({one_line(error, 160)})") from None
 
 
 def fallback_text(used: list[str]) -> str:
@@ -172,8 +172,3 @@ def decode_guard(vae, notice: Callable[[str], None] | None = None):
             vae.decode = original
         else:
             del vae.decode
-
-
-def _one_line(exc: BaseException, limit: int = 160) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -174,15 +174,15 @@ def cache_path(key: str) -> Path:
 
 
 def save(preview: FittedPreview, path: Path, key: str | None = None, report: dict | None = None) -> Path:
-    from safetensors.torch import save_file
+    from safetensors.torch import save as to_bytes
+
+    from desktop_app.paths import write_atomically
 
     metadata = {"scale": str(preview.scale), "kernel": str(preview.kernel), "vae": key or "",
                 "report": repr(report or {})}
+    data = to_bytes({"weight": preview.weight.contiguous().cpu()}, metadata=metadata)  # a few kilobytes
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".part")
-    save_file({"weight": preview.weight.contiguous().cpu()}, str(partial), metadata=metadata)
-    partial.replace(path)
-    return path
+    return write_atomically(path, lambda stream: stream.write(data))
 
 
 def load(path: Path, key: str | None = None) -> FittedPreview | None:

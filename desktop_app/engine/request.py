@@ -15,6 +15,8 @@ MAX_SEED = 2**32 - 1
 SAMPLERS = ("Euler", "Euler a", "DPM++ 2M", "DPM++ 2M Karras", "DDIM", "UniPC", "Heun", "DPM++ SDE",
             "DPM++ 2M SDE Karras", "LCM")
 MAX_HIRES_SCALE, MAX_HIRES_SIZE = 4.0, 4096
+DEFAULT_TILE = 512  # upscaler input pixels a side (ComfyUI's default too): ~2048x2048 output pixels per tile at 4x
+MIN_TILE, MAX_TILE = 64, 4096
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,49 @@ class GenerationRequest:
         except TypeError:
             raise RequestError("loras", "must be a list of [name, weight] pairs") from None
         return cls(**values)
+
+
+@dataclass(frozen=True)
+class UpscaleRequest:
+    """One image to enlarge with an upscaler model, validated when built (``Engine.upscale`` runs it).
+
+    ``source`` is an image file path or a PIL image (the window passes what it shows). ``model`` is
+    "default" (the upscaler of ``model_folder``, else of the embedded model), an upscaler file, or a name in
+    the upscalers folder. ``scale`` None means the model's own (checked against the model once it is loaded);
+    ``tile`` 0 means untiled."""
+
+    source: object
+    model: str = "default"
+    scale: float | None = None
+    tile: int = DEFAULT_TILE
+    model_folder: str | None = None
+
+    def __post_init__(self) -> None:
+        from pathlib import PurePath
+
+        source_ok = isinstance(self.source, (str, PurePath)) or hasattr(self.source, "getpixel")
+        _check(source_ok and str(self.source).strip() != "", "input",
+               "must be an image file (or an image), got nothing" if not str(self.source).strip()
+               else f"must be an image file or an image, got {type(self.source).__name__}")
+        _check(isinstance(self.model, str) and self.model.strip() != "", "upscale",
+               "must name an upscaler (\"default\", a file or a name)")
+        _check(self.scale is None or (_is_number(self.scale) and 1 <= self.scale <= 16), "scale",
+               f"must be a number from 1 to the upscaler's own scale (or empty for its own), got {self.scale!r}")
+        object.__setattr__(self, "tile", check_tile(self.tile))
+        if isinstance(self.model_folder, PurePath):
+            object.__setattr__(self, "model_folder", str(self.model_folder))
+        _check(self.model_folder is None or (isinstance(self.model_folder, str) and self.model_folder.strip()),
+               "model_folder", "must name a model folder, or be empty")
+
+
+def check_tile(tile: int | None, field: str = "tile") -> int:
+    """0 (or None) for untiled, else a tile side from MIN_TILE to MAX_TILE input pixels."""
+    if tile is None or tile == 0:
+        return 0
+    if not _is_int(tile) or not MIN_TILE <= tile <= MAX_TILE:
+        raise RequestError(field, f"must be 0 (no tiles) or a whole number of pixels from {MIN_TILE} to "
+                                  f"{MAX_TILE}, got {tile!r}")
+    return tile
 
 
 def replace_request(request: GenerationRequest, **changes) -> GenerationRequest:

@@ -33,11 +33,10 @@ from PIL import Image, ImageOps
 
 from desktop_app.models import upscaler_files
 from desktop_app.errors import CancelledError, ModelError, RequestError
+from desktop_app.engine.request import DEFAULT_TILE, MAX_TILE, MIN_TILE, check_tile  # noqa: F401 - used by callers
 
 MAX_OUTPUT_PIXELS = 64_000_000  # the model's own output, before any shrink to a smaller scale
-DEFAULT_TILE = 512  # input pixels a side (ComfyUI's default too): ~2048x2048 output pixels per tile at 4x
 DEFAULT_OVERLAP = 32
-MIN_TILE, MAX_TILE = 64, 4096
 _UNWRAP_KEYS = ("params_ema", "params-ema", "params", "state_dict", "model_state_dict", "model", "net")
 
 
@@ -331,16 +330,6 @@ def check_scale(descriptor, scale: float | None, field: str = "scale") -> float:
         raise RequestError(field, f"this upscaler enlarges {native}x: choose a scale from 1 to {native} "
                                   f"(below {native}, its result is shrunk with Lanczos), got {scale!r}")
     return float(scale)
-
-
-def check_tile(tile: int | None, field: str = "tile") -> int:
-    """0 (or None) for untiled, else a tile side from MIN_TILE to MAX_TILE input pixels."""
-    if tile is None or tile == 0:
-        return 0
-    if isinstance(tile, bool) or not isinstance(tile, int) or not MIN_TILE <= tile <= MAX_TILE:
-        raise RequestError(field, f"must be 0 (no tiles) or a whole number of pixels from {MIN_TILE} to "
-                                  f"{MAX_TILE}, got {tile!r}")
-    return tile
 
 
 def output_size(size: tuple[int, int], scale: float) -> tuple[int, int]:

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 class DownloadWorker(QObject):
     progress = Signal(object, object)  # done bytes, total bytes (Python ints: beyond 2**31)
     finished = Signal(str)  # the downloaded folder
-    failed = Signal(str)  # one readable line
+    failed = Signal(str, str)  # kind (a FailureKind value: "model", "bad_input", "disk", ...), one readable line
     cancelled = Signal()
     _requested = Signal(str, str, object)  # repo id, destination root, threading.Event
 
@@ -45,20 +45,22 @@ class DownloadWorker(QObject):
 
     @Slot(str, str, object)
     def _run(self, repo_id: str, dest_root: str, cancel: threading.Event) -> None:
+        from desktop_app.errors import FailureKind, failure_kind, one_line
         from desktop_app.models import hub_download
-        from desktop_app.errors import CancelledError, ModelError
 
         try:
             with hub_download.app_offline_lifted():  # the user asked for it; offline again afterwards
                 folder = hub_download.download(repo_id, dest_root, progress=self.progress.emit, cancel=cancel,
                                                endpoint=os.environ.get("HF_ENDPOINT") or None)
-        except CancelledError:
-            self.cancelled.emit()
-        except ModelError as exc:
-            self.failed.emit(" ".join(str(exc).split()))
         except Exception as exc:  # noqa: BLE001 - the worker turns every failure into a readable signal
-            log.exception("download of %s failed", repo_id)
-            self.failed.emit(f"Download failed: {type(exc).__name__}: {' '.join(str(exc).split())}")
+            kind = failure_kind(exc)
+            if kind is FailureKind.CANCELLED:
+                self.cancelled.emit()
+            elif kind.readable and not isinstance(exc, OSError):  # the hub's or the library's own words
+                self.failed.emit(kind.value, " ".join(str(exc).split()))
+            else:
+                log.exception("download of %s failed", repo_id)
+                self.failed.emit(kind.value, f"Download failed: {one_line(exc, 1000)}")
         else:
             self.finished.emit(str(folder))
 
@@ -149,7 +151,7 @@ class DownloadDialog(QDialog):
         self._show(f"Downloaded {self._repo_id} as {name}.")
         self.downloaded.emit(name)
 
-    def _on_failed(self, message: str) -> None:
+    def _on_failed(self, _kind: str, message: str) -> None:
         self._busy(False)
         self._show(message)
 

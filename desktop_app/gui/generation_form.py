@@ -26,6 +26,7 @@ from desktop_app.resources import DEFAULT_MODEL
 from desktop_app.engine.request import MAX_SEED, MAX_SIZE, MIN_SIZE, SAMPLERS, GenerationRequest
 
 from desktop_app.gui import model_info
+from desktop_app.models import few_step, resolve
 from desktop_app.gui.lora_picker import LoraPicker
 from desktop_app.gui.path_combo import path_index
 from desktop_app.gui.refiner_choice import RefinerChoice
@@ -226,6 +227,8 @@ class GenerationForm(QWidget):
         layout.addWidget(image_box)
         layout.addWidget(sampling_box)
         self.lora_picker = LoraPicker()  # the LoRAs found, each with a checkbox, a weight and its trigger word
+        self._few_step_kind: str | None = None  # "lcm" with an LCM-LoRA ticked: see _on_loras_changed
+        self.lora_picker.changed.connect(self._on_loras_changed)
         lora_box = QGroupBox("LoRAs")
         QVBoxLayout(lora_box).addWidget(self.lora_picker)
         layout.addWidget(lora_box)
@@ -271,6 +274,9 @@ class GenerationForm(QWidget):
                 self.select_model(str(model))  # first: a model's defaults must not overwrite the recipe
             else:
                 skipped.append("model")
+        # the LoRAs before the numbers: ticking an LCM-LoRA sets few-step defaults, which the recipe then overrides
+        if "loras" in values and self.lora_picker.set_choices(values["loras"]):
+            skipped.append("loras")  # a LoRA of the recipe that this machine does not have
         if "prompt" in values:
             self.prompt_edit.setPlainText(str(values["prompt"] or ""))
         if "negative_prompt" in values:
@@ -311,8 +317,6 @@ class GenerationForm(QWidget):
         if isinstance(strength, (int, float)) and 0 <= strength <= 1:
             self.hires_strength_spin.setValue(float(strength))
         skipped += self.refiner_choice.apply(values)
-        if "loras" in values and self.lora_picker.set_choices(values["loras"]):
-            skipped.append("loras")  # a LoRA of the recipe that this machine does not have
         return skipped
 
     def model(self) -> str:
@@ -386,15 +390,37 @@ class GenerationForm(QWidget):
         self._apply_model_defaults(self.model())
         self.model_changed.emit(self.model())
 
+    def _declared(self, model: str) -> dict:
+        """What the shared resolve step (models.resolve) would fill in for this model and the ticked LoRAs:
+        the command line uses the same, so the two cannot disagree. Falls back to the request's own defaults
+        where the model declares nothing (what the command line's request would hold)."""
+        declared = resolve.declared_defaults(model, self.lora_picker.names_checked())
+        return declared if model == DEFAULT_MODEL else REQUEST_DEFAULTS | declared
+
+    def _on_loras_changed(self) -> None:
+        """An LCM-LoRA ticked or unticked changes the few-step kind: its steps, guidance and sampler follow (the
+        model's own come back when it is unticked). Other LoRA changes leave the person's settings alone."""
+        kind = few_step.few_step_kind(self.model(), self.lora_picker.names_checked())
+        if kind == self._few_step_kind:
+            return
+        self._few_step_kind = kind
+        declared = self._declared(self.model())
+        self._set_sampling(declared)
+
+    def _set_sampling(self, defaults: dict) -> None:
+        if "steps" in defaults:
+            self.steps_spin.setValue(int(defaults["steps"]))
+        if "guidance_scale" in defaults:
+            self.guidance_spin.setValue(float(defaults["guidance_scale"]))
+        if defaults.get("sampler") in SAMPLERS:
+            self.sampler_combo.setCurrentText(defaults["sampler"])
+
     def _apply_model_defaults(self, model: str) -> None:
         """Use the size limits and defaults the model folder declares, so the form offers what it can draw."""
         info = model_info.model_defaults(model)
-        limits, defaults = info.get("limits", {}), info.get("defaults", {})
-        if model != DEFAULT_MODEL:  # a Turbo or LCM model: its few steps, low guidance and sampler
-            from desktop_app.models.few_step import few_step_defaults
-
-            # what the command line would use, not what the model chosen before declared
-            defaults = REQUEST_DEFAULTS | few_step_defaults(model) | defaults
+        limits = info.get("limits", {})
+        defaults = self._declared(model)  # a Turbo or LCM model (or an LCM-LoRA): its few steps and sampler
+        self._few_step_kind = few_step.few_step_kind(model, self.lora_picker.names_checked())
         low = max(MIN_SIZE, int(limits.get("min_size", MIN_SIZE)))
         high = min(MAX_SIZE, int(limits.get("max_size", MAX_SIZE)))
         for spin in (self.width_spin, self.height_spin):
@@ -403,12 +429,7 @@ class GenerationForm(QWidget):
             self.width_spin.setValue(int(defaults["width"]))
         if "height" in defaults:
             self.height_spin.setValue(int(defaults["height"]))
-        if "steps" in defaults:
-            self.steps_spin.setValue(int(defaults["steps"]))
-        if "guidance_scale" in defaults:
-            self.guidance_spin.setValue(float(defaults["guidance_scale"]))
-        if defaults.get("sampler") in SAMPLERS:
-            self.sampler_combo.setCurrentText(defaults["sampler"])
+        self._set_sampling(defaults)
         # the 4x upscaler is the model folder's own; a folder that cannot be read yet keeps the choice open
         embedded = model_info.is_embedded(model)  # None: the folder cannot be read (yet)
         readable = embedded is not None

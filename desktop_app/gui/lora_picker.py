@@ -125,6 +125,9 @@ class LoraPicker(QWidget):
     def names(self) -> list[str]:
         return list(self._rows)
 
+    def names_checked(self) -> list[str]:
+        return [name for name, (box, _, _) in self._rows.items() if box.isChecked()]
+
     def choices(self) -> tuple[LoraChoice, ...]:
         return tuple(LoraChoice(name, round(spin.value(), 2))
                      for name, (box, spin, _) in self._rows.items() if box.isChecked())

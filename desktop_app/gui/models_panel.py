@@ -14,7 +14,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
-    QMainWindow,
     QMessageBox,
     QTableWidget,
     QTableWidgetItem,
@@ -26,7 +25,6 @@ from desktop_app.models import model_library
 from desktop_app.models.display import format_size
 from desktop_app.errors import ModelError
 from desktop_app.gui.buttons import action_button
-from desktop_app.gui.side_dock import add_side_dock
 from desktop_app.errors import printable
 
 COLUMNS = ("Name", "Kind", "Family", "Size", "Source")
@@ -60,6 +58,9 @@ def ask_sd2_prediction_type(parent: QWidget, file_name: str) -> str | None:
 
 
 class ModelsPanel(QWidget):
+    """The library as a table. Its intents: ``use_requested(model)`` (the window sets the form's model) and
+    ``changed`` (an entry was added or removed: lists of models, refiners and LoRAs elsewhere refresh)."""
+
     use_requested = Signal(str)  # the path (or "default") of the model to generate with
     changed = Signal()
 
@@ -259,19 +260,3 @@ class ModelsPanel(QWidget):
             return
         self.show_info(f"Generating with {entry.name} ({entry.family_name}).")
         self.use_requested.emit("default" if entry.source == "embedded" else entry.path)
-
-    # ---- in the window ---------------------------------------------------------------------------
-
-    @classmethod
-    def attach(cls, window: QMainWindow) -> ModelsPanel:
-        """Add the panel to the window as a dock beside the gallery, with a View menu entry; Use selects the
-        model in the generation form."""
-        panel = cls(window)
-        dock, action = add_side_dock(window, panel, "Models", "models_dock", "&Models", menu_position=1)
-        form = getattr(window, "form", None)
-        if form is not None:
-            panel.use_requested.connect(form.select_model)
-            panel.changed.connect(form.refiner_choice.refresh)  # a refiner added or removed
-        window.models_dock = dock
-        window.models_action = action
-        return panel

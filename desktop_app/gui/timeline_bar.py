@@ -1,9 +1,10 @@
 """The timeline bar under the canvas: scrub back through the denoising frames of the last generation and export
 them as an animated WebP or GIF. The frames live in ``desktop_app.studio.timeline.Timeline`` (plain PIL).
 
-``TimelineBar.attach(window)`` puts the bar under the window's canvas and listens to its generation worker:
-a new run resets the bar, each preview adds a frame, the result adds the final frame. While a run goes the
-slider follows the newest frame and cannot be dragged; afterwards it scrubs, showing each frame on the canvas.
+``TimelineBar(worker, image_menu, folder_of)`` listens to the generation worker it is given (the window puts
+the bar under its canvas and draws the frames it emits): a new run resets the bar, each preview adds a frame,
+the result adds the final frame. While a run goes the slider follows the newest frame and cannot be dragged;
+afterwards it scrubs, showing each frame on the canvas.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QAction, QImage, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QPushButton, QSlider, QWidget
+from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QMenu, QPushButton, QSlider, QWidget
 
 from desktop_app.studio.timeline import Timeline, TimelineError
 from desktop_app.gui.images import pil_to_qimage
@@ -21,17 +22,24 @@ EXPORT_FILTERS = {"Animated WebP (*.webp)": ".webp", "Animated GIF (*.gif)": ".g
 
 
 class TimelineBar(QWidget):
+    """``worker``: the generation worker (its busy, progress, finished, cancelled and failed signals);
+    ``image_menu``: where Export Timeline… goes (``export_action``); ``folder_of()``: the folder the export
+    dialog starts in. Its intents: ``frame_shown`` (draw this frame), ``exported``, ``export_failed``."""
+
     frame_shown = Signal(object, str)  # QImage, caption: the frame the slider points at, to be drawn
     exported = Signal(str, int)  # path, frames in the file
+    export_failed = Signal(str)  # why the export did not happen, one readable line
 
-    def __init__(self, parent: QWidget | None = None):
+    def __init__(self, worker=None, image_menu: QMenu | None = None, folder_of=None,
+                 parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("timeline_bar")
         self.timeline = Timeline()
         self._qimages: dict[int, QImage] = {}
         self._running = False
         self._following = False  # True while the slider is moved by the code, not by the person
-        self._action: QAction | None = None  # the menu action, enabled with the export button
+        self._seeds: list = []  # of the run the frames are from: the export's name
+        self._folder_of = folder_of or Path.home
 
         title = QLabel("Timeline")
         title.setObjectName("timeline_title")
@@ -54,6 +62,22 @@ class TimelineBar(QWidget):
         row.addWidget(self.step_label)
         row.addWidget(self.export_button)
         self.setStyleSheet("QLabel { color: #d7dae0; }")
+
+        self.export_action = QAction("Export &Timeline…", self)
+        self.export_action.setShortcut(QKeySequence("Ctrl+Shift+E"))
+        self.export_action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        self.export_action.setToolTip("Export the timeline as an animated WebP or GIF (Ctrl+Shift+E)")
+        self.export_action.triggered.connect(self.export_interactively)
+        self.export_button.clicked.connect(self.export_action.trigger)
+        if image_menu is not None:
+            image_menu.addSeparator()
+            image_menu.addAction(self.export_action)
+        if worker is not None:  # bound slots of the bar (not lambdas): Qt queues them into the UI thread
+            worker.busy.connect(self.start)
+            worker.progress.connect(self._on_progress)
+            worker.finished.connect(self._on_finished)
+            worker.cancelled.connect(self.stop)
+            worker.failed.connect(self._on_failed)
         self._update_controls()
 
     # ---- the frames ----------------------------------------------------------------------------------
@@ -105,6 +129,20 @@ class TimelineBar(QWidget):
         self.exported.emit(str(path), count)
         return count
 
+    @Slot()
+    def export_interactively(self) -> None:
+        """Ask where, then write the animation; ``exported`` or ``export_failed`` says how it went."""
+        if not len(self) or self._running:
+            return
+        name = f"timeline-{self._seeds[0]}" if self._seeds else "timeline"
+        path = self.ask_path(self.window(), self._folder_of(), name)
+        if path is None:
+            return
+        try:
+            self.export(path)
+        except TimelineError as exc:
+            self.export_failed.emit(str(exc))
+
     def ask_path(self, parent: QWidget, folder: Path, name: str = "timeline") -> Path | None:
         """The save dialog; a name without .webp/.gif gets the chosen type's extension."""
         start = str(Path(folder) / f"{name}.webp")
@@ -119,12 +157,13 @@ class TimelineBar(QWidget):
 
     # ---- helpers -------------------------------------------------------------------------------------
 
-    @Slot(int, int, object, float)
-    def _on_progress(self, step: int, total: int, preview, _elapsed: float) -> None:
+    @Slot(int, int, object, float, str)
+    def _on_progress(self, step: int, total: int, preview, _elapsed: float, _stage: str) -> None:
         self.add(step, total, preview)
 
     @Slot(object)
     def _on_finished(self, done) -> None:
+        self._seeds = list(done.seeds or [])
         last = self.timeline.frames[-1].total if len(self.timeline) else (done.recipe or {}).get("steps")
         self.finish(done.images[0] if done.images else None, last)
 
@@ -157,65 +196,11 @@ class TimelineBar(QWidget):
         self.setVisible(count > 0)
         self.slider.setEnabled(count > 1 and not self._running)
         self.export_button.setEnabled(count > 0 and not self._running)
-        if self._action is not None:
-            self._action.setEnabled(self.export_button.isEnabled())
+        self.export_action.setEnabled(self.export_button.isEnabled())
         if count == 0:
             self.step_label.setText("")
         else:
             self.step_label.setText(self.timeline.frames[self.slider.value()].label)
 
-    # ---- wiring into the main window ----------------------------------------------------------------
-
-    @classmethod
-    def attach(cls, window) -> TimelineBar:
-        """Put a bar under ``window.canvas`` and connect it to ``window.worker``; adds Image → Export
-        Timeline… (``window.export_timeline_action``)."""
-        bar = cls(window.viewer)
-        layout = window.viewer.layout()
-        layout.insertWidget(layout.indexOf(window.canvas) + 1, bar)
-        worker = window.worker
-        # bound slots of the bar (not lambdas): Qt queues them into the UI thread
-        worker.busy.connect(bar.start)
-        worker.progress.connect(bar._on_progress)
-        worker.finished.connect(bar._on_finished)
-        worker.cancelled.connect(bar.stop)
-        worker.failed.connect(bar._on_failed)
-        bar.frame_shown.connect(window.canvas.set_image)
-
-        action = QAction("Export &Timeline…", window)
-        action.setShortcut(QKeySequence("Ctrl+Shift+E"))
-        action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-        action.setToolTip("Export the timeline as an animated WebP or GIF (Ctrl+Shift+E)")
-        action.setEnabled(False)
-        action.triggered.connect(lambda: _export_from(window, bar))
-        bar.export_button.clicked.connect(action.trigger)
-        image_menu = next((a.menu() for a in window.menuBar().actions() if a.text() == "&Image"), None)
-        if image_menu is not None:
-            image_menu.addSeparator()
-            image_menu.addAction(action)
-        else:
-            window.addAction(action)
-        window.export_timeline_action = action
-        bar._action = action
-        bar._update_controls()
-        return bar
-
     def __len__(self) -> int:
         return len(self.timeline)
-
-
-def _export_from(window, bar: TimelineBar) -> None:
-    if not len(bar) or bar._running:
-        return
-    seeds = list(getattr(getattr(window, "_result", None), "seeds", None) or [])
-    name = f"timeline-{seeds[0]}" if seeds else "timeline"
-    path = bar.ask_path(window, window.output_dir(), name)
-    if path is None:
-        return
-    try:
-        count = bar.export(path)
-    except TimelineError as exc:
-        window.message_area.show_message("Could not export the timeline", str(exc))
-        window.statusBar().showMessage("Timeline not exported")
-        return
-    window.statusBar().showMessage(f"Timeline exported: {path} ({count} frames)")

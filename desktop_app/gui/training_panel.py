@@ -26,7 +26,6 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QListWidget,
     QListWidgetItem,
-    QMainWindow,
     QPushButton,
     QScrollArea,
     QSpinBox,
@@ -34,9 +33,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_app.errors import ModelError, RequestError
+from desktop_app.errors import FailureKind, ModelError, RequestError
 from desktop_app.training import checkpoint, dataset
-from desktop_app.gui.side_dock import add_side_dock
 from desktop_app.training.config import PRESETS, RARE_TOKENS, TrainConfig, job_path
 from desktop_app.training.support import check_model
 from desktop_app.gui.buttons import action_button
@@ -44,6 +42,12 @@ from desktop_app.gui.images import pil_to_qimage
 from desktop_app.gui.loss_curve import LossCurve
 
 THUMB = 56
+# what a person can do about a failed training, by its "failed" event's "kind" (a FailureKind value; the
+# others: "bad_input" and "engine" say it in their message, "internal" has its traceback on stderr)
+FAILURE_HINTS = {
+    FailureKind.OUT_OF_MEMORY.value: "Out of memory: try a lower resolution or batch size.",
+    FailureKind.DISK.value: "Free some disk space; Resume continues from the last checkpoint.",
+}
 
 
 class TrainingPanel(QWidget):
@@ -57,6 +61,7 @@ class TrainingPanel(QWidget):
         self.state = "idle"
         self.scan: dataset.Scan | None = None
         self.last_event: dict = {}
+        self.failure_kind = ""  # the FailureKind value of the last failure the process reported
         self._buffer = b""
         self._resuming = False
         self._build()
@@ -396,8 +401,10 @@ class TrainingPanel(QWidget):
             self._set_state("cancelled")
             self.show_status(f"cancelled at step {event['step']}; the checkpoint stays in the job folder.")
         elif kind == "failed":
+            self.failure_kind = str(event.get("kind", FailureKind.INTERNAL.value))
             self._set_state("failed")
-            self.show_status(event["message"], error=True)
+            hint = FAILURE_HINTS.get(self.failure_kind, "")
+            self.show_status(f"{event['message']} {hint}".strip(), error=True)
         self.event_received.emit(event)
 
     def _on_exit(self, code: int, status) -> None:
@@ -433,17 +440,6 @@ class TrainingPanel(QWidget):
             if not self.process.waitForFinished(15_000):
                 self.process.kill()
                 self.process.waitForFinished(5_000)
-
-    @classmethod
-    def attach(cls, window: QMainWindow) -> TrainingPanel:
-        """Add the panel as a dock (tabbed with the gallery) with a View menu entry."""
-        panel = cls(window)
-        dock, _action = add_side_dock(window, panel, "Fine-tune", "training_dock", "&Fine-tune")
-        models = getattr(window, "models_panel", None)
-        if models is not None and hasattr(models, "refresh"):
-            panel.lora_saved.connect(lambda _name: models.refresh(hf_cache=False))
-        window.training_dock = dock
-        return panel
 
 
 def _spin(low: int, high: int, step: int = 1, value: int | None = None) -> QSpinBox:

@@ -8,23 +8,23 @@ Every exception ends as ``failed(kind, message)`` with a message a person can re
 from __future__ import annotations
 
 import logging
-import os
 import threading
-import traceback
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from desktop_app.engine import events  # torch-free: the typed events the engine emits
+from desktop_app.errors import EngineError, FailureKind, OutOfMemory, failure_kind, log_traceback, one_line
 
 log = logging.getLogger(__name__)
 
 # Every worker thread ever started, so that tests (and closeEvent) can check that none is left running.
 _threads: weakref.WeakSet[QThread] = weakref.WeakSet()
 
-FAILURE_KINDS = ("bad_input", "model", "out_of_memory", "engine", "internal")
+# the kinds a failed signal carries (a cancel is the cancelled signal): FailureKind's values
+FAILURE_KINDS = tuple(kind.value for kind in FailureKind if kind is not FailureKind.CANCELLED)
 
 
 def live_threads() -> list[QThread]:
@@ -52,9 +52,10 @@ class GenerationWorker(QObject):
     """
 
     stage = Signal(str, str)  # stage name, detail (for "text": the tokens)
-    progress = Signal(int, int, object, float)  # step, total, preview PIL image or None, elapsed seconds
+    # step, total, preview PIL image or None, elapsed seconds, the stage counting ("denoise", "hires", "upscale")
+    progress = Signal(int, int, object, float, str)
     finished = Signal(object)  # desktop_app.engine.events.Finished
-    failed = Signal(str, str)  # kind (one of FAILURE_KINDS), readable message
+    failed = Signal(str, str)  # kind (a FailureKind value, one of FAILURE_KINDS), readable message
     cancelled = Signal()
     busy = Signal()
     idle = Signal()
@@ -106,7 +107,7 @@ class GenerationWorker(QObject):
             self._get_engine()
         except Exception as exc:  # noqa: BLE001 - warm-up is best effort; a real run reports properly
             log.info("engine warm-up failed: %s", exc)
-            self.warmed.emit(False, str(exc) if _is_engine_error(exc) else _one_line(exc))
+            self.warmed.emit(False, str(exc) if isinstance(exc, EngineError) else one_line(exc))
 
     @Slot(object, object)
     def _run(self, request, cancel: threading.Event) -> None:
@@ -125,10 +126,10 @@ class GenerationWorker(QObject):
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
             kind, message = self._describe(exc)
-            if kind == "cancelled":
+            if kind is FailureKind.CANCELLED:
                 self.cancelled.emit()
             else:
-                self.failed.emit(kind, message)
+                self.failed.emit(kind.value, message)
         finally:
             with self._lock:
                 if self._cancel_event is cancel:
@@ -136,9 +137,12 @@ class GenerationWorker(QObject):
             self.idle.emit()
 
     def _execute(self, engine, request, cancel: threading.Event):
-        """Run one job on the engine: Finished, or None when it was cancelled."""
-        request = _resolve_library_model(request)
-        return engine.run(request, self._on_event, cancel)
+        """Run one job on the engine: Finished, or None when it was cancelled. Library names become paths
+        first (the form has applied the model's defaults); an unknown name is a ModelError, a "model" failure
+        with the library's message (close matches), before the engine loads anything."""
+        from desktop_app.models.resolve import resolve_names  # torch-free
+
+        return engine.run(resolve_names(request), self._on_event, cancel)
 
     def _get_engine(self):
         if self._engine is None:
@@ -153,116 +157,37 @@ class GenerationWorker(QObject):
         return self._engine
 
     def _on_event(self, event) -> None:
-        # Match on the class name: importing the events module here is cheap, but fakes in tests stay simple.
-        name = type(event).__name__
-        if name == "StageStarted":
+        if isinstance(event, events.StageStarted):
             self.stage.emit(str(event.stage), str(event.detail or ""))
-        elif name == "Progress":
-            self.progress.emit(int(event.step), int(event.total), event.preview, float(event.elapsed))
-        # Finished comes back as run()'s return value, Cancelled as None: no double signals.
+        elif isinstance(event, events.Progress):
+            self.progress.emit(int(event.step), int(event.total), event.preview, float(event.elapsed),
+                               str(event.stage))
+        # the terminal events (Finished, Cancelled, Failed) are ignored: run()'s return value and its exception
+        # decide the outcome, so each job ends in exactly one signal
 
-    def _describe(self, exc: BaseException) -> tuple[str, str]:
-        from desktop_app import errors  # no torch in there
-
-        if isinstance(exc, errors.CancelledError):
-            return "cancelled", ""
-        if isinstance(exc, errors.RequestError):
-            return "bad_input", str(exc)
-        if isinstance(exc, errors.ModelError):
-            return "model", str(exc)
-        if isinstance(exc, errors.OutOfMemory):  # every lighter mode was tried: the engine says which
-            return "out_of_memory", str(exc)
-        if _is_out_of_memory(exc):
+    def _describe(self, exc: BaseException) -> tuple[FailureKind, str]:
+        """The failure's kind and a message a person can act on; an internal one's traceback goes to the log."""
+        kind = failure_kind(exc)
+        if kind is FailureKind.OUT_OF_MEMORY and not isinstance(exc, OutOfMemory):  # OutOfMemory says what
             where = "GPU" if "cuda" in type(exc).__module__.lower() or "CUDA" in str(exc) else "device"
-            return "out_of_memory", (
-                f"The {where} ran out of memory. Try a smaller image, a batch of 1, or fewer images at once.")
-        if isinstance(exc, errors.EngineError):
-            return "engine", str(exc)
-        log_file = self._write_traceback(exc)
-        where = f" Details are in {log_file}." if log_file else ""
-        return "internal", f"Something went wrong inside the engine: {_one_line(exc)}.{where}"
-
-    def _write_traceback(self, exc: BaseException) -> Path | None:
-        text = "".join(traceback.format_exception(exc))
-        log.error("generation failed:\n%s", text)
-        try:
-            folder = self._log_dir or logs_dir()
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / "errors.log"
-            with path.open("a", encoding="utf-8") as handle:
-                handle.write(f"--- {datetime.now().isoformat(timespec='seconds')}\n{text}\n")
-            return path
-        except OSError:
-            return None
-
-
-@dataclass(frozen=True)
-class UpscaleJob:
-    """One image to upscale: a file path (or a PIL image) and the options of ``Engine.upscale``."""
-
-    source: object  # str or Path of an image file, or a PIL image
-    model: str = "default"  # "default", an upscaler file, or a name in the upscalers folder
-    scale: float | None = None  # None: the model's own
-    tile: int | None = 512
-    model_folder: str | None = None  # the model folder whose upscaler "default" means (the form's model)
+            return kind, (f"The {where} ran out of memory. Try a smaller image, a batch of 1, or fewer images "
+                          "at once.")
+        if kind is FailureKind.DISK and isinstance(exc, OSError):
+            where = f" ({exc.filename})" if exc.filename else ""
+            return kind, f"{exc.strerror or one_line(exc)}{where}. Free some disk space, or write elsewhere."
+        if kind is FailureKind.INTERNAL:
+            log.error("generation failed", exc_info=exc)
+            log_file = log_traceback(exc, "window", folder=self._log_dir)
+            where = f" Details are in {log_file}." if log_file else ""
+            return kind, f"Something went wrong inside the engine: {one_line(exc)}.{where}"
+        return kind, "" if kind is FailureKind.CANCELLED else str(exc)
 
 
 class UpscaleWorker(GenerationWorker):
-    """Runs UpscaleJobs (``Engine.upscale``) in its own thread, with the same signals as GenerationWorker:
-    stage ("load", "upscale"), progress once per tile (step = tiles done, total = tiles), finished with a
-    Finished whose recipe["job"] is "upscale", failed, cancelled (between tiles). It has its own Engine, which
-    loads only upscalers, so it never waits on a generation."""
+    """Runs UpscaleRequests (``Engine.upscale``) in its own thread, with the same signals as GenerationWorker:
+    stage ("load", "upscale"), progress once per tile (step = tiles done, total = tiles, stage "upscale"),
+    finished with a Finished whose recipe["job"] is "upscale", failed, cancelled (between tiles). It has its
+    own Engine, which loads only upscalers, so it never waits on a generation."""
 
-    def _execute(self, engine, job: UpscaleJob, cancel: threading.Event):
-        return engine.upscale(job.source, job.model, scale=job.scale, tile=job.tile, emit=self._on_event,
-                              cancel=cancel, model_folder=job.model_folder)
-
-
-def logs_dir() -> Path:
-    """The per-user logs folder (DESKTOP_APP_HOME overrides the base)."""
-    try:
-        from desktop_app import paths
-
-        return Path(paths.logs_dir())
-    except (ImportError, AttributeError):  # paths not importable: the same rule, by hand
-        home = os.environ.get("DESKTOP_APP_HOME")
-        return (Path(home) if home else Path.home() / ".desktop-app") / "logs"
-
-
-def _resolve_library_model(request):
-    """The request with a model-library name replaced by its path; anything else as it was (the loader
-    reports a missing path itself)."""
-    import dataclasses
-
-    from desktop_app.errors import ModelError
-    from desktop_app.models.model_library import resolve_model  # torch-free
-
-    model = getattr(request, "model", None)
-    if not isinstance(model, str) or not dataclasses.is_dataclass(request):
-        return request
-    try:
-        resolved = resolve_model(model)
-    except ModelError:
-        return request
-    return request if resolved == model else dataclasses.replace(request, model=resolved)
-
-
-def _is_engine_error(exc: BaseException) -> bool:
-    from desktop_app.errors import EngineError
-
-    return isinstance(exc, EngineError)
-
-
-def _is_out_of_memory(exc: BaseException) -> bool:
-    if isinstance(exc, MemoryError):
-        return True
-    # torch.OutOfMemoryError / torch.cuda.OutOfMemoryError, matched by name so that torch is not imported here
-    if any(cls.__name__ == "OutOfMemoryError" for cls in type(exc).__mro__):
-        return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
-
-
-def _one_line(exc: BaseException, limit: int = 240) -> str:
-    message = " ".join(str(exc).split())
-    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    def _execute(self, engine, request, cancel: threading.Event):
+        return engine.upscale(request, emit=self._on_event, cancel=cancel)

@@ -90,9 +90,9 @@ def _write_cache(cache: dict) -> None:
     file = _cache_file()
     if file is None:
         return
-    temp = file.with_name(file.name + ".tmp")
+    from desktop_app.paths import write_text_atomically
+
     try:
-        temp.write_text(json.dumps(cache, indent=0), encoding="utf-8")
-        os.replace(temp, file)
+        write_text_atomically(file, json.dumps(cache, indent=0), prefix=".model-hashes-")
     except OSError:  # a cache: never worth failing a generation for
-        temp.unlink(missing_ok=True)
+        pass

@@ -3,6 +3,8 @@ ask for a model's own defaults (steps, guidance, sampler, size, its upscaler). T
 
 from __future__ import annotations
 
+import dataclasses
+
 from desktop_app.errors import ModelError
 from desktop_app.models import model_folder, single_file
 
@@ -22,3 +24,49 @@ def model_defaults(name_or_path: str) -> dict:
     if "upscale" not in result and model_folder.upscaler_path(folder) is not None:
         result["upscale"] = "default"
     return result
+
+
+# the request fields a model may declare defaults for (GenerationRequest's names)
+DECLARED_FIELDS = ("width", "height", "steps", "guidance_scale", "sampler", "upscale")
+
+
+def declared_defaults(model: str, lora_names=()) -> dict:
+    """What a request on ``model`` (a path or "default": see ``resolve_names``) with these LoRAs uses where the
+    user said nothing: the few-step family's published settings (Turbo, LCM, an LCM-LoRA among the LoRAs), under
+    what the model itself declares. The window fills its form with this; the command line fills its request."""
+    from desktop_app.models.few_step import few_step_defaults
+
+    return few_step_defaults(model, [str(name) for name in lora_names]) | model_defaults(model)
+
+
+def resolve_names(request):
+    """``request`` with model-library names replaced by the paths they stand for (the model, the refiner).
+    A ModelError names an unknown one (with close matches)."""
+    from desktop_app.models.model_library import resolve_model
+
+    changes = {}
+    for field in ("model", "refiner"):
+        value = getattr(request, field, None)
+        if isinstance(value, str):
+            path = resolve_model(value)
+            if path != value:
+                changes[field] = str(path)
+    return dataclasses.replace(request, **changes) if changes else request
+
+
+def resolve(request, given=None):
+    """The one resolve step the command line and the window share, before the engine sees a request: library
+    names become paths, then every field of ``DECLARED_FIELDS`` not in ``given`` (the fields the user set; None:
+    all of them) takes what ``declared_defaults`` says for the model and its LoRAs. Works on any dataclass with
+    those fields (models/ does not import the engine's request type); the result is built again, so validated."""
+    request = resolve_names(request)
+    given = set(DECLARED_FIELDS if given is None else given)
+    if given >= set(DECLARED_FIELDS):
+        return request
+    loras = [getattr(lora, "name", lora) for lora in getattr(request, "loras", ()) or ()]
+    declared = declared_defaults(request.model, loras)
+    changes = {field: declared[field] for field in DECLARED_FIELDS
+               if field not in given and field in declared and hasattr(request, field)}
+    if "upscale" not in given and "upscale" not in declared and hasattr(request, "upscale"):
+        changes["upscale"] = None  # the model has no upscaler of its own: none unless asked
+    return dataclasses.replace(request, **changes) if changes else request

@@ -14,10 +14,7 @@ its A1111 mode) and gives back a dict of GenerationRequest fields.
 from __future__ import annotations
 
 import json
-import os
 import re
-import stat
-import tempfile
 import unicodedata
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +25,7 @@ from desktop_app.studio import foreign_recipes
 from desktop_app.studio.parameters_text import MAX_PARAMETERS, NoRecipe, _lora_pair, parse_parameters  # noqa: F401
 from desktop_app.studio.image_metadata import Unreadable, read_image_text, stealth_text
 from desktop_app.errors import printable
+from desktop_app.paths import write_atomically
 
 RECIPE_FORMAT = "desktop-app-recipe/1"
 TEMP_PREFIX = ".saving-"  # temporary files start with this; the start-up check removes leftovers
@@ -136,22 +134,7 @@ def save_png(image, path: Path, recipe: dict | None = None, seed: int | None = N
     the error propagates: no partial file is ever left under either name."""
     path = png_path(path)
     info = png_info(recipe, seed)
-    mode = new_file_mode(path)
-    handle, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".png", dir=path.parent)
-    os.close(handle)
-    try:
-        with open(temp, "wb") as stream:
-            _write(image, stream, info)
-            stream.flush()
-            if hasattr(os, "fchmod"):  # POSIX: the user's umask, not mkstemp's 0600
-                os.fchmod(stream.fileno(), mode)
-            os.fsync(stream.fileno())  # the rename must never publish bytes still in the page cache
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    _sync_folder(path.parent)
-    return path
+    return write_atomically(path, lambda stream: _write(image, stream, info), prefix=TEMP_PREFIX, suffix=".png")
 
 
 def png_path(path: Path) -> Path:
@@ -160,45 +143,6 @@ def png_path(path: Path) -> Path:
     if path.suffix.lower() != ".png":
         path = path.with_suffix(path.suffix + ".png") if path.suffix else path.with_suffix(".png")
     return path
-
-
-def new_file_mode(path: Path) -> int:
-    """The permissions a plain ``open()`` would give ``path`` (0o666 less the umask), or those of the file
-    it replaces: mkstemp makes its file 0600, which would hide the image from the user's other accounts."""
-    try:
-        return stat.S_IMODE(os.stat(path).st_mode)
-    except OSError:
-        return 0o666 & ~current_umask()
-
-
-def current_umask() -> int:
-    """The process umask, read without changing it where the system allows (os.umask is not thread-safe)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _sync_folder(folder: Path) -> None:
-    """Make the rename itself durable (POSIX); best effort elsewhere."""
-    if os.name != "posix":
-        return
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def suggested_name(prompt: str, seed: int | None) -> str:

@@ -9,12 +9,12 @@ last frame. The window keeps one Timeline (the last generation), the command lin
 
 from __future__ import annotations
 
-import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
+
+from desktop_app.paths import write_atomically
 
 FORMATS = {".webp": "WEBP", ".gif": "GIF"}
 FRAME_MS_TOTAL = 3000  # the steps together play in about this long ...
@@ -129,18 +129,15 @@ def write_animation(images: list, path: Path | str, durations: list[int] | None 
     options = {"quality": 90, "method": 4} if fmt == "WEBP" else {}
     if not path.parent.is_dir():
         raise TimelineError(f"cannot write {path}: the folder {path.parent} does not exist")
-    # a plain open (not mkstemp, whose files are private): the animation gets the permissions of any new file
-    temp = path.with_name(f".saving-{uuid.uuid4().hex[:12]}{path.suffix}")
-    try:
-        frames[0].save(temp, format=fmt, save_all=True, append_images=frames[1:], duration=times, loop=0,
+
+    def write(stream) -> None:
+        frames[0].save(stream, format=fmt, save_all=True, append_images=frames[1:], duration=times, loop=0,
                        **options)
-        os.replace(temp, path)
+
+    try:  # a ".saving-" temporary file, as the PNG files have: the start-up check removes a leftover one
+        write_atomically(path, write, prefix=".saving-")
     except OSError as exc:
-        Path(temp).unlink(missing_ok=True)
         raise TimelineError(f"cannot write {path}: {exc.strerror or exc}") from None
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
     return len(frames)
 
 

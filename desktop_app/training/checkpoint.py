@@ -13,13 +13,13 @@ torch is imported inside the functions: the Fine-tune panel asks ``exists`` with
 from __future__ import annotations
 
 import json
-import os
 import random
 import warnings
 from pathlib import Path
 
 from desktop_app.errors import ModelError
 from desktop_app.errors import printable
+from desktop_app.paths import write_atomically
 
 FILE_NAME = "checkpoint.safetensors"
 LEGACY_NAME = "checkpoint.pt"  # before safetensors: read on resume, never written
@@ -46,18 +46,15 @@ def exists(job_dir: Path) -> bool:
 def save(job_dir: Path, state: dict) -> Path:
     """``state`` holds tensors, numbers, strings, None, lists, tuples and dicts (str or int keys) only."""
     import torch
-    from safetensors.torch import save_file
+    from safetensors.torch import save as to_bytes
 
     target = path_in(job_dir)
-    temp = target.with_name(target.name + ".tmp")
     state = dict(state, rng={"torch": torch.get_rng_state(), "python": list(_python_state()),
                              "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []})
     tensors: dict[str, torch.Tensor] = {}
     skeleton = _pack(state, tensors)
-    save_file(tensors, str(temp), metadata={STATE_KEY: json.dumps(skeleton)})
-    with temp.open("rb+") as handle:
-        os.fsync(handle.fileno())
-    os.replace(temp, target)
+    data = to_bytes(tensors, metadata={STATE_KEY: json.dumps(skeleton)})  # a LoRA's state: megabytes
+    write_atomically(target, lambda stream: stream.write(data), prefix=f".{FILE_NAME}-")
     (job_dir / LEGACY_NAME).unlink(missing_ok=True)  # the new file supersedes an old-format one
     return target
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from desktop_app.errors import EngineError
+from desktop_app.errors import EngineError, FailureKind
+
+# why a run stops -> the FailureKind its "failed" event and exit code carry
+REASONS = {"disk": FailureKind.DISK, "nan": FailureKind.ENGINE}
 
 
 class TrainingError(EngineError):
-    """Training stopped: ``kind`` is "nan" or "disk"; the message says why and what was kept."""
+    """Training stopped: ``reason`` is "nan" (the loss diverged) or "disk" (no room for checkpoints); ``kind``
+    the FailureKind for it. The message says why and what was kept."""
 
-    def __init__(self, kind: str, message: str):
+    def __init__(self, reason: str, message: str):
         super().__init__(message)
-        self.kind = kind
+        self.reason = reason
+        self.kind = REASONS.get(reason, FailureKind.ENGINE)

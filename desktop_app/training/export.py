@@ -32,7 +32,9 @@ def save_lora(folder: Path, name: str, unet, text_encoder, metadata: dict, kohya
     check_job_name(name)  # before any file system call: the name becomes NAME/ and NAME.safetensors in folder
     from diffusers import StableDiffusionPipeline
     from diffusers.utils import convert_state_dict_to_diffusers, convert_state_dict_to_kohya
-    from safetensors.torch import save_file
+    from safetensors.torch import save
+
+    from desktop_app.paths import write_atomically
 
     unet_peft = peft_state(unet)
     text_peft = peft_state(text_encoder) if text_encoder is not None else {}
@@ -58,9 +60,8 @@ def save_lora(folder: Path, name: str, unet, text_encoder, metadata: dict, kohya
     kohya = {k: (v.float() if k.endswith(".alpha") else v).contiguous()
              for k, v in convert_state_dict_to_kohya(combined).items()}
     kohya_file = folder / f"{name}.safetensors"
-    temp_file = folder / f".{name}.safetensors.tmp"
-    save_file(kohya, temp_file, metadata={k: str(v) for k, v in metadata.items()})
-    os.replace(temp_file, kohya_file)
+    data = save(kohya, metadata={k: str(v) for k, v in metadata.items()})
+    write_atomically(kohya_file, lambda stream: stream.write(data), prefix=f".{name}.safetensors-")
     return {"kohya": str(kohya_file), "diffusers": str(target_dir / DIFFUSERS_FILE)}
 
 

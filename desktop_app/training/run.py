@@ -6,7 +6,9 @@ checkpoint and exits, cancel saves one and exits; ``--resume`` continues from it
 here cannot take the window down, and a killed process resumes from its last checkpoint.
 
 Exit codes: 0 finished, paused or cancelled (the last event says which); 2 bad input (a "failed" event with
-kind "input"); 1 training failed (kind "nan", "disk" or "error").
+kind "bad_input"); 1 training failed. A "failed" event's "kind" is a ``FailureKind`` value: "bad_input",
+"out_of_memory" (found by the exception's type), "disk", "engine" (a readable stop: a NaN loss, with
+"reason": "nan" and the step) or "internal" (a bug; the traceback is on stderr).
 """
 
 from __future__ import annotations
@@ -62,10 +64,13 @@ def main(argv: list[str] | None = None) -> int:
         events.write(json.dumps(event) + "\n")
         events.flush()
 
-    from desktop_app.errors import EngineError, ModelError, RequestError
+    from desktop_app.errors import EngineError, FailureKind, ModelError, RequestError, failure_kind, one_line
     from desktop_app.training.config import TrainConfig
     from desktop_app.training.dataset import DatasetError, check_ready, scan
     from desktop_app.training.errors import TrainingError
+
+    def failed(kind: FailureKind, message: str) -> None:
+        emit({"event": "failed", "kind": kind.value, "message": message})
 
     try:
         config = TrainConfig.load(Path(args.config))
@@ -75,20 +80,19 @@ def main(argv: list[str] | None = None) -> int:
         control = Control(job_dir(config.name) / CONTROL_FILE)
         train(config, emit, control, resume=args.resume)
         return 0
-    except (RequestError, ModelError, DatasetError) as exc:
-        emit({"event": "failed", "kind": "input", "message": " ".join(str(exc).split())})
+    except (RequestError, ModelError, DatasetError) as exc:  # the job's settings, images or base model
+        failed(FailureKind.BAD_INPUT, " ".join(str(exc).split()))
         return 2
     except TrainingError as exc:
-        if exc.kind == "disk":
-            emit({"event": "failed", "kind": "disk", "message": str(exc)})
-        return 1  # "nan" was emitted where it happened, with the step
+        if exc.reason != "nan":  # a NaN was emitted where it happened, with the step
+            failed(exc.kind, str(exc))
+        return 1
     except EngineError as exc:
-        emit({"event": "failed", "kind": "error", "message": " ".join(str(exc).split())})
+        failed(failure_kind(exc), " ".join(str(exc).split()))  # OUT_OF_MEMORY for OutOfMemory, else ENGINE
         return 1
     except Exception as exc:  # noqa: BLE001 - the process boundary: every failure becomes an event
         traceback.print_exc(file=sys.stderr)
-        kind = "memory" if "out of memory" in str(exc).lower() else "error"
-        emit({"event": "failed", "kind": kind, "message": f"{type(exc).__name__}: {' '.join(str(exc).split())}"})
+        failed(failure_kind(exc), one_line(exc, 2000))  # out of memory by type (torch's), a full disk, a bug
         return 1
 
 

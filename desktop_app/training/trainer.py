@@ -220,8 +220,10 @@ def train(config: TrainConfig, emit: Emit, control: Callable[[], str | None] = l
                 kept_text = f"the last good checkpoint (step {checkpoint.saved_step(folder)}) is kept in {kept}"
             message = (f"the loss became {loss.item()} at step {step + 1}: training stopped; {kept_text}. "
                        "Lower the learning rate (or turn off fp16) and resume or start again.")
-            emit({"event": "failed", "kind": "nan", "step": step + 1, "message": message})
-            raise TrainingError("nan", message)
+            error = TrainingError("nan", message)
+            emit({"event": "failed", "kind": error.kind.value, "reason": error.reason, "step": step + 1,
+                  "message": message})
+            raise error
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()

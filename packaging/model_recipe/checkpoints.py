@@ -1,9 +1,8 @@
-"""Resumable training state: one file per stage in the cache folder, written atomically."""
+"""Resumable training state: one file per stage in the cache folder, written atomically (loop.Loop uses it)."""
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -16,14 +15,6 @@ def save(path: Path, **state) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
-
-
-def stretch_rate(lr: float, lr_final: float | None, done: float) -> float:
-    """The learning rate at fraction ``done`` of a training stretch: constant ``lr``, or with ``lr_final`` a
-    cosine from ``lr`` down to ``lr_final`` (the annealing phase that a constant rate never has)."""
-    if lr_final is None:
-        return lr
-    return lr_final + (lr - lr_final) * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, done))))
 
 
 def load(path: Path) -> dict | None:

@@ -6,7 +6,6 @@ same downscales passed through the trained VAE, which is what the upscaler sees 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ from spandrel.architectures.Compact import Compact
 import checkpoints
 import data
 import train_vae
+from loop import Loop
 
 SR_CONFIG = dict(num_in_ch=3, num_out_ch=3, num_feat=48, num_conv=12, upscale=4, act_type="prelu")
 
@@ -35,29 +35,14 @@ def _pairs(cache: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 def train(cache: Path, minutes: float, steps: int | None = None, batch: int = 16, crop: int = 32,
           lr: float = 5e-4, lr_final: float | None = None) -> Path:
     """Train for ``minutes`` (or ``steps``), resuming from the checkpoint and saving it every few minutes;
-    with ``lr_final`` the rate anneals along a cosine over the stretch (checkpoints.stretch_rate)."""
+    with ``lr_final`` the rate anneals along a cosine over the stretch (loop.stretch_rate)."""
     lo, lo_vae, hi = _pairs(cache)
-    ckpt_path = cache / "ckpt" / "sr.pt"
-    log = checkpoints.Log(cache / "logs" / "sr.jsonl")
     model = Compact(**SR_CONFIG)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    step, seconds = 0, 0.0
-    state = checkpoints.load(ckpt_path)
-    if state:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        step, seconds = state["step"], state["seconds"]
-        print(f"sr: resumed at step {step} ({seconds / 60:.1f} min so far)")
+    loop = Loop("sr", cache, model, opt, seed=2000, log_every=100, lr=lr, lr_final=lr_final)
     print(f"sr: {sum(p.numel() for p in model.parameters()) / 1e6:.3f}M parameters, {len(lo)} pairs")
-    gen = torch.Generator().manual_seed(2000 + step)
-    start, last_save = time.time(), time.time()
-    target = steps or 10**9
-    first_step = step
 
-    def save(elapsed: float) -> None:
-        checkpoints.save(ckpt_path, model=model.state_dict(), opt=opt.state_dict(), step=step, seconds=elapsed)
-
-    while step < target and (time.time() - start) < minutes * 60:
+    def train_step(gen: torch.Generator) -> torch.Tensor:
         idx = torch.randint(0, len(lo), (batch,), generator=gen)
         use_vae = (torch.rand(batch, generator=gen) < 0.5).view(-1, 1, 1, 1)
         src = torch.where(use_vae, lo_vae[idx], lo[idx])
@@ -65,26 +50,9 @@ def train(cache: Path, minutes: float, steps: int | None = None, batch: int = 16
         xs = torch.randint(0, 64 - crop + 1, (1,), generator=gen).item()
         x = src[:, :, ys:ys + crop, xs:xs + crop]
         y = hi[idx][:, :, ys * 4:(ys + crop) * 4, xs * 4:(xs + crop) * 4]
-        loss = F.l1_loss(model(x), y)
-        done = ((step - first_step) / steps) if steps else (time.time() - start) / (minutes * 60)
-        rate = checkpoints.stretch_rate(lr, lr_final, done)
-        for group in opt.param_groups:
-            group["lr"] = rate
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        if step % 100 == 0:
-            elapsed = seconds + time.time() - start
-            log.write(step=step, loss=loss.item(), seconds=elapsed, lr=rate)
-            print(f"sr step {step} loss {loss.item():.4f} lr {rate:.2e} {elapsed / 60:.1f} min", flush=True)
-        if time.time() - last_save > 300:
-            save(seconds + time.time() - start)
-            last_save = time.time()
-    seconds += time.time() - start
-    save(seconds)
-    print(f"sr: saved at step {step}")
-    return ckpt_path
+        return F.l1_loss(model(x), y)
+
+    return loop.run(train_step, minutes, steps)
 
 
 def bicubic_gain(cache: Path) -> dict:

@@ -9,7 +9,6 @@ block, not only through cross-attention.
 from __future__ import annotations
 
 import copy
-import time
 from pathlib import Path
 
 import torch
@@ -18,6 +17,7 @@ from diffusers import DDPMScheduler, UNet2DConditionModel
 
 import checkpoints
 import data
+from loop import Loop
 
 UNET_CONFIG = dict(
     sample_size=16, in_channels=4, out_channels=4, layers_per_block=1,
@@ -51,27 +51,15 @@ def train(cache: Path, minutes: float, steps: int | None = None, batch: int = 64
     alphas = sched.alphas_cumprod
     snr = alphas / (1 - alphas)
 
-    ckpt_path = cache / "ckpt" / "unet.pt"
-    log = checkpoints.Log(cache / "logs" / "unet.jsonl")
     unet = UNet2DConditionModel(**UNET_CONFIG)
     ema = copy.deepcopy(unet).requires_grad_(False)
     opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.01)
-    step, seconds = 0, 0.0
-    state = checkpoints.load(ckpt_path)
-    if state:
-        unet.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["opt"])
-        step, seconds = state["step"], state["seconds"]
-        print(f"unet: resumed at step {step} ({seconds / 60:.1f} min so far)")
+    loop = Loop("unet", cache, unet, opt, others={"ema": ema}, seed=1000, log_every=50, lr=lr, lr_final=lr_final,
+                clip=1.0)
     print(f"unet: {sum(p.numel() for p in unet.parameters()) / 1e6:.2f}M parameters, "
           f"{len(caption_ids)} training captions")
-    gen = torch.Generator().manual_seed(1000 + step)
-    start, last_save = time.time(), time.time()
-    target = steps or 10**9
-    first_step = step
-    unet.train()
-    while step < target and (time.time() - start) < minutes * 60:
+
+    def train_step(gen: torch.Generator) -> torch.Tensor:
         pick = caption_ids[torch.randint(0, len(caption_ids), (batch,), generator=gen)]
         img = owner[pick]
         latents = (mean[img] + std[img] * torch.randn(mean[img].shape, generator=gen)) * scaling
@@ -85,33 +73,15 @@ def train(cache: Path, minutes: float, steps: int | None = None, batch: int = 64
         pred = unet(noisy, t, encoder_hidden_states=cond).sample
         # min-SNR-gamma weighting for v-prediction: min(snr, gamma) / (snr + 1)
         weight = torch.clamp(snr[t], max=MIN_SNR_GAMMA) / (snr[t] + 1)
-        loss = (F.mse_loss(pred, target_v, reduction="none").mean(dim=(1, 2, 3)) * weight).mean()
-        done = ((step - first_step) / steps) if steps else (time.time() - start) / (minutes * 60)
-        rate = checkpoints.stretch_rate(lr, lr_final, done)
-        for group in opt.param_groups:
-            group["lr"] = rate
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        opt.step()
-        step += 1
+        return (F.mse_loss(pred, target_v, reduction="none").mean(dim=(1, 2, 3)) * weight).mean()
+
+    def update_ema(step: int) -> None:
         decay = min(ema_decay, (1 + step) / (10 + step))
         with torch.no_grad():
             for p_ema, p in zip(ema.parameters(), unet.parameters()):
                 p_ema.lerp_(p, 1 - decay)
-        if step % 50 == 0:
-            elapsed = seconds + time.time() - start
-            log.write(step=step, loss=loss.item(), seconds=elapsed, lr=rate)
-            print(f"unet step {step} loss {loss.item():.4f} lr {rate:.2e} {elapsed / 60:.1f} min", flush=True)
-        if time.time() - last_save > 300:
-            checkpoints.save(ckpt_path, model=unet.state_dict(), ema=ema.state_dict(), opt=opt.state_dict(),
-                             step=step, seconds=seconds + time.time() - start)
-            last_save = time.time()
-    seconds += time.time() - start
-    checkpoints.save(ckpt_path, model=unet.state_dict(), ema=ema.state_dict(), opt=opt.state_dict(), step=step,
-                     seconds=seconds)
-    print(f"unet: saved at step {step}, {seconds / 60:.1f} min of training")
-    return ckpt_path
+
+    return loop.run(train_step, minutes, steps, after_step=update_ema)
 
 
 def load_trained(cache: Path) -> tuple[UNet2DConditionModel, dict]:

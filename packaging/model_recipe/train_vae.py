@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ from diffusers import AutoencoderKL
 
 import checkpoints
 import data
+from loop import Loop
 
 VAE_CONFIG = dict(
     in_channels=3, out_channels=3, latent_channels=4, sample_size=64, layers_per_block=1,
@@ -45,47 +45,25 @@ def train(cache: Path, minutes: float, steps: int | None = None, batch: int = 32
     val_x = to_tensor(images[split == "val"][:256])
     if len(val_x) == 0:  # tiny builds may hold out nothing
         val_x = train_x[:16]
-    ckpt_path = cache / "ckpt" / "vae.pt"
-    log = checkpoints.Log(cache / "logs" / "vae.jsonl")
     vae = AutoencoderKL(**VAE_CONFIG)
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
-    step, seconds = 0, 0.0
-    state = checkpoints.load(ckpt_path)
-    if state:
-        vae.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        step, seconds = state["step"], state["seconds"]
-        print(f"vae: resumed at step {step} ({seconds / 60:.1f} min so far)")
+    # a constant rate (lr=None: the loop leaves it alone, so a resumed optimiser keeps its saved rate)
+    loop = Loop("vae", cache, vae, opt, seed=0, log_every=50, formats={"kl": ".1f"})
     print(f"vae: {sum(p.numel() for p in vae.parameters()) / 1e6:.2f}M parameters, {len(train_x)} train images")
-    gen = torch.Generator().manual_seed(step)
-    start, last_save = time.time(), time.time()
-    target_steps = steps or 10**9
-    while step < target_steps and (time.time() - start) < minutes * 60:
-        idx = torch.randint(0, len(train_x), (batch,), generator=gen)
-        x = train_x[idx]
+
+    def train_step(gen: torch.Generator) -> tuple[torch.Tensor, dict]:
+        x = train_x[torch.randint(0, len(train_x), (batch,), generator=gen)]
         post = vae.encode(x).latent_dist
         rec = vae.decode(post.sample(generator=gen)).sample
         kl = post.kl().mean()
-        loss = F.l1_loss(rec, x) + 0.5 * F.mse_loss(rec, x) + 1e-6 * kl
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        if step % 50 == 0:
-            elapsed = seconds + time.time() - start
-            log.write(step=step, loss=loss.item(), kl=kl.item(), seconds=elapsed)
-            print(f"vae step {step} loss {loss.item():.4f} kl {kl.item():.1f} {elapsed / 60:.1f} min", flush=True)
-        if time.time() - last_save > 300:
-            checkpoints.save(ckpt_path, model=vae.state_dict(), opt=opt.state_dict(), step=step,
-                             seconds=seconds + time.time() - start)
-            last_save = time.time()
-    seconds += time.time() - start
-    val_psnr = evaluate(vae, val_x)
-    log.write(step=step, val_psnr=val_psnr, seconds=seconds)
-    print(f"vae: step {step}, held-out PSNR {val_psnr:.2f} dB")
-    checkpoints.save(ckpt_path, model=vae.state_dict(), opt=opt.state_dict(), step=step, seconds=seconds,
-                     val_psnr=val_psnr)
-    return ckpt_path
+        return F.l1_loss(rec, x) + 0.5 * F.mse_loss(rec, x) + 1e-6 * kl, {"kl": kl}
+
+    def held_out() -> dict:
+        val_psnr = evaluate(vae, val_x)
+        print(f"vae: step {loop.step}, held-out PSNR {val_psnr:.2f} dB")
+        return {"val_psnr": val_psnr}
+
+    return loop.run(train_step, minutes, steps, evaluate=held_out)
 
 
 def load_trained(cache: Path) -> tuple[AutoencoderKL, dict]:

@@ -170,3 +170,52 @@ def test_a_terminal_gets_a_progress_bar():
     reporter.close()
     text = stream.getvalue()
     assert "denoise: 3 steps\n" in text and "\r  [" in text and "3/3" in text and "\ndecode\n" in text
+
+
+def test_the_bar_names_what_it_counts_by_the_progress_stage_and_skips_terminal_events():
+    import io
+
+    from desktop_app.engine.events import Cancelled, Failed, Finished, Progress, StageStarted
+    from desktop_app.errors import FailureKind
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    reporter = cli_progress.Reporter(stream)
+    reporter(Progress(1, 2, None, 0.1))  # no StageStarted first: the stage travels with the progress
+    reporter(Progress(2, 4, None, 0.2, stage="hires"))
+    reporter(Progress(3, 8, None, 0.3, stage="upscale"))
+    for event in (Finished([], [1], {}), Cancelled(), Failed(FailureKind.INTERNAL.value, "boom")):
+        reporter(event)
+    reporter(StageStarted("save"))
+    reporter.close()
+    text = stream.getvalue()
+    assert "1/2 0.1s" in text and "2/4 hires steps" in text and "3/8 tiles" in text
+    assert "boom" not in text and text.endswith("\nsave\n")
+
+    plain = io.StringIO()  # a log or a pipe: stage lines only
+    logged = cli_progress.Reporter(plain)
+    logged(StageStarted("upscale", "2x"))
+    logged(Progress(1, 2, None, 0.1, stage="upscale"))
+    logged(Failed("internal", "boom"))
+    logged.close()
+    assert plain.getvalue() == "upscale: 2x\n"
+
+
+def test_the_timeline_recorder_keeps_denoising_previews_only_and_passes_everything_on():
+    from PIL import Image
+
+    from desktop_app.cli.studio import TimelineRecorder
+    from desktop_app.engine.events import Finished, Progress, StageStarted
+
+    seen = []
+    recorder = TimelineRecorder(seen.append)
+    preview = Image.new("RGB", (8, 8))
+    events = [StageStarted("denoise"), Progress(1, 2, preview, 0.1), Progress(2, 2, preview, 0.2),
+              Progress(1, 1, preview, 0.3, stage="hires"), Progress(1, 1, preview, 0.4, stage="upscale"),
+              Finished([preview], [1], {})]
+    for event in events:
+        recorder(event)
+    assert seen == events and [frame.step for frame in recorder.timeline.frames] == [1, 2]

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from desktop_app.engine.events import Finished, Progress
 from desktop_app.engine.request import SAMPLERS
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -35,7 +36,7 @@ def test_every_sampler_gives_finite_images_in_half_precision(cuda_engine, make_r
     assert result.recipe["device"].startswith("cuda")
     image = np.asarray(result.images[0], dtype=np.float32)
     assert image.shape == (128, 128, 3) and image.std() > 1.0  # not a black (NaN) image
-    previews = [e.preview for e in events if type(e).__name__ == "Progress"]
+    previews = [e.preview for e in events if isinstance(e, Progress) and e.stage == "denoise"]
     assert len(previews) == 6 and all(p is not None for p in previews)
 
 
@@ -64,13 +65,14 @@ def test_upscale_job_tiles_in_half_precision_match_the_cpu(cuda_engine, tiny_mod
     from PIL import Image
 
     from desktop_app.engine.generate import Engine
+    from desktop_app.engine.request import UpscaleRequest
 
     rng = np.random.default_rng(0)
     image = Image.fromarray((rng.random((150, 200, 4)) * 255).astype(np.uint8), "RGBA")
     own = str(tiny_model_dir / "upscaler" / "model.safetensors")
-    on_gpu = cuda_engine.upscale(image, own, tile=64)
+    on_gpu = cuda_engine.upscale(UpscaleRequest(image, own, tile=64))
     assert on_gpu.recipe["device"].startswith("cuda") and on_gpu.recipe["dtype"] in ("float16", "bfloat16")
-    on_cpu = Engine(device="cpu").upscale(image, own, tile=0)
+    on_cpu = Engine(device="cpu").upscale(UpscaleRequest(image, own, tile=0))
     gpu, cpu = (np.asarray(r.images[0], dtype=np.float32) for r in (on_gpu, on_cpu))
     assert gpu.shape == cpu.shape == (600, 800, 4)
     assert np.abs(gpu - cpu).mean() < 1.0  # half precision and tiles: within a level on average
@@ -80,7 +82,8 @@ def test_hires_fix_in_half_precision(cuda_engine, make_request, tiny_sd_dir):
     result, events = _run(cuda_engine, make_request(model=str(tiny_sd_dir), steps=4, hires_scale=2.0))
     image = np.asarray(result.images[0], dtype=np.float32)
     assert image.shape == (64, 64, 3) and np.isfinite(image).all()
-    assert [type(e).__name__ for e in events].count("Progress") == 4 + 2
+    assert [e.stage for e in events if isinstance(e, Progress)] == ["denoise"] * 4 + ["hires"] * 2
+    assert events[-1] is result and isinstance(result, Finished)
 
 
 @pytest.mark.parametrize("sampler", ["Euler", "DPM++ 2M Karras"])
@@ -90,5 +93,5 @@ def test_sdxl_refiner_in_half_precision(cuda_engine, xl_request, sampler):
     assert cuda_engine._refiner[2].pipe.unet.dtype == cuda_engine.model.dtype
     image = np.asarray(result.images[0], dtype=np.float32)
     assert image.shape == (32, 32, 3) and np.isfinite(image).all()
-    steps = [e.step for e in events if type(e).__name__ == "Progress"]
+    steps = [e.step for e in events if isinstance(e, Progress)]
     assert steps == list(range(1, sum(result.recipe["refiner_model"]["steps"]) + 1))

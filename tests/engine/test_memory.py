@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from desktop_app.engine import memory
-from desktop_app.errors import OutOfMemory
-from desktop_app.engine.events import StageStarted
+from desktop_app.errors import FailureKind, OutOfMemory
+from desktop_app.engine.events import Failed, StageStarted
 
 
 def pixels(image) -> np.ndarray:
@@ -59,8 +59,10 @@ def test_an_error_that_outlasts_every_fallback_gets_a_clear_message(generate, ma
                                                                     monkeypatch):
     generate(make_request(preview=False))
     inject_oom(monkeypatch, fresh_model.model.pipe, times=100)
-    with pytest.raises(OutOfMemory, match="ran out of memory even with VAE tiling, attention slicing"):
-        generate(make_request(batch_size=2, preview=False))
+    heard = []
+    with pytest.raises(OutOfMemory, match="ran out of memory even with VAE tiling, attention slicing") as info:
+        generate(make_request(batch_size=2, preview=False), emit=heard.append)
+    assert heard[-1] == Failed(FailureKind.OUT_OF_MEMORY, str(info.value))  # the terminal event, by its type
 
 
 def test_other_errors_are_not_taken_for_out_of_memory(generate, make_request, fresh_model, monkeypatch):

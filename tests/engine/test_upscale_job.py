@@ -13,7 +13,7 @@ from PIL import Image
 
 from desktop_app.errors import ModelError, RequestError
 from desktop_app.engine.events import Cancelled, Finished, Progress, StageStarted
-from desktop_app.engine.request import GenerationRequest
+from desktop_app.engine.request import GenerationRequest, UpscaleRequest
 
 
 def short_sha(path):
@@ -147,7 +147,7 @@ def test_upscale_a_file_with_a_named_upscaler(engine, tmp_path, tiny_model_dir):
     picture().save(source)
     own = tiny_model_dir / "upscaler" / "model.safetensors"
     events = Events()
-    result = engine.upscale(source, str(own), tile=0, emit=events.append)
+    result = engine.upscale(UpscaleRequest(source, str(own), tile=0), emit=events.append)
     assert isinstance(result, Finished) and result.images[0].size == (192, 160)
     recipe = result.recipe
     assert recipe["job"] == "upscale" and recipe["input"] == str(source)
@@ -158,7 +158,7 @@ def test_upscale_a_file_with_a_named_upscaler(engine, tmp_path, tiny_model_dir):
 
 
 def test_default_is_the_given_model_folders_upscaler(engine, tiny_model_dir):
-    result = engine.upscale(picture(), "default", scale=2, model_folder=tiny_model_dir)
+    result = engine.upscale(UpscaleRequest(picture(), "default", scale=2, model_folder=str(tiny_model_dir)))
     assert result.images[0].size == (96, 80)
     assert result.recipe["upscaler"]["sha256"] == short_sha(tiny_model_dir / "upscaler" / "model.safetensors")
 
@@ -171,12 +171,13 @@ def test_default_falls_back_to_the_embedded_model(tmp_path, monkeypatch, tiny_mo
     shutil.copy(tiny_model_dir / "upscaler" / "model.safetensors", shipped)
     monkeypatch.setenv("DESKTOP_APP_RESOURCES", str(tmp_path / "res"))
     fresh = Engine(device="cpu")
-    result = fresh.upscale(picture(), model_folder=tiny_sd_dir)  # that folder has no upscaler of its own
+    # that folder has no upscaler of its own
+    result = fresh.upscale(UpscaleRequest(picture(), model_folder=str(tiny_sd_dir)))
     assert result.images[0].size == (192, 160) and result.recipe["upscaler"]["name"] == "default"
     shipped.unlink()
     fresh.unload()
     with pytest.raises(RequestError) as info:
-        fresh.upscale(picture())
+        fresh.upscale(UpscaleRequest(picture()))
     assert info.value.field == "model"
 
 
@@ -190,29 +191,29 @@ def test_the_job_tiles_reports_each_tile_and_cancels_between_them(engine, tiny_m
         if isinstance(event, Progress) and event.step == 3:
             cancel.set()
 
-    assert engine.upscale(picture(300, 200), own, tile=64, emit=emit, cancel=cancel) is None
+    assert engine.upscale(UpscaleRequest(picture(300, 200), own, tile=64), emit=emit, cancel=cancel) is None
     assert [p.step for p in events.of(Progress)] == [1, 2, 3] and events.of(Progress)[0].total == 6 * 4
     assert isinstance(events[-1], Cancelled)
 
 
 @pytest.mark.parametrize("mode,expected", [("RGBA", "RGBA"), ("LA", "LA"), ("P", "RGB"), ("L", "L")])
 def test_the_job_keeps_the_image_kind(engine, tiny_model_dir, mode, expected):
-    result = engine.upscale(picture(mode=mode), model_folder=tiny_model_dir)
+    result = engine.upscale(UpscaleRequest(picture(mode=mode), model_folder=str(tiny_model_dir)))
     assert result.images[0].mode == expected and result.recipe["mode"] == expected
 
 
 def test_bad_inputs_to_the_job(engine, tmp_path, tiny_model_dir):
     (tmp_path / "notes.png").write_text("not a picture")
     with pytest.raises(RequestError) as info:
-        engine.upscale(tmp_path / "notes.png", model_folder=tiny_model_dir)
+        engine.upscale(UpscaleRequest(tmp_path / "notes.png", model_folder=str(tiny_model_dir)))
     assert info.value.field == "input"
     with pytest.raises(RequestError) as info:
-        engine.upscale(picture(), model_folder=tiny_model_dir, scale=8)
+        engine.upscale(UpscaleRequest(picture(), model_folder=str(tiny_model_dir), scale=8))
     assert info.value.field == "scale" and "from 1 to 4" in str(info.value)
     with pytest.raises(RequestError) as info:
-        engine.upscale(picture(), "no-such-upscaler")
+        engine.upscale(UpscaleRequest(picture(), "no-such-upscaler"))
     assert info.value.field == "model"
     fake = tmp_path / "fake.safetensors"
     fake.write_bytes(b"\x80\x02}q\x00.")
     with pytest.raises(ModelError, match="fake.safetensors"):
-        engine.upscale(picture(), str(fake))
+        engine.upscale(UpscaleRequest(picture(), str(fake)))

@@ -19,7 +19,9 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
-from desktop_app.engine.events import Cancelled, Finished, Progress, StageStarted
+from desktop_app.engine.events import Cancelled, Failed, Finished, Progress, StageStarted
+from desktop_app.engine.request import UpscaleRequest
+from desktop_app.errors import failure_kind, one_line
 
 
 @pytest.fixture(autouse=True)
@@ -38,20 +40,33 @@ def no_thread_left_running(qapp):
 
 
 class FakeEngine:
-    """Engine.run's contract without torch: stages, one Progress per step with a preview, Finished.
+    """The engine's contract without torch. ``run``: stages, one Progress(stage="denoise") per step with a
+    preview, then exactly one terminal event (Finished, Cancelled or Failed) before it returns or raises.
+    ``upscale(request, emit, cancel)``: an UpscaleRequest enlarged 4x, one Progress(stage="upscale") per tile.
 
-    ``delay`` seconds per step; ``error`` raised after the first step; ``runs`` counts calls.
+    ``delay`` seconds per step; ``error`` raised after the first step (at the start of an upscale); ``runs``
+    counts generations; ``requests`` keeps every request the engine was given.
     """
 
-    def __init__(self, device: str = "auto", delay: float = 0.0, error: BaseException | None = None):
+    def __init__(self, device: str = "auto", delay: float = 0.0, error: BaseException | None = None,
+                 tiles: int = 4):
         self.device = device
         self.delay = delay
         self.error = error
+        self.tiles = tiles
         self.runs = 0
+        self.tiles_done = 0
+        self.requests: list = []
         self.started = threading.Event()
 
     def run(self, request, emit, cancel):
         self.runs += 1
+        self.requests.append(request)
+        with _terminal(emit) as outcome:
+            outcome.result = self._generate(request, emit, cancel)
+        return outcome.result
+
+    def _generate(self, request, emit, cancel):
         start = time.perf_counter()
         emit(StageStarted("load", "fake"))
         emit(StageStarted("text", '["a</w>", "cat</w>"]'))
@@ -60,12 +75,11 @@ class FakeEngine:
         self.started.set()
         for step in range(1, request.steps + 1):
             if cancel.is_set():
-                emit(Cancelled())
                 return None
             time.sleep(self.delay)
             shade = int(255 * step / request.steps)
             preview = Image.new("RGB", (request.width, request.height), (shade, 64, 255 - shade))
-            emit(Progress(step, request.steps, preview, time.perf_counter() - start))
+            emit(Progress(step, request.steps, preview, time.perf_counter() - start, stage="denoise"))
             if self.error is not None:
                 raise self.error
         emit(StageStarted("decode", ""))
@@ -79,6 +93,54 @@ class FakeEngine:
         timings = {"total": time.perf_counter() - start}
         recipe = request.to_dict() | {"device": "cpu", "dtype": "float32", "seeds": seeds, "timings": timings}
         return Finished(images=images, seeds=seeds, recipe=recipe, timings=timings)
+
+    def upscale(self, request, emit=None, cancel=None):
+        emit = emit or (lambda event: None)
+        cancel = cancel or threading.Event()
+        self.requests.append(request)
+        with _terminal(emit) as outcome:
+            outcome.result = self._upscale(request, emit, cancel)
+        return outcome.result
+
+    def _upscale(self, request, emit, cancel):
+        if not isinstance(request, UpscaleRequest):
+            raise TypeError(f"upscale takes an UpscaleRequest, got {type(request).__name__}")
+        if self.error is not None:
+            raise self.error
+        image = Image.open(request.source).convert("RGB")
+        start = time.perf_counter()
+        emit(StageStarted("upscale", f"{self.tiles} tiles"))
+        self.started.set()
+        for tile in range(1, self.tiles + 1):
+            if cancel.is_set():
+                return None
+            time.sleep(self.delay)
+            self.tiles_done += 1
+            emit(Progress(tile, self.tiles, None, time.perf_counter() - start, stage="upscale"))
+        big = image.resize((image.width * 4, image.height * 4))
+        recipe = {"job": "upscale", "input": str(request.source), "input_size": list(image.size),
+                  "output_size": list(big.size), "scale": 4.0, "tile": request.tile,
+                  "upscaler": {"name": request.model, "file": "model.safetensors", "sha256": "0123456789"}}
+        return Finished(images=[big], seeds=[], recipe=recipe, timings={"total": time.perf_counter() - start})
+
+
+class _terminal:
+    """The engine's rule for one job: exactly one terminal event, just before it returns or raises (Finished,
+    Cancelled for a None result, or Failed with the exception's kind)."""
+
+    def __init__(self, emit):
+        self.emit, self.result = emit, None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, traceback):
+        if exc is None:
+            self.emit(self.result if self.result is not None else Cancelled())
+        elif isinstance(exc, Exception):
+            found = failure_kind(exc)
+            self.emit(Failed(found, str(exc) if found.readable else one_line(exc)))
+        return False
 
 
 @pytest.fixture

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 from PIL import Image
 from PySide6.QtWidgets import QFileDialog
+
+from desktop_app.engine.events import Progress
 
 
 def generate(qtbot, window, steps: int, prompt="a red apple"):
@@ -62,8 +65,8 @@ def test_only_steps_with_a_preview_become_frames(qtbot, open_fake_window, make_e
 
         def run(self, request, emit, cancel):
             def paced(event):
-                if type(event).__name__ == "Progress" and event.step % 2 == 0:
-                    event = type(event)(event.step, event.total, None, event.elapsed)
+                if isinstance(event, Progress) and event.step % 2 == 0:
+                    event = dataclasses.replace(event, preview=None)
                 emit(event)
 
             return super().run(request, paced, cancel)

@@ -5,45 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 
 import pytest
 from PIL import Image
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog
 
+from desktop_app.engine.request import DEFAULT_TILE, UpscaleRequest
 from desktop_app.errors import RequestError
-from desktop_app.engine.events import Cancelled, Finished, Progress, StageStarted
-from desktop_app.gui.workers import UpscaleJob
-
-
-class FakeUpscaler:
-    """Engine.upscale's contract without torch: stages, one Progress per tile, Finished (or Cancelled)."""
-
-    def __init__(self, tiles=4, delay=0.0, error=None):
-        self.tiles, self.delay, self.error = tiles, delay, error
-        self.jobs, self.tiles_done = [], 0
-
-    def upscale(self, source, model="default", scale=None, tile=None, emit=None, cancel=None,
-                model_folder=None):
-        self.jobs.append((source, model, scale, tile, model_folder))
-        if self.error is not None:
-            raise self.error
-        image = Image.open(source).convert("RGB")
-        start = time.perf_counter()
-        emit(StageStarted("upscale", f"{self.tiles} tiles"))
-        for tile_index in range(1, self.tiles + 1):
-            if cancel.is_set():
-                emit(Cancelled())
-                return None
-            time.sleep(self.delay)
-            self.tiles_done += 1
-            emit(Progress(tile_index, self.tiles, None, time.perf_counter() - start, stage="upscale"))
-        big = image.resize((image.width * 4, image.height * 4))
-        recipe = {"job": "upscale", "input": str(source), "input_size": list(image.size),
-                  "output_size": list(big.size), "scale": 4.0, "tile": tile,
-                  "upscaler": {"name": "default", "file": "model.safetensors", "sha256": "0123456789"}}
-        return Finished(images=[big], seeds=[], recipe=recipe, timings={"total": time.perf_counter() - start})
 
 
 @pytest.fixture
@@ -57,8 +26,9 @@ def choose(monkeypatch, path):
     monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *args, **kwargs: (str(path), ""))
 
 
-def test_upscale_an_image_from_the_file_menu_and_save_it(qtbot, open_window, monkeypatch, photo, tmp_path):
-    fake = FakeUpscaler(tiles=4)
+def test_upscale_an_image_from_the_file_menu_and_save_it(qtbot, open_window, make_engine, monkeypatch, photo,
+                                                         tmp_path):
+    fake = make_engine(tiles=4)  # conftest's FakeEngine: its upscale keeps the real contract
     window = open_window(engine_factory=lambda device: fake)
     file_menu = window.menuBar().actions()[0].menu()
     assert window.upscale_action in file_menu.actions()
@@ -77,7 +47,9 @@ def test_upscale_an_image_from_the_file_menu_and_save_it(qtbot, open_window, mon
     assert window.stage_strip.state("denoise") == "skipped" and window.stage_strip.state("text") == "skipped"
     assert window.step_label.text().startswith("Upscaled")
     assert "photo.png" in window.statusBar().currentMessage()
-    assert fake.jobs[0][0] == str(photo) and fake.jobs[0][1] == "default"
+    job = fake.requests[0]
+    assert isinstance(job, UpscaleRequest) and job.source == str(photo) and job.model == "default"
+    assert job.tile == DEFAULT_TILE and job.model_folder, "the form's model folder names the default upscaler"
     assert window.save_action.isEnabled() and window.upscale_action.isEnabled()
 
     target = tmp_path / "saved.png"
@@ -96,8 +68,8 @@ def test_upscale_an_image_from_the_file_menu_and_save_it(qtbot, open_window, mon
         assert saved.text["parameters"].startswith("Postprocess upscale by: 4, Postprocess upscaler: default")
 
 
-def test_escape_cancels_an_upscale_between_tiles(qtbot, open_window, monkeypatch, photo):
-    fake = FakeUpscaler(tiles=50, delay=0.05)
+def test_escape_cancels_an_upscale_between_tiles(qtbot, open_window, make_engine, monkeypatch, photo):
+    fake = make_engine(tiles=50, delay=0.05)
     window = open_window(engine_factory=lambda device: fake)
     choose(monkeypatch, photo)
     with qtbot.waitSignal(window.frame_shown, timeout=10_000):
@@ -109,9 +81,10 @@ def test_escape_cancels_an_upscale_between_tiles(qtbot, open_window, monkeypatch
     assert window.statusBar().currentMessage() == "Cancelled"
 
 
-def test_a_file_that_is_not_an_image_gets_a_readable_message(qtbot, open_window, monkeypatch, tmp_path):
+def test_a_file_that_is_not_an_image_gets_a_readable_message(qtbot, open_window, make_engine, monkeypatch,
+                                                             tmp_path):
     error = RequestError("input", "notes.png is not an image this app can read")
-    window = open_window(engine_factory=lambda device: FakeUpscaler(error=error))
+    window = open_window(engine_factory=lambda device: make_engine(error=error))
     choose(monkeypatch, tmp_path / "notes.png")
     with qtbot.waitSignal(window.run_ended, timeout=10_000) as blocker:
         window.upscale_action.trigger()
@@ -134,9 +107,13 @@ def test_the_real_engine_upscales_with_the_models_own_upscaler(qtbot, open_windo
     assert recipe["scale"] == 4 and recipe["input"] == str(photo)
 
 
-def test_upscale_jobs_are_plain_data():
-    job = UpscaleJob("a.png")
-    assert (job.model, job.scale, job.tile) == ("default", None, 512)
+def test_a_bad_option_is_refused_before_any_worker_starts(qtbot, open_window, make_engine, photo):
+    fake = make_engine()
+    window = open_window(engine_factory=lambda device: fake)
+    assert not window.upscale_file(photo, scale=99)
+    assert window.message_area.isVisible() and window.message_area.title.text() == "Check the settings"
+    assert "Scale: must be a number from 1" in window.message_area.text.text()
+    assert not window.is_running() and fake.requests == []
 
 
 # ---- the generation form: which upscaler, and the hires fix --------------------------------------------

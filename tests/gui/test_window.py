@@ -316,3 +316,35 @@ def _default_model_defaults() -> dict:
     from desktop_app.resources import default_model_dir
 
     return model_folder.defaults(model_folder.read_index(default_model_dir()))
+
+
+def test_the_progress_is_named_by_its_stage(qtbot, open_window, make_engine):
+    """Each Progress carries its stage: the window names steps, hires steps and tiles from it alone."""
+    from desktop_app.engine.events import Progress
+
+    class Hires(make_engine):
+        def _generate(self, request, emit, cancel):
+            result = super()._generate(request, emit, cancel)
+            for step in (1, 2):  # no StageStarted("hires") first: the Progress alone says what it counts
+                emit(Progress(step, 2, None, 1.0 + step, stage="hires"))
+            return result
+
+    window = open_window(engine_factory=lambda device: Hires())
+    window.form.steps_spin.setValue(2)
+    labels = []
+    window.frame_shown.connect(lambda step, total: labels.append(window.step_label.text().split(" · ")[0]))
+    assert generate_and_wait(qtbot, window) == "finished"
+    assert labels == ["Step 1/2", "Step 2/2", "Hires step 1/2", "Hires step 2/2"]
+
+
+def test_the_menus_are_in_their_places(qtbot, open_window, make_engine):
+    window = open_window(engine_factory=lambda device: make_engine())
+
+    def texts(menu):
+        return [action.text() for action in menu.actions()]
+
+    assert [action.text() for action in window.menuBar().actions()] == ["&File", "&Image", "&View", "&Help"]
+    assert texts(window.menus.file_menu) == ["&Upscale an Image…", "&Save As…", "", "Open &Output Folder",
+                                             "Choose Output &Folder…", "", "&Quit"]
+    assert texts(window.menus.image_menu) == ["&Generate", "&Cancel", "", "Export &Timeline…"]
+    assert texts(window.menus.view_menu) == ["&Gallery", "&Models", "&Theme", "&Fine-tune"]

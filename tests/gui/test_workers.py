@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 import pytest
 from PySide6.QtCore import QObject, Slot
 
@@ -58,9 +60,9 @@ class Recorder(QObject):
     def on_stage(self, stage, detail):
         self.log.append(("stage", stage, detail))
 
-    @Slot(int, int, object, float)
-    def on_progress(self, step, total, preview, elapsed):
-        self.log.append(("progress", step, total, preview))
+    @Slot(int, int, object, float, str)
+    def on_progress(self, step, total, preview, elapsed, stage):
+        self.log.append(("progress", step, total, preview, stage))
 
     @Slot(object)
     def on_finished(self, result):
@@ -108,7 +110,36 @@ def test_signals_arrive_in_order(qtbot, start_worker, make_engine):
                      + ["stage:decode", "stage:upscale", "finished", "idle"])
     assert recorder.steps() == [1, 2, 3, 4, 5]
     assert all(entry[3].size == (64, 64) for entry in recorder.log if entry[0] == "progress")
+    assert {entry[4] for entry in recorder.log if entry[0] == "progress"} == {"denoise"}, "the stage travels"
     assert recorder.first("finished")[1].images[0].size == (256, 256)
+    # the engine's terminal Finished event is not a second finished signal: run()'s return value is the one
+
+
+def test_terminal_events_alone_never_end_a_job(qtbot, start_worker):
+    """The worker ignores Finished/Cancelled/Failed events: the return value and the exception decide."""
+    from desktop_app.engine.events import Cancelled, Failed, Finished
+    from desktop_app.errors import FailureKind
+
+    class Chatty:
+        def run(self, request, emit, cancel):
+            emit(Failed(FailureKind.ENGINE, "not the outcome"))
+            emit(Cancelled())
+            emit(Finished(images=[], seeds=[], recipe={"said": "event"}))
+            return Finished(images=[], seeds=[7], recipe={"said": "return"})
+
+    worker = start_worker(Chatty())
+    recorder = Recorder(worker)
+    run_and_wait(qtbot, worker, recorder, GenerationRequest("a cat", steps=2))
+    assert recorder.names() == ["busy", "finished", "idle"]
+    assert recorder.first("finished")[1].recipe == {"said": "return"}
+
+
+def test_the_failure_kinds_are_failure_kind_values():
+    from desktop_app.errors import FailureKind
+    from desktop_app.gui.workers import FAILURE_KINDS
+
+    assert set(FAILURE_KINDS) == {kind.value for kind in FailureKind} - {"cancelled"}
+    assert {"bad_input", "model", "out_of_memory", "disk", "engine", "internal"} == set(FAILURE_KINDS)
 
 
 @pytest.mark.parametrize(("error", "kind", "words"), [
@@ -117,6 +148,9 @@ def test_signals_arrive_in_order(qtbot, start_worker, make_engine):
     (MemoryError(), "out_of_memory", "ran out of memory"),
     (type("OutOfMemoryError", (RuntimeError,), {})("CUDA out of memory. Tried to allocate 2 GiB"),
      "out_of_memory", "GPU ran out of memory"),
+    # found by the exception's type, never by its text: a RuntimeError that mentions memory is a bug report
+    (RuntimeError("out of memory in my own code"), "internal", "RuntimeError: out of memory in my own code"),
+    (OSError(errno.ENOSPC, "No space left on device", "/out/x.png"), "disk", "No space left on device (/out"),
     (EngineError("The upscaler file is damaged."), "engine", "upscaler file is damaged"),
     (ZeroDivisionError("division by zero"), "internal", "ZeroDivisionError: division by zero"),
 ])
@@ -134,8 +168,28 @@ def test_engine_errors_become_failed_with_a_kind(qtbot, start_worker, make_engin
         log_files = list(user_home.rglob("*.log"))
         assert log_files, "the traceback should be written to the logs folder"
         text = log_files[0].read_text()
-        assert "Traceback" in text and "ZeroDivisionError" in text
+        assert "Traceback" in text and type(error).__name__ in text
         assert str(log_files[0]) in message
+
+
+def test_the_log_folder_override_gets_the_traceback(qtbot, start_worker, make_engine, tmp_path):
+    worker = start_worker(make_engine(error=KeyError("unet")), log_dir=tmp_path / "logs")
+    recorder = Recorder(worker)
+    run_and_wait(qtbot, worker, recorder, GenerationRequest("a cat", steps=2))
+    _, kind, message = recorder.first("failed")
+    log_file = tmp_path / "logs" / "errors.log"
+    assert kind == "internal" and str(log_file) in message
+    assert "KeyError: 'unet'" in log_file.read_text()
+
+
+def test_an_unknown_library_name_is_a_model_failure_before_the_engine(qtbot, start_worker, make_engine):
+    engine = make_engine()
+    worker = start_worker(engine)
+    recorder = Recorder(worker)
+    run_and_wait(qtbot, worker, recorder, GenerationRequest("a cat", steps=2, model="no-such-model-name"))
+    _, kind, message = recorder.first("failed")
+    assert kind == "model" and "no-such-model-name" in message, message
+    assert engine.runs == 0, "nothing was loaded for a name the library does not know"
 
 
 def test_cancel_stops_at_once_and_the_next_run_works(qtbot, start_worker, make_engine):

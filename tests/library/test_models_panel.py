@@ -147,15 +147,31 @@ def test_use_in_the_window_sets_the_forms_model(qtbot, tiny_sd_dir):
     qtbot.waitUntil(lambda: not live_threads(), timeout=10_000)
 
 
-def test_the_worker_resolves_a_library_name(tiny_sd_dir):
-    from desktop_app.engine.request import GenerationRequest
-    from desktop_app.gui.workers import _resolve_library_model
+def test_the_worker_resolves_a_library_name(qtbot, tiny_sd_dir):
+    """The worker hands the engine paths, not library names (models.resolve.resolve_names); a name the library
+    does not know is a ModelError with its close matches (the window shows it as a "model" failure)."""
+    import threading
 
+    from desktop_app.engine.request import GenerationRequest
+    from desktop_app.errors import ModelError
+    from desktop_app.gui.workers import GenerationWorker
+
+    class Recording:
+        def __init__(self):
+            self.requests = []
+
+        def run(self, request, emit, cancel):
+            self.requests.append(request)
+
+    engine, worker = Recording(), GenerationWorker(device="cpu")
     model_library.add(tiny_sd_dir, name="tiny")
-    request = GenerationRequest(prompt="a cat", model="tiny")
-    assert _resolve_library_model(request).model == str(tiny_sd_dir.resolve())
-    unknown = GenerationRequest(prompt="a cat", model="/nowhere/model")
-    assert _resolve_library_model(unknown) is unknown  # the loader reports it
+    worker._execute(engine, GenerationRequest(prompt="a cat", model="tiny"), threading.Event())
+    assert engine.requests[0].model == str(tiny_sd_dir.resolve())
+    with pytest.raises(ModelError, match="Did you mean 'tiny'"):
+        worker._execute(engine, GenerationRequest(prompt="a cat", model="tini"), threading.Event())
+    with pytest.raises(ModelError, match="does not exist"):
+        worker._execute(engine, GenerationRequest(prompt="a cat", model="/nowhere/model"), threading.Event())
+    assert len(engine.requests) == 1, "nothing reaches the engine for a name that cannot be resolved"
 
 
 def test_a_download_shows_up_selected_and_removable(panel, tmp_path):

@@ -87,10 +87,11 @@ def test_cancel_and_pause_by_stdin_and_by_the_control_file(images, tmp_path):
 def test_bad_input_exits_2_and_a_nan_exits_1_each_with_a_failed_event(tmp_path):
     (tmp_path / "empty").mkdir()
     code, events = finish(start(quick_config(tmp_path / "empty", "empty"), tmp_path))
-    assert code == 2 and events[-1]["event"] == "failed" and events[-1]["kind"] == "input"
+    assert code == 2 and events[-1]["event"] == "failed" and events[-1]["kind"] == "bad_input"
     assert "has no PNG, JPEG or WebP images" in events[-1]["message"]
 
     make_images(tmp_path / "few", 2)
     code, events = finish(start(quick_config(tmp_path / "few", "nan", inject_nan_at=2), tmp_path))
-    assert code == 1 and events[-1]["event"] == "failed" and events[-1]["kind"] == "nan"
+    assert code == 1 and events[-1]["event"] == "failed" and events[-1]["kind"] == "engine"
+    assert events[-1]["reason"] == "nan" and events[-1]["step"] == 2
     assert "no checkpoint was saved yet" in events[-1]["message"]

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from training_helpers import quick_config
 
 from desktop_app import paths
+from desktop_app.errors import FailureKind
 from desktop_app.training import checkpoint, trainer
 from desktop_app.training.trainer import TrainingError, train
 
@@ -110,10 +111,10 @@ def test_cancel_keeps_a_checkpoint_and_writes_no_lora(images, events):
 def test_nan_loss_stops_keeps_the_last_good_checkpoint_and_explains(images, events):
     with pytest.raises(TrainingError) as caught:
         train(quick_config(images, "nan", steps=10, inject_nan_at=5), events)
-    assert caught.value.kind == "nan"
+    assert caught.value.reason == "nan" and caught.value.kind is FailureKind.ENGINE
     message = str(caught.value)
     assert "at step 5" in message and "last good checkpoint (step 3)" in message and "learning rate" in message
-    assert events.of("failed")[0]["kind"] == "nan"
+    assert events.of("failed")[0]["kind"] == "engine" and events.of("failed")[0]["reason"] == "nan"
     assert [e["step"] for e in events.of("step")] == [1, 2, 3, 4]
     state = checkpoint.read(trainer.job_dir("nan"))
     assert state["step"] == 3 and all(torch.isfinite(v).all() for v in state["unet"].values())
@@ -128,7 +129,7 @@ def test_not_enough_disk_is_refused_before_the_first_step(images, events, monkey
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 10**6, 10**6))
     with pytest.raises(TrainingError, match="not enough free disk .* for checkpoints: 1 MB free") as caught:
         train(quick_config(images, "full"), events)
-    assert caught.value.kind == "disk" and not events.of("step")
+    assert caught.value.kind is FailureKind.DISK and not events.of("step")
 
 
 def test_text_encoder_prior_preservation_min_snr_and_noise_offset(images, events, tiny_sd_dir):

@@ -1,0 +1,51 @@
+"""The labels on the right of the window's status bar: the model, the device, the last run's time."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import QLabel, QStatusBar
+
+from desktop_app.gui import model_info
+
+
+class StatusLabels:
+    def __init__(self, bar: QStatusBar):
+        self.device_label = QLabel("Device: not loaded yet")
+        self.device_label.setObjectName("device_label")
+        self.model_label = QLabel()
+        self.model_label.setObjectName("model_label")
+        self.time_label = QLabel("")
+        self.time_label.setObjectName("time_label")
+        for label in (self.model_label, self.device_label, self.time_label):
+            label.setContentsMargins(8, 0, 8, 0)
+            bar.addPermanentWidget(label)
+
+    def show_model(self, model: str) -> None:
+        """The form's model, with its folder (or what is wrong with it) as the tooltip."""
+        self.model_label.setText(f"Model: {model_info.display_name(model)}")
+        folder = model_info.model_dir(model)
+        if not model_info.looks_like_model_folder(folder):
+            what = "The embedded default model is not installed" if model == "default" else "Not a model folder"
+            self.model_label.setToolTip(f"{what}: {folder}")
+        else:
+            self.model_label.setToolTip(str(folder))
+
+    def show_device(self, ok: bool, text: str) -> None:
+        """The engine started on ``text`` ("cpu (float32)"), or could not start (``text`` says why)."""
+        if ok:
+            if text:
+                self.device_label.setText(f"Device: {text}")
+                self.device_label.setToolTip("")
+        else:
+            self.device_label.setText("Device: not available")
+            self.device_label.setToolTip(text)
+
+    def show_finished(self, recipe: dict) -> None:
+        """What a generation's recipe says it ran on."""
+        self.device_label.setText(f"Device: {recipe.get('device', '?')} ({recipe.get('dtype', '?')})")
+        self.device_label.setToolTip("")
+        model_name = recipe.get("model_name") or model_info.display_name(str(recipe.get("model", "")))
+        self.model_label.setText(f"Model: {model_name}")
+
+    def show_time(self, total) -> None:
+        """The last run's seconds; None (or nothing known) clears it."""
+        self.time_label.setText(f"Last run: {total:.1f} s" if isinstance(total, (int, float)) else "")

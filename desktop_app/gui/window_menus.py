@@ -1,0 +1,68 @@
+"""The window's menu bar: File, Image, View, Help, and the actions in them. The window connects each action's
+``triggered`` to what it does; the panels get the menus they add to (``image_menu``, ``view_menu``)."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtWidgets import QMenuBar
+
+THEMES = (("system", "Follow the &System"), ("dark", "&Dark"), ("light", "&Light"))
+
+
+class WindowMenus(QObject):
+    theme_chosen = Signal(str)  # "system", "dark" or "light"
+
+    def __init__(self, bar: QMenuBar, parent: QObject):
+        super().__init__(parent)
+        self.generate_action = self._action("&Generate", [QKeySequence("Ctrl+Return"), QKeySequence("Ctrl+Enter")],
+                                            window=True)
+        self.cancel_action = self._action("&Cancel", QKeySequence(Qt.Key.Key_Escape), window=True)
+        self.save_action = self._action("&Save As…", QKeySequence.StandardKey.Save, window=True)
+        self.save_action.setEnabled(False)
+        self.upscale_action = self._action("&Upscale an Image…", QKeySequence("Ctrl+U"))
+        self.upscale_action.setToolTip("Enlarge an image file with the upscaler model (Ctrl+U)")
+        self.open_folder_action = self._action("Open &Output Folder", QKeySequence("Ctrl+Shift+O"))
+        self.choose_folder_action = self._action("Choose Output &Folder…")
+        self.quit_action = self._action("&Quit", QKeySequence.StandardKey.Quit)
+        self.about_action = self._action("&About")
+
+        self.file_menu = bar.addMenu("&File")
+        for action in (self.upscale_action, self.save_action, None, self.open_folder_action,
+                       self.choose_folder_action, None, self.quit_action):
+            if action is None:
+                self.file_menu.addSeparator()
+            else:
+                self.file_menu.addAction(action)
+        self.image_menu = bar.addMenu("&Image")
+        self.image_menu.addAction(self.generate_action)
+        self.image_menu.addAction(self.cancel_action)
+        self.view_menu = bar.addMenu("&View")
+        theme_menu = self.view_menu.addMenu("&Theme")
+        self.theme_actions: dict[str, QAction] = {}
+        group = QActionGroup(self)
+        for name, label in THEMES:
+            action = QAction(label, parent, checkable=True)
+            action.triggered.connect(lambda _=False, name=name: self.theme_chosen.emit(name))
+            group.addAction(action)
+            theme_menu.addAction(action)
+            self.theme_actions[name] = action
+        bar.addMenu("&Help").addAction(self.about_action)
+
+    def _action(self, text: str, shortcut=None, window: bool = False) -> QAction:
+        action = QAction(text, self.parent())
+        if isinstance(shortcut, list):
+            action.setShortcuts(shortcut)
+        elif shortcut is not None:
+            action.setShortcut(shortcut)
+        if window:
+            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        return action
+
+
+def name_shortcuts_in_tooltips(*actions: QAction) -> None:
+    """"Save As (Ctrl+S)": each action's tooltip names its shortcut."""
+    for action in actions:
+        shortcut = action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+        if shortcut:
+            action.setToolTip(f"{action.text().replace('&', '').rstrip('…')} ({shortcut})")
