@@ -125,8 +125,8 @@ def generate(args: argparse.Namespace) -> int:
             problem = exc  # reported (exit 2) once the PNG files are listed: they are saved
     if args.json:
         print(json.dumps({"files": kept.files, "seeds": kept.seeds, "timings": result.timings,
-                          "device": result.recipe["device"], "dtype": result.recipe["dtype"],
-                          "model": result.recipe["model_name"], "size": result.recipe.get("output_size"),
+                          "device": result.recipe.device, "dtype": result.recipe.dtype,
+                          "model": result.recipe.model_name, "size": result.recipe.output_size,
                           "timeline": timeline, "fallback": kept.fallback, "not_written": kept.failed}))
     else:
         fallback = set(kept.fallback)

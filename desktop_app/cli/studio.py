@@ -114,17 +114,18 @@ def keep_files(result, targets: list[Path], prog: str, history=None) -> Kept:
         history = open_history(prog, {Path(target).parent for target in targets})
     kept = Kept()
     errors: list = []
+    recipe = result.recipe.to_dict()  # what each PNG and history row keeps
     try:
         for image, seed, target in zip(result.images, result.seeds, targets):
             if errors and history is not None:  # once is enough: the rest are saved without a history
                 history = _drop_history(history, errors[0], prog)
             try:
-                path = keep_image_as(image, result.recipe, seed, target, history, errors)
+                path = keep_image_as(image, recipe, seed, target, history, errors)
             except OSError as exc:
                 kept.error = kept.error or exc
                 kept.failed.append(str(target))
                 try:
-                    path = keep_elsewhere(image, result.recipe, seed, Path(target).name)
+                    path = keep_elsewhere(image, recipe, seed, Path(target).name)
                 except OSError as again:
                     kept.fallback_error = kept.fallback_error or again
                     kept.lost += 1

@@ -68,21 +68,22 @@ def upscale(args: argparse.Namespace) -> int:
 
     # 3. the file (never over the input); one that cannot be written goes to the fallback folder
     image, recipe = result.images[0], result.recipe
+    kept_recipe = recipe.to_dict()  # what a PNG keeps
     if target.is_dir():
-        name = f"{source.stem}-x{recipe['scale']:g}"
+        name = f"{source.stem}-x{recipe.scale:g}"
         target = target / f"{name}.png"
         n = 1
         while same_file(source, target):
             target = target.with_name(f"{name}~{n}.png")
             n += 1
     try:
-        written = save_image(image, target, recipe)
+        written = save_image(image, target, kept_recipe)
     except OSError as exc:
         from desktop_app.studio.outputs import keep_elsewhere
 
         reason = exc.strerror or str(exc)
         try:
-            kept = keep_elsewhere(image, recipe, None, target.name)
+            kept = keep_elsewhere(image, kept_recipe, None, target.name)
         except OSError as again:
             print(f"{PROG}: error: could not write {printable(target, 200)} ({reason}), nor keep the image in "
                   f"a fallback folder ({again.strerror or again})", file=sys.stderr)
@@ -95,14 +96,14 @@ def upscale(args: argparse.Namespace) -> int:
     if args.json:
         seconds = result.timings.get("upscale") or 0.0
         rate = image.width * image.height / 1e6 / seconds if seconds else None
-        print(json.dumps({"file": str(written), "input": str(source), "input_size": recipe["input_size"],
-                          "output_size": recipe["output_size"], "scale": recipe["scale"],
-                          "upscaler": recipe["upscaler"], "tile": recipe["tile"], "tiles": recipe["tiles"],
-                          "device": recipe["device"], "dtype": recipe["dtype"], "timings": result.timings,
+        print(json.dumps({"file": str(written), "input": str(source), "input_size": recipe.input_size,
+                          "output_size": recipe.output_size, "scale": recipe.scale,
+                          "upscaler": recipe.upscaler, "tile": recipe.tile, "tiles": recipe.tiles,
+                          "device": recipe.device, "dtype": recipe.dtype, "timings": result.timings,
                           "megapixels_per_second": round(rate, 3) if rate else None}))
     else:
-        size = "x".join(map(str, recipe["output_size"]))
-        print(f"wrote {written} ({size}, {recipe['scale']:g}x with {recipe['upscaler']['name']})")
+        size = "x".join(map(str, recipe.output_size))
+        print(f"wrote {written} ({size}, {recipe.scale:g}x with {recipe.upscaler_name})")
     return EXIT_OK
 
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from desktop_app.engine.recipe import AnyRecipe
 from desktop_app.errors import FailureKind
 
 
@@ -38,7 +39,7 @@ class Finished:
 
     images: list  # PIL images, one per batch item (upscaled when upscale was asked)
     seeds: list[int]
-    recipe: dict  # the request as a dict plus model, device, dtype, seeds, timings
+    recipe: AnyRecipe  # Recipe (a generation) or UpscaleRecipe (recipe.job == "upscale"); to_dict() for files
     timings: dict = field(default_factory=dict)
 
 

@@ -112,7 +112,7 @@ class Engine:
         the embedded model's), a file, or a name in the upscalers folder; ``scale``: the model's own when
         None, or from 1 up to it (Lanczos shrinks the model's result); ``tile``: input pixels a side (0:
         untiled). Emits "load" and "upscale" stages, one Progress(stage="upscale") per tile, then exactly
-        one terminal event. Returns Finished (one image; recipe["job"] == "upscale"), or None when
+        one terminal event. Returns Finished (one image; an UpscaleRecipe), or None when
         cancelled. RequestError/ModelError (after Failed) for a bad file, option or model; a bad file or
         option is refused before any upscaler loads."""
         emit = emit or _ignore

@@ -35,7 +35,9 @@ class X0Capture:
         self.scheduler = scheduler
         self.latest: torch.Tensor | None = None
 
-    def _x0(self, output) -> torch.Tensor | None:
+    def _x0(self, output, args: tuple = (), kwargs: dict | None = None) -> torch.Tensor | None:
+        if _is_flow_matching(self.scheduler):  # x_t = (1 - sigma) x0 + sigma noise, v = noise - x0
+            return _flow_x0(self.scheduler, args, kwargs or {})
         pred = getattr(output, "pred_original_sample", None)
         if pred is None:
             pred = getattr(output, "denoised", None)  # LCM names its x0 so
@@ -60,7 +62,7 @@ def capture_x0(scheduler):
     @functools.wraps(original)
     def step(*args, return_dict: bool = True, **kwargs):
         out = original(*args, return_dict=True, **kwargs)
-        capture.latest = capture._x0(out)
+        capture.latest = capture._x0(out, args, kwargs)
         return out if return_dict else out.to_tuple()
 
     scheduler.step = step
@@ -71,6 +73,23 @@ def capture_x0(scheduler):
             scheduler.step = original
         else:
             del scheduler.step
+
+
+def _is_flow_matching(scheduler) -> bool:
+    return type(scheduler).__name__.startswith("FlowMatch")
+
+
+def _flow_x0(scheduler, args: tuple, kwargs: dict) -> torch.Tensor | None:
+    """The flow-matching x0 of the step just taken: x0 = x_t - sigma_t * v, with sigma_t the sigma the step
+    started from (the step index has moved on by one)."""
+    velocity = args[0] if len(args) > 0 else kwargs.get("model_output")
+    sample = args[2] if len(args) > 2 else kwargs.get("sample")
+    index = getattr(scheduler, "step_index", None)
+    sigmas = getattr(scheduler, "sigmas", None)
+    if velocity is None or sample is None or index is None or sigmas is None or not 0 < index <= len(sigmas):
+        return None
+    sigma = sigmas[index - 1].to(sample.device, torch.float32)
+    return sample.float() - sigma * velocity.float()
 
 
 def _model_outputs_hold_x0(config) -> bool:

@@ -28,7 +28,7 @@ class Recipe:
     timings: dict = field(default_factory=dict)  # stage -> seconds (rounded), "total" among them
     output_size: Size | None = None  # after upscaling
     model_hash: str | None = None  # AUTOMATIC1111's short hash, when the model is one file
-    lora_hashes: dict = field(default_factory=dict)  # LoRA name -> short hash
+    lora_hashes: dict | None = None  # LoRA name -> short hash; None: no LoRA was applied
     memory_fallbacks: tuple[str, ...] = ()  # the lighter modes a low-memory run took
     notices: tuple[str, ...] = ()  # what a person should know about the run (a VAE decode redone in float32 ...)
     refiner_model: dict | None = None  # the SDXL refiner's record (name, switch, steps)
@@ -54,11 +54,12 @@ class Recipe:
         data = self.request.to_dict()
         data.update(seed=self.seed, seeds=list(self.seeds), model_name=self.model_name, family=self.family,
                     device=self.device, dtype=self.dtype, app_version=self.app_version, timings=dict(self.timings))
-        optional = {"output_size": list(self.output_size) if self.output_size else None,
-                    "model_hash": self.model_hash, "lora_hashes": dict(self.lora_hashes),
-                    "memory_fallbacks": list(self.memory_fallbacks), "notices": list(self.notices),
-                    "refiner_model": self.refiner_model, "hires": self.hires, "upscaler": self.upscaler}
-        data.update({key: value for key, value in optional.items() if value})
+        # the records are left out when empty; "lora_hashes" is there whenever LoRAs were applied
+        _put(data, output_size=list(self.output_size) if self.output_size else None, model_hash=self.model_hash)
+        if self.lora_hashes is not None:
+            data["lora_hashes"] = dict(self.lora_hashes)
+        _put(data, memory_fallbacks=list(self.memory_fallbacks), notices=list(self.notices),
+             refiner_model=self.refiner_model, hires=self.hires, upscaler=self.upscaler)
         return data
 
     @classmethod
@@ -74,14 +75,15 @@ class Recipe:
             device=str(data.get("device") or ""), dtype=str(data.get("dtype") or ""),
             app_version=str(data.get("app_version") or ""), family=str(data.get("family") or ""),
             timings=dict(data.get("timings") or {}), output_size=tuple(size) if size else None,
-            model_hash=data.get("model_hash"), lora_hashes=dict(data.get("lora_hashes") or {}),
+            model_hash=data.get("model_hash"),
+            lora_hashes=None if data.get("lora_hashes") is None else dict(data["lora_hashes"]),
             memory_fallbacks=tuple(data.get("memory_fallbacks") or ()), notices=tuple(data.get("notices") or ()),
             refiner_model=data.get("refiner_model"), hires=data.get("hires"), upscaler=data.get("upscaler"))
 
 
 @dataclass(frozen=True)
 class UpscaleRecipe:
-    input: str  # the source file's name (or "image" for an image given in memory)
+    input: str | None  # the source file's path (None for an image given in memory)
     input_size: Size
     output_size: Size
     mode: str  # the PIL mode of the result
@@ -114,8 +116,8 @@ class UpscaleRecipe:
         return str(self.upscaler.get("name", "?"))
 
     def to_dict(self) -> dict:
-        data = {f.name: getattr(self, f.name) for f in fields(self)}
-        data.update(job="upscale", input_size=list(self.input_size), output_size=list(self.output_size),
+        data = {"job": "upscale"} | {f.name: getattr(self, f.name) for f in fields(self)}
+        data.update(input_size=list(self.input_size), output_size=list(self.output_size),
                     upscaler=dict(self.upscaler), timings=dict(self.timings))
         return data
 
@@ -130,6 +132,11 @@ class UpscaleRecipe:
 
 
 AnyRecipe = Recipe | UpscaleRecipe
+
+
+def _put(data: dict, **records) -> None:
+    """The records that hold something, in order."""
+    data.update((key, value) for key, value in records.items() if value)
 
 
 def recipe_from_dict(data: dict) -> AnyRecipe:

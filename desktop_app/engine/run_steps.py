@@ -34,6 +34,7 @@ from desktop_app.engine.loader import LoadedModel
 from desktop_app.engine.lora import apply_embeddings, apply_loras
 from desktop_app.models.model_hash import model_hash
 from desktop_app.engine.preview import DEFAULT_PREVIEW_SHARE, PreviewPacer, capture_x0
+from desktop_app.engine.recipe import Recipe
 from desktop_app.engine.request import MAX_SEED, GenerationRequest
 from desktop_app.engine.samplers import make_scheduler
 
@@ -268,21 +269,14 @@ class GenerationRun:
     def finished(self) -> Finished:
         """The images with their recipe: the request, the model, the seeds, the timings, and what happened on
         the way (LoRA hashes, memory fallbacks, notices, the refiner, the hires fix, the upscaler)."""
-        extra = {}
-        if self.lora_hashes is not None:
-            extra["lora_hashes"] = dict(self.lora_hashes)
-        if self.fallbacks:
-            extra["memory_fallbacks"] = list(self.fallbacks)
-        if self.notices:
-            extra["notices"] = list(self.notices)
-        if self.refine is not None:
-            extra["refiner_model"] = refiner.record(self.request, self.split, self.model, self.refiner_model)
-        if self.hires_record is not None:
-            extra["hires"] = self.hires_record
-        if self.upscaler is not None:
-            extra["upscaler"] = self.upscaler[1]
         self.timings["total"] = self.elapsed()
-        recipe = make_recipe(self.request, self.model, self.seeds, self.timings, self.images) | extra
+        recipe = make_recipe(
+            self.request, self.model, self.seeds, self.timings, self.images,
+            lora_hashes=None if self.lora_hashes is None else dict(self.lora_hashes),
+            memory_fallbacks=tuple(self.fallbacks), notices=tuple(self.notices),
+            refiner_model=(refiner.record(self.request, self.split, self.model, self.refiner_model)
+                           if self.refine is not None else None),
+            hires=self.hires_record, upscaler=self.upscaler[1] if self.upscaler is not None else None)
         return Finished(images=self.images, seeds=self.seeds, recipe=recipe, timings=dict(self.timings))
 
 
@@ -358,19 +352,16 @@ def img2img_pipe(pipe):
 
 
 def make_recipe(request: GenerationRequest, model: LoadedModel, seeds: list[int], timings: dict,
-                images: list) -> dict:
-    recipe = request.to_dict()
-    recipe.update(
-        seed=seeds[0], seeds=list(seeds), model_name=model.display_name, family=model.family,
-        device=str(model.device), dtype=str(model.dtype).removeprefix("torch."),
+                images: list, **records) -> Recipe:
+    """The run's Recipe: the request (with the first image's seed), the model, the seeds, the timings
+    (rounded), the output size; ``records`` are the rest of its fields (lora_hashes, hires ...)."""
+    return Recipe(
+        request=request.with_seed(seeds[0]), seeds=tuple(seeds), model_name=model.display_name,
+        family=model.family, device=str(model.device), dtype=str(model.dtype).removeprefix("torch."),
         app_version=desktop_app.__version__, timings={k: round(v, 4) for k, v in timings.items()},
-    )
-    if images:
-        recipe["output_size"] = list(images[0].size)
-    digest = model_hash(model.path)  # hashed once per model, then cached
-    if digest:
-        recipe["model_hash"] = digest
-    return recipe
+        output_size=tuple(images[0].size) if images else None,
+        model_hash=model_hash(model.path) or None,  # hashed once per model, then cached
+        **records)
 
 
 def _generator_device(device: torch.device) -> str:

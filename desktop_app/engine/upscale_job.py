@@ -18,6 +18,7 @@ import desktop_app
 from desktop_app.models import upscaler_files
 from desktop_app.errors import CancelledError, RequestError
 from desktop_app.engine.events import Emit, Finished, Progress, StageStarted
+from desktop_app.engine.recipe import UpscaleRecipe
 from desktop_app.engine.request import UpscaleRequest
 from desktop_app.engine.upscale import (
     DEFAULT_TILE, check_scale, check_size, describe_upscaler, lanczos, load_upscaler, open_image, output_size,
@@ -165,13 +166,11 @@ class Upscalers:
         timings["total"] = time.perf_counter() - start
 
         # 4. the recipe
-        recipe = {
-            "job": "upscale", "input": input_name, "input_size": list(image.size),
-            "output_size": list(result.size), "mode": result.mode, "scale": scale, "tile": request.tile,
-            "tiles": total, "upscaler": info, "device": str(descriptor.device),
-            "dtype": str(descriptor.dtype).removeprefix("torch."), "app_version": desktop_app.__version__,
-            "timings": {k: round(v, 4) for k, v in timings.items()},
-        }
+        recipe = UpscaleRecipe(
+            input=input_name, input_size=tuple(image.size), output_size=tuple(result.size), mode=result.mode,
+            scale=scale, tile=request.tile, tiles=total, upscaler=info, device=str(descriptor.device),
+            dtype=str(descriptor.dtype).removeprefix("torch."), app_version=desktop_app.__version__,
+            timings={k: round(v, 4) for k, v in timings.items()})
         return Finished(images=[result], seeds=[], recipe=recipe, timings=dict(timings))
 
 

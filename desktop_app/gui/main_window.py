@@ -304,8 +304,8 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _on_finished(self, finished) -> None:
-        recipe = finished.recipe or {}
-        total = (finished.timings or recipe.get("timings") or {}).get("total")
+        recipe = finished.recipe
+        total = finished.timings.get("total") if finished.timings else recipe.total_seconds
         seeds = list(finished.seeds or [])
         if seeds and self.form.random_check.isChecked():
             self.form.show_used_seed(seeds[0])
@@ -314,8 +314,8 @@ class MainWindow(QMainWindow):
         done = f"Done in {total:.1f} s" if isinstance(total, (int, float)) else "Done"
         self.step_label.setText(done)
         status = f"{done} · seed {', '.join(str(seed) for seed in seeds)}" if seeds else done
-        notices = recipe.get("notices") or []  # memory fallbacks used, a VAE decode redone in float32
-        self.statusBar().showMessage(" · ".join([status, *notices]))
+        # memory fallbacks used, a VAE decode redone in float32
+        self.statusBar().showMessage(" · ".join([status, *recipe.notices]))
         self.save_action.setEnabled(bool(self.view.images))
 
     @Slot(object)

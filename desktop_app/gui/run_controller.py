@@ -217,7 +217,7 @@ class RunController(QObject):
         folder = self.output_dir()
         kept, fallback, self.unsaved = [], [], []
         seeds = list(finished.seeds or [])
-        recipe = finished.recipe or {}
+        recipe = finished.recipe.to_dict()  # written into each PNG and history row
         error, history_errors = None, []
         for index, image in enumerate(finished.images):
             seed = seeds[index] if index < len(seeds) else None
@@ -279,16 +279,16 @@ class RunController(QObject):
 
     def suggested_name(self, index: int) -> str:
         """The file name Save As offers for image ``index`` of the last result."""
-        recipe = self.result.recipe or {}
-        if recipe.get("job") == "upscale":
+        recipe = self.result.recipe
+        if recipe.job == "upscale":
             return upscaled_name(recipe)
         seeds = list(self.result.seeds or [])
-        return saving.suggested_name(recipe.get("prompt", ""), seeds[index] if index < len(seeds) else None)
+        return saving.suggested_name(recipe.prompt, seeds[index] if index < len(seeds) else None)
 
     def would_replace_source(self, path: Path) -> bool:
         """Saving the last result at ``path`` would overwrite the image it was upscaled from."""
-        recipe = self.result.recipe or {}
-        source = recipe.get("input") if recipe.get("job") == "upscale" else None
+        recipe = self.result.recipe
+        source = recipe.input if recipe.job == "upscale" else None
         return bool(source) and outputs.same_file(source, saving.png_path(Path(path)))
 
     def save_image(self, index: int, path: Path) -> Path:
@@ -297,7 +297,8 @@ class RunController(QObject):
         result = self.result
         seeds = list(result.seeds or [])
         image = result.images[index]
-        saved = saving.save_png(image, Path(path), result.recipe, seeds[index] if index < len(seeds) else None)
+        saved = saving.save_png(image, Path(path), result.recipe.to_dict(),
+                                seeds[index] if index < len(seeds) else None)
         self.unsaved = [(kept, seed) for kept, seed in self.unsaved if kept is not image]
         if not self.unsaved and self.holding:
             self.holding = False
@@ -349,7 +350,7 @@ def runs_of(request, runs: int) -> list:
     return [request.with_seed((request.seed + k * request.batch_size) % (MAX_SEED + 1)) for k in range(runs)]
 
 
-def upscaled_name(recipe: dict) -> str:
-    """photo.jpg upscaled 4x -> photo-x4.png"""
-    stem = Path(str(recipe.get("input") or "image")).stem or "image"
-    return f"{stem}-x{recipe.get('scale', 4):g}.png"
+def upscaled_name(recipe) -> str:
+    """photo.jpg upscaled 4x -> photo-x4.png (``recipe``: an UpscaleRecipe)"""
+    stem = Path(str(recipe.input or "image")).stem or "image"
+    return f"{stem}-x{recipe.scale:g}.png"

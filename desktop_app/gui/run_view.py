@@ -193,18 +193,16 @@ class RunView(QFrame):
         self.seeds = []
         self.shown_index = 0
         self.stage_strip.finish()
-        recipe = finished.recipe or {}
+        recipe = finished.recipe
         image = self.images[0]
-        source = Path(str(recipe.get("input") or "the image")).name
-        upscaler = (recipe.get("upscaler") or {}).get("name", "?")
-        self.canvas.set_image(image, f"{image.width()}×{image.height()} · {source} upscaled "
-                                     f"{recipe.get('scale', 0):g}x")
+        source = Path(str(recipe.input or "the image")).name
+        self.canvas.set_image(image, f"{image.width()}×{image.height()} · {source} upscaled {recipe.scale:g}x")
         self.progress_bar.setValue(self.progress_bar.maximum())
         total = (finished.timings or {}).get("total")
         done = f"Upscaled in {total:.1f} s" if isinstance(total, (int, float)) else "Upscaled"
         self.step_label.setText(done)
-        self.status.emit(f"{done}: {source} to {image.width()}×{image.height()} with {upscaler} · File → Save "
-                         "As… keeps it")
+        self.status.emit(f"{done}: {source} to {image.width()}×{image.height()} with {recipe.upscaler_name} · "
+                         "File → Save As… keeps it")
 
     @Slot()
     def show_failed(self) -> None:

@@ -39,11 +39,11 @@ class StatusLabels:
             self.device_label.setText("Device: not available")
             self.device_label.setToolTip(text)
 
-    def show_finished(self, recipe: dict) -> None:
-        """What a generation's recipe says it ran on."""
-        self.device_label.setText(f"Device: {recipe.get('device', '?')} ({recipe.get('dtype', '?')})")
+    def show_finished(self, recipe) -> None:
+        """What a generation's recipe (engine/recipe.py's Recipe) says it ran on."""
+        self.device_label.setText(f"Device: {recipe.device or '?'} ({recipe.dtype or '?'})")
         self.device_label.setToolTip("")
-        model_name = recipe.get("model_name") or model_info.display_name(str(recipe.get("model", "")))
+        model_name = recipe.model_name or model_info.display_name(recipe.request.model)
         self.model_label.setText(f"Model: {model_name}")
 
     def show_time(self, total) -> None:

@@ -164,7 +164,7 @@ class TimelineBar(QWidget):
     @Slot(object)
     def _on_finished(self, done) -> None:
         self._seeds = list(done.seeds or [])
-        last = self.timeline.frames[-1].total if len(self.timeline) else (done.recipe or {}).get("steps")
+        last = self.timeline.frames[-1].total if len(self.timeline) else done.recipe.request.steps
         self.finish(done.images[0] if done.images else None, last)
 
     @Slot(str, str)

@@ -186,7 +186,7 @@ class GenerationWorker(QObject):
 class UpscaleWorker(GenerationWorker):
     """Runs UpscaleRequests (``Engine.upscale``) in its own thread, with the same signals as GenerationWorker:
     stage ("load", "upscale"), progress once per tile (step = tiles done, total = tiles, stage "upscale"),
-    finished with a Finished whose recipe["job"] is "upscale", failed, cancelled (between tiles). It has its
+    finished with a Finished whose recipe is an UpscaleRecipe, failed, cancelled (between tiles). It has its
     own Engine, which loads only upscalers, so it never waits on a generation."""
 
     def _execute(self, engine, request, cancel: threading.Event):

@@ -14,6 +14,9 @@ from PIL import Image
 from desktop_app import cli
 from desktop_app.cli import generate as cli_generate
 from desktop_app.cli import progress as cli_progress
+from desktop_app.engine.request import GenerationRequest
+
+from tests.fake_recipes import generation_recipe
 
 REPO = Path(__file__).resolve().parents[2]
 GUI_APP = REPO / "desktop_app" / "gui" / "app.py"
@@ -187,7 +190,8 @@ def test_the_bar_names_what_it_counts_by_the_progress_stage_and_skips_terminal_e
     reporter(Progress(1, 2, None, 0.1))  # no StageStarted first: the stage travels with the progress
     reporter(Progress(2, 4, None, 0.2, stage="hires"))
     reporter(Progress(3, 8, None, 0.3, stage="upscale"))
-    for event in (Finished([], [1], {}), Cancelled(), Failed(FailureKind.INTERNAL.value, "boom")):
+    finished = Finished([], [1], generation_recipe(GenerationRequest("a cat"), [1]))
+    for event in (finished, Cancelled(), Failed(FailureKind.INTERNAL.value, "boom")):
         reporter(event)
     reporter(StageStarted("save"))
     reporter.close()
@@ -215,7 +219,7 @@ def test_the_timeline_recorder_keeps_denoising_previews_only_and_passes_everythi
     preview = Image.new("RGB", (8, 8))
     events = [StageStarted("denoise"), Progress(1, 2, preview, 0.1), Progress(2, 2, preview, 0.2),
               Progress(1, 1, preview, 0.3, stage="hires"), Progress(1, 1, preview, 0.4, stage="upscale"),
-              Finished([preview], [1], {})]
+              Finished([preview], [1], generation_recipe(GenerationRequest("a cat"), [1]))]
     for event in events:
         recorder(event)
     assert seen == events and [frame.step for frame in recorder.timeline.frames] == [1, 2]

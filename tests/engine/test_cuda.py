@@ -33,7 +33,7 @@ def _run(engine, request):
 def test_every_sampler_gives_finite_images_in_half_precision(cuda_engine, make_request, sampler):
     result, events = _run(cuda_engine, make_request(sampler=sampler, steps=6, upscale="default"))
     assert cuda_engine.model.dtype in (torch.float16, torch.bfloat16)
-    assert result.recipe["device"].startswith("cuda")
+    assert result.recipe.device.startswith("cuda")
     image = np.asarray(result.images[0], dtype=np.float32)
     assert image.shape == (128, 128, 3) and image.std() > 1.0  # not a black (NaN) image
     previews = [e.preview for e in events if isinstance(e, Progress) and e.stage == "denoise"]
@@ -55,10 +55,10 @@ def test_without_bfloat16_the_embedded_model_runs_in_float32(make_request, tiny_
     engine = Engine(device="cuda")
     engine._choice = devices.DeviceChoice(torch.device("cuda"), torch.float16)
     result, _ = _run(engine, make_request(sampler="Euler", steps=6))
-    assert result.recipe["dtype"] == "float32"
+    assert result.recipe.dtype == "float32"
     assert np.asarray(result.images[0], dtype=np.float32).std() > 1.0
     other, _ = _run(engine, make_request(model=str(tiny_sd_dir)))
-    assert other.recipe["dtype"] == "float16"
+    assert other.recipe.dtype == "float16"
 
 
 def test_upscale_job_tiles_in_half_precision_match_the_cpu(cuda_engine, tiny_model_dir):
@@ -71,7 +71,7 @@ def test_upscale_job_tiles_in_half_precision_match_the_cpu(cuda_engine, tiny_mod
     image = Image.fromarray((rng.random((150, 200, 4)) * 255).astype(np.uint8), "RGBA")
     own = str(tiny_model_dir / "upscaler" / "model.safetensors")
     on_gpu = cuda_engine.upscale(UpscaleRequest(image, own, tile=64))
-    assert on_gpu.recipe["device"].startswith("cuda") and on_gpu.recipe["dtype"] in ("float16", "bfloat16")
+    assert on_gpu.recipe.device.startswith("cuda") and on_gpu.recipe.dtype in ("float16", "bfloat16")
     on_cpu = Engine(device="cpu").upscale(UpscaleRequest(image, own, tile=0))
     gpu, cpu = (np.asarray(r.images[0], dtype=np.float32) for r in (on_gpu, on_cpu))
     assert gpu.shape == cpu.shape == (600, 800, 4)
@@ -94,4 +94,4 @@ def test_sdxl_refiner_in_half_precision(cuda_engine, xl_request, sampler):
     image = np.asarray(result.images[0], dtype=np.float32)
     assert image.shape == (32, 32, 3) and np.isfinite(image).all()
     steps = [e.step for e in events if isinstance(e, Progress)]
-    assert steps == list(range(1, sum(result.recipe["refiner_model"]["steps"]) + 1))
+    assert steps == list(range(1, sum(result.recipe.refiner_model["steps"]) + 1))

@@ -13,8 +13,10 @@ from PIL import Image
 from desktop_app.engine import run_steps, upscale_job
 from desktop_app.engine.events import Cancelled, Failed, Finished, Progress, StageStarted
 from desktop_app.engine.outcome import Outcome
-from desktop_app.engine.request import UpscaleRequest
+from desktop_app.engine.request import GenerationRequest, UpscaleRequest
 from desktop_app.errors import CancelledError, FailureKind, ModelError, RequestError
+
+from tests.fake_recipes import generation_recipe
 
 TERMINAL = (Finished, Cancelled, Failed)
 
@@ -167,7 +169,7 @@ def test_an_upscale_job_that_fails_ends_with_failed(engine, tmp_path):
 def test_outcome_emits_exactly_one_terminal_event():
     events = []
     with Outcome(events.append) as outcome:
-        outcome.result = Finished(images=[], seeds=[], recipe={})
+        outcome.result = Finished(images=[], seeds=[], recipe=generation_recipe(GenerationRequest("a cat")))
     assert events == [outcome.result]
 
     events = []

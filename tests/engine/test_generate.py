@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import weakref
 
 import numpy as np
 import pytest
 
 from desktop_app.engine.events import Finished, StageStarted
+from desktop_app.engine.recipe import Recipe
 from desktop_app.engine.request import SAMPLERS, GenerationRequest
 
 
@@ -48,7 +50,8 @@ def test_image_size_follows_the_request(generate, make_request, width, height):
 def test_batch_gives_one_image_per_seed_and_each_is_reproducible_alone(generate, make_request):
     result, _ = generate(make_request(seed=100, batch_size=3))
     assert len(result.images) == 3 and result.seeds == [100, 101, 102]
-    assert result.recipe["seeds"] == [100, 101, 102] and result.recipe["seed"] == 100
+    assert result.recipe.seeds == (100, 101, 102) and result.recipe.seed == 100
+    assert result.recipe.to_dict()["seeds"] == [100, 101, 102] and result.recipe.to_dict()["seed"] == 100
     alone, _ = generate(make_request(seed=101))
     # batched convolutions may round differently from a single image, by a level at most
     assert np.abs(pixels(alone.images[0]) - pixels(result.images[1])).max() <= 2
@@ -63,9 +66,9 @@ def test_seeds_wrap_at_the_top_of_the_range(generate, make_request):
 def test_a_random_seed_is_drawn_reported_and_regenerates_the_image(generate, make_request):
     result, events = generate(make_request(seed=None))
     seed = result.seeds[0]
-    assert 0 <= seed < 2**32 and result.recipe["seed"] == seed
+    assert 0 <= seed < 2**32 and result.recipe.seed == seed and result.recipe.request.seed == seed
     assert str(seed) in next(e.detail for e in events.of(StageStarted) if e.stage == "noise")
-    again, _ = generate(GenerationRequest.from_dict(result.recipe))
+    again, _ = generate(GenerationRequest.from_dict(result.recipe.to_dict()))
     assert np.array_equal(pixels(result.images[0]), pixels(again.images[0]))
 
 
@@ -73,13 +76,20 @@ def test_recipe_holds_the_request_model_device_and_timings(generate, make_reques
     request = make_request(negative_prompt="blurry", guidance_scale=3.0, sampler="Euler")
     result, _ = generate(request)
     recipe = result.recipe
+    assert isinstance(recipe, Recipe) and recipe.job == "generate"
+    assert recipe.request == request.with_seed(result.seeds[0])
+    assert recipe.model_name == "tiny-embedded" and recipe.family == "embedded"
+    assert recipe.device == "cpu" and recipe.dtype == "float32" and recipe.app_version
+    assert {"load", "text", "denoise", "decode", "total"} <= set(recipe.timings)
+    # the dict a PNG keeps: the request's fields at the top level, then what the engine recorded (no more)
+    data = recipe.to_dict()
     for key, value in request.to_dict().items():
         if key != "seed":
-            assert recipe[key] == value, key
-    assert recipe["model_name"] == "tiny-embedded" and recipe["family"] == "embedded"
-    assert recipe["device"] == "cpu" and recipe["dtype"] == "float32"
-    assert recipe["app_version"]
-    assert {"load", "text", "denoise", "decode", "total"} <= set(recipe["timings"])
+            assert data[key] == value, key
+    recorded = {"seeds", "model_name", "family", "device", "dtype", "app_version", "timings", "output_size"}
+    assert set(data) - {"model_hash"} == set(request.to_dict()) | recorded
+    assert data["timings"] == recipe.timings and data["output_size"] == [32, 32]
+    assert json.loads(json.dumps(data)) == data
 
 
 @pytest.mark.parametrize("sampler", SAMPLERS)
@@ -104,7 +114,7 @@ def test_embedded_upscaler_quadruples_the_size(generate, make_request):
     result, events = generate(make_request(upscale="default", batch_size=2))
     assert [image.size for image in result.images] == [(128, 128), (128, 128)]
     assert "upscale" in events.stages and "upscale" in result.timings
-    assert result.recipe["output_size"] == [128, 128]
+    assert result.recipe.output_size == (128, 128) and result.recipe.to_dict()["output_size"] == [128, 128]
 
 
 def test_an_upscaler_file_can_be_named(generate, make_request, tiny_model_dir):

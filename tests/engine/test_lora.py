@@ -139,9 +139,9 @@ def test_a_lora_in_the_user_folder_is_found_by_name_and_hashed_into_the_recipe(g
     shutil.copy(loras["kohya"], paths.loras_dir() / "sks-dog.safetensors")
     request = sd_request(loras=(LoraChoice("sks-dog", 0.7),))
     result, _ = generate(request)
-    digest = result.recipe["lora_hashes"]["sks-dog"]
+    digest = result.recipe.lora_hashes["sks-dog"]
     assert len(digest) == 10 and int(digest, 16) >= 0
-    text = parameters_text(result.recipe)
+    text = parameters_text(result.recipe.to_dict())
     assert "<lora:sks-dog:0.7>" in text and f'Lora hashes: "sks-dog: {digest}"' in text
 
 

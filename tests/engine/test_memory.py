@@ -43,12 +43,13 @@ def test_fallbacks_come_in_order_and_the_run_succeeds(generate, make_request, fr
     inject_oom(monkeypatch, pipe, times=3)
     result, events = generate(make_request(batch_size=2, preview=False))
     # on the CPU, model offload does not apply (CUDA only): tiling, slicing, then one image at a time
-    assert result.recipe["memory_fallbacks"] == ["vae_tiling", "attention_slicing", "batch_1"]
+    assert result.recipe.memory_fallbacks == ("vae_tiling", "attention_slicing", "batch_1")
+    assert result.recipe.to_dict()["memory_fallbacks"] == ["vae_tiling", "attention_slicing", "batch_1"]
     notices = [e.detail for e in events.of(StageStarted) if e.detail.startswith("out of memory")]
     assert notices == ["out of memory; trying again with VAE tiling",
                        "out of memory; trying again with attention slicing",
                        "out of memory; trying again with one image at a time"]
-    assert result.recipe["notices"] == notices
+    assert list(result.recipe.notices) == result.recipe.to_dict()["notices"] == notices
     assert len(result.images) == 2
     assert pipe.vae.use_tiling
     for got, want in zip(result.images, expected.images):  # the same images, one at a time
@@ -149,7 +150,7 @@ def test_a_nan_decode_is_done_again_in_float32_and_the_user_is_told(generate, ma
     assert len(seen) == 2 and seen[1] == torch.float32
     message = "the float32 VAE produced NaNs; decoded again in float32"
     assert message in [e.detail for e in events.of(StageStarted) if e.stage == "decode"]
-    assert result.recipe["notices"] == [message]
+    assert result.recipe.notices == (message,)
     assert np.array_equal(pixels(result.images[0]), pixels(expected.images[0]))
 
 

@@ -15,8 +15,8 @@ def test_rerunning_a_saved_recipe_gives_the_same_pixels(generate, make_request, 
                                                          index):
     first, _ = generate(make_request(seed=None, batch_size=batch, sampler=sampler))
     assert first is not None
-    recipe = first.recipe
-    assert len(recipe["model_hash"]) == 10
+    recipe = first.recipe.to_dict()
+    assert len(recipe["model_hash"]) == 10 and recipe["model_hash"] == first.recipe.model_hash
     history = History(tmp_path / "h.sqlite3")
     saved = [outputs.keep_image(image, recipe, seed, tmp_path / "out", history)
              for image, seed in zip(first.images, first.seeds)]

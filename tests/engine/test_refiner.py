@@ -45,10 +45,10 @@ def test_the_base_runs_the_switch_share_and_the_refiner_the_rest(generate, xl_re
     loaded = engine._refiner[2]
     assert loaded.pipe.vae is engine.model.pipe.vae
     assert loaded.pipe.text_encoder_2 is engine.model.pipe.text_encoder_2
-    record = result.recipe["refiner_model"]
+    record = result.recipe.refiner_model
     assert record["name"] == "tiny-refiner" and record["switch"] == 0.8 and record["steps"] == [4, 1]
     assert record["shared"] == ["vae", "text_encoder_2"] and len(record["hash"]) == 10
-    assert result.recipe["refiner"] == str(tiny_xl["refiner"]) and result.recipe["refiner_switch"] == 0.8
+    assert result.recipe.request.refiner == str(tiny_xl["refiner"]) and result.recipe.request.refiner_switch == 0.8
     assert "refiner" in result.timings
 
     # another switch moves the hand-over; without a refiner the base alone draws another picture
@@ -115,7 +115,7 @@ def test_a_switch_that_leaves_one_model_no_step_is_refused(generate, xl_request)
     with pytest.raises(RequestError, match="leaves the refiner no step"):
         generate(xl_request(sampler="DPM++ 2M"))
     result, _ = generate(xl_request(sampler="DPM++ 2M", steps=6))
-    assert result.recipe["refiner_model"]["steps"] == [5, 1]
+    assert result.recipe.refiner_model["steps"] == [5, 1]
 
 
 @pytest.mark.parametrize("value", [0, 1, 1.5, -0.2, "0.8", float("nan"), True])
@@ -153,7 +153,7 @@ def test_sharing_only_what_holds_the_same_weights(engine, tiny_xl, xl_request, g
     assert set(refiner.shared_components(tiny_xl["file"], base)) == {"vae", "text_encoder_2", "tokenizer_2"}
     assert refiner.shared_components(tiny_xl["own"], base) == {}  # its own VAE and text encoder: kept
     result, _ = generate(xl_request(refiner=str(tiny_xl["own"])))
-    assert result.recipe["refiner_model"]["shared"] == []
+    assert result.recipe.refiner_model["shared"] == []
     assert engine._refiner[2].pipe.vae is not base.vae
 
 
@@ -164,7 +164,7 @@ def test_a_single_file_refiner_gives_the_folders_pixels(generate, xl_request, ti
     monkeypatch.setattr(single_file, "bundled_config",
                         lambda family: tiny_xl["config"] if family == REFINER else real(family))
     from_file, _ = generate(xl_request(refiner=str(tiny_xl["file"])))
-    assert from_file.recipe["refiner_model"]["shared"] == ["vae", "text_encoder_2"]
+    assert from_file.recipe.refiner_model["shared"] == ["vae", "text_encoder_2"]
     assert np.abs(_pixels(from_file.images[0]) - _pixels(from_folder.images[0])).max() <= 1
 
 
@@ -180,12 +180,13 @@ def test_unload_frees_the_refiner(tiny_xl, xl_request):
 
 def test_the_recipe_carries_the_refiner_through_a_png(generate, xl_request, tmp_path):
     result, _ = generate(xl_request(refiner_switch=0.6))
-    path = png_recipe.save_png(result.images[0], tmp_path / "refined.png", result.recipe, result.seeds[0])
+    path = png_recipe.save_png(result.images[0], tmp_path / "refined.png", result.recipe.to_dict(),
+                               result.seeds[0])
     found = png_recipe.read_recipe(path)
     request = GenerationRequest.from_dict(found["request"])
-    assert request.refiner == result.recipe["refiner"] and request.refiner_switch == 0.6
+    assert request.refiner == result.recipe.request.refiner and request.refiner_switch == 0.6
     assert found["info"]["refiner_model"]["steps"] == [3, 2]
-    record = result.recipe["refiner_model"]
+    record = result.recipe.refiner_model
     assert f"Refiner: tiny-refiner [{record['hash']}], Refiner switch at: 0.6" in found["parameters"]
     # AUTOMATIC1111's text alone: the switch comes back, the refiner's name is kept with the model's
     parsed = png_recipe.parse_parameters(found["parameters"])
@@ -198,7 +199,7 @@ def test_every_sampler_hands_over_where_diffusers_does(generate, xl_request, sam
     """The step split the engine announces is the one the two pipelines then run (Heun: two calls a step)."""
     result, events = generate(xl_request(sampler=sampler, steps=8))
     base, refined = _passes(events)
-    split = result.recipe["refiner_model"]["steps"]
+    split = result.recipe.refiner_model["steps"]
     assert [len(base), len(refined)] == split and min(split) > 0
     assert [p.step for p in base + refined] == list(range(1, sum(split) + 1))
     assert {p.total for p in base + refined} == {sum(split)} and events.stages[-1] == "decode"
@@ -207,7 +208,7 @@ def test_every_sampler_hands_over_where_diffusers_does(generate, xl_request, sam
 
 def test_the_hires_fix_and_the_upscaler_still_apply_after_the_refiner(generate, xl_request, tiny_model_dir):
     result, events = generate(xl_request(hires_scale=2.0, hires_strength=0.4))
-    assert result.images[0].size == (64, 64) and result.recipe["hires"]["steps"] == 2
+    assert result.images[0].size == (64, 64) and result.recipe.hires["steps"] == 2
     assert events.stages[-4:] == ["denoise", "decode", "upscale", "hires"]
     upscaled, events = generate(xl_request(upscale=str(tiny_model_dir / "upscaler" / "model.safetensors")))
     assert upscaled.images[0].size == (128, 128) and events.stages[-1] == "upscale"

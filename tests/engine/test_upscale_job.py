@@ -13,6 +13,7 @@ from PIL import Image
 
 from desktop_app.errors import ModelError, RequestError
 from desktop_app.engine.events import Cancelled, Finished, Progress, StageStarted
+from desktop_app.engine.recipe import UpscaleRecipe
 from desktop_app.engine.request import GenerationRequest, UpscaleRequest
 
 
@@ -36,7 +37,8 @@ class Events(list):
 
 def test_the_recipe_records_the_upscaler_name_hash_and_scale(generate, make_request, tiny_model_dir):
     result, events = generate(make_request(upscale="default"))
-    record = result.recipe["upscaler"]
+    record = result.recipe.upscaler
+    assert result.recipe.to_dict()["upscaler"] == record
     own = tiny_model_dir / "upscaler" / "model.safetensors"
     assert record == {"name": "default", "file": "model.safetensors", "sha256": short_sha(own),
                       "architecture": "RealESRGAN Compact", "scale": 4}
@@ -49,9 +51,8 @@ def test_an_upscaler_named_by_path_is_recorded_by_its_file(generate, make_reques
     shutil.copy(tiny_model_dir / "upscaler" / "model.safetensors", path)
     result, _ = generate(make_request(upscale=str(path)))
     assert result.images[0].size == (128, 128)
-    assert result.recipe["upscale"] == str(path)
-    assert result.recipe["upscaler"]["name"] == "4x-mine" and result.recipe["upscaler"]["sha256"] == \
-        short_sha(path)
+    assert result.recipe.request.upscale == str(path)
+    assert result.recipe.upscaler["name"] == "4x-mine" and result.recipe.upscaler["sha256"] == short_sha(path)
 
 
 def test_cancel_between_the_tiles_of_a_generations_upscale(generate, make_request):
@@ -69,7 +70,8 @@ def test_cancel_between_the_tiles_of_a_generations_upscale(generate, make_reques
 
 def test_no_upscale_no_record(generate, make_request):
     result, _ = generate(make_request())
-    assert "upscaler" not in result.recipe and result.images[0].size == (32, 32)
+    assert result.recipe.upscaler is None and "upscaler" not in result.recipe.to_dict()
+    assert result.images[0].size == (32, 32)
 
 
 # ---- the hires fix -------------------------------------------------------------------------------------
@@ -79,15 +81,16 @@ def test_hires_fix_enlarges_and_refines_on_a_plain_sd_model(generate, make_reque
     request = make_request(model=str(tiny_sd_dir), steps=4, hires_scale=2.0, hires_strength=0.5)
     result, events = generate(request)
     assert result.images[0].size == (64, 64)
-    assert result.recipe["hires_scale"] == 2.0 and result.recipe["hires_strength"] == 0.5
-    assert result.recipe["hires"] == {"upscaler": "Lanczos", "size": [64, 64], "steps": 2, "scale": 2.0,
-                                      "strength": 0.5}
+    data = result.recipe.to_dict()
+    assert data["hires_scale"] == 2.0 and data["hires_strength"] == 0.5
+    assert result.recipe.hires == data["hires"] == {"upscaler": "Lanczos", "size": [64, 64], "steps": 2,
+                                                    "scale": 2.0, "strength": 0.5}
     assert events.stages[-2:] == ["upscale", "hires"]
     assert [p.step for p in events.progress if p.stage == "hires"] == [1, 2]
     # the img2img pass changed the picture: it is not just the Lanczos enlargement
     enlarged, _ = generate(make_request(model=str(tiny_sd_dir), steps=4, hires_scale=2.0,
                                         hires_strength=0.0))
-    assert enlarged.recipe["hires"]["steps"] == 0
+    assert enlarged.recipe.hires["steps"] == 0
     difference = np.abs(np.asarray(result.images[0], float) - np.asarray(enlarged.images[0], float))
     assert difference.mean() > 1.0
 
@@ -99,7 +102,7 @@ def test_hires_fix_with_an_upscaler_model_is_seeded(generate, make_request, tiny
     first, _ = generate(request)
     again, _ = generate(request)
     assert first.images[0].size == (48, 48)
-    assert first.recipe["hires"]["upscaler"]["sha256"] == short_sha(own)
+    assert first.recipe.hires["upscaler"]["sha256"] == short_sha(own)
     assert first.images[0].tobytes() == again.images[0].tobytes()
 
 
@@ -150,9 +153,15 @@ def test_upscale_a_file_with_a_named_upscaler(engine, tmp_path, tiny_model_dir):
     result = engine.upscale(UpscaleRequest(source, str(own), tile=0), emit=events.append)
     assert isinstance(result, Finished) and result.images[0].size == (192, 160)
     recipe = result.recipe
-    assert recipe["job"] == "upscale" and recipe["input"] == str(source)
-    assert recipe["input_size"] == [48, 40] and recipe["output_size"] == [192, 160] and recipe["scale"] == 4
-    assert recipe["upscaler"]["sha256"] == short_sha(own) and recipe["upscaler"]["scale"] == 4
+    assert isinstance(recipe, UpscaleRecipe) and recipe.input == str(source)
+    assert recipe.input_size == (48, 40) and recipe.output_size == (192, 160) and recipe.scale == 4
+    assert recipe.upscaler["sha256"] == short_sha(own) and recipe.upscaler["scale"] == 4 and recipe.tile == 0
+    # the dict a PNG keeps, key for key as before the typed recipe
+    data = recipe.to_dict()
+    assert list(data) == ["job", "input", "input_size", "output_size", "mode", "scale", "tile", "tiles",
+                          "upscaler", "device", "dtype", "app_version", "timings"]
+    assert data["job"] == "upscale" and data["input_size"] == [48, 40] and data["output_size"] == [192, 160]
+    assert {"load", "upscale", "total"} <= set(data["timings"])
     assert [e.stage for e in events.of(StageStarted)][-1] == "upscale"
     assert [(p.step, p.total, p.stage) for p in events.of(Progress)] == [(1, 1, "upscale")]
 
@@ -160,7 +169,7 @@ def test_upscale_a_file_with_a_named_upscaler(engine, tmp_path, tiny_model_dir):
 def test_default_is_the_given_model_folders_upscaler(engine, tiny_model_dir):
     result = engine.upscale(UpscaleRequest(picture(), "default", scale=2, model_folder=str(tiny_model_dir)))
     assert result.images[0].size == (96, 80)
-    assert result.recipe["upscaler"]["sha256"] == short_sha(tiny_model_dir / "upscaler" / "model.safetensors")
+    assert result.recipe.upscaler["sha256"] == short_sha(tiny_model_dir / "upscaler" / "model.safetensors")
 
 
 def test_default_falls_back_to_the_embedded_model(tmp_path, monkeypatch, tiny_model_dir, tiny_sd_dir):
@@ -173,7 +182,7 @@ def test_default_falls_back_to_the_embedded_model(tmp_path, monkeypatch, tiny_mo
     fresh = Engine(device="cpu")
     # that folder has no upscaler of its own
     result = fresh.upscale(UpscaleRequest(picture(), model_folder=str(tiny_sd_dir)))
-    assert result.images[0].size == (192, 160) and result.recipe["upscaler"]["name"] == "default"
+    assert result.images[0].size == (192, 160) and result.recipe.upscaler_name == "default"
     shipped.unlink()
     fresh.unload()
     with pytest.raises(RequestError) as info:
@@ -199,7 +208,7 @@ def test_the_job_tiles_reports_each_tile_and_cancels_between_them(engine, tiny_m
 @pytest.mark.parametrize("mode,expected", [("RGBA", "RGBA"), ("LA", "LA"), ("P", "RGB"), ("L", "L")])
 def test_the_job_keeps_the_image_kind(engine, tiny_model_dir, mode, expected):
     result = engine.upscale(UpscaleRequest(picture(mode=mode), model_folder=str(tiny_model_dir)))
-    assert result.images[0].mode == expected and result.recipe["mode"] == expected
+    assert result.images[0].mode == expected and result.recipe.mode == expected
 
 
 def test_bad_inputs_to_the_job(engine, tmp_path, tiny_model_dir):

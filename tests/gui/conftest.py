@@ -23,6 +23,8 @@ from desktop_app.engine.events import Cancelled, Failed, Finished, Progress, Sta
 from desktop_app.engine.request import UpscaleRequest
 from desktop_app.errors import failure_kind, one_line
 
+from tests.fake_recipes import generation_recipe, upscale_recipe
+
 
 @pytest.fixture(autouse=True)
 def no_thread_left_running(qapp):
@@ -91,7 +93,7 @@ class FakeEngine:
         seed = 1234 if request.seed is None else request.seed
         seeds = [seed + k for k in range(request.batch_size)]
         timings = {"total": time.perf_counter() - start}
-        recipe = request.to_dict() | {"device": "cpu", "dtype": "float32", "seeds": seeds, "timings": timings}
+        recipe = generation_recipe(request, seeds, timings=timings)
         return Finished(images=images, seeds=seeds, recipe=recipe, timings=timings)
 
     def upscale(self, request, emit=None, cancel=None):
@@ -118,10 +120,9 @@ class FakeEngine:
             self.tiles_done += 1
             emit(Progress(tile, self.tiles, None, time.perf_counter() - start, stage="upscale"))
         big = image.resize((image.width * 4, image.height * 4))
-        recipe = {"job": "upscale", "input": str(request.source), "input_size": list(image.size),
-                  "output_size": list(big.size), "scale": 4.0, "tile": request.tile,
-                  "upscaler": {"name": request.model, "file": "model.safetensors", "sha256": "0123456789"}}
-        return Finished(images=[big], seeds=[], recipe=recipe, timings={"total": time.perf_counter() - start})
+        timings = {"total": time.perf_counter() - start}
+        recipe = upscale_recipe(request, image.size, 4.0, timings=timings)
+        return Finished(images=[big], seeds=[], recipe=recipe, timings=timings)
 
 
 class _terminal:

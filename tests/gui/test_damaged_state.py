@@ -17,8 +17,11 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 from desktop_app import paths
 from desktop_app.studio import png_recipe
 from desktop_app.engine.events import Finished
+from desktop_app.engine.request import UpscaleRequest
 from desktop_app.gui.gallery import GalleryPanel
 from desktop_app.studio.history import History
+
+from tests.fake_recipes import upscale_recipe
 
 
 def run_once(qtbot, window, prompt="a red apple") -> str:
@@ -140,8 +143,8 @@ def test_save_as_asks_before_replacing_the_upscaled_input(qtbot, open_fake_windo
     Image.new("RGB", (8, 8), "red").save(source)
     before = source.read_bytes()
     big = Image.new("RGB", (32, 32), "blue")
-    window._result = Finished(images=[big], seeds=[], recipe={"job": "upscale", "input": str(source),
-                                                              "scale": 4, "upscaler": {"name": "x"}})
+    recipe = upscale_recipe(UpscaleRequest(source=source, model="x"), (8, 8), 4)
+    window._result = Finished(images=[big], seeds=[], recipe=recipe)
     window._images = [big]
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(tmp_path / "." / "photo.png"), ""))
     asked = []

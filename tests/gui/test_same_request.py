@@ -16,6 +16,7 @@ import pytest
 
 from desktop_app.engine.events import Finished
 
+from tests.fake_recipes import generation_recipe
 from tests.gui.test_lora_picker import write_lora
 
 
@@ -32,7 +33,7 @@ class RecordingEngine:
 
         RecordingEngine.requests.append(request)
         seeds = [request.seed or 0]
-        recipe = request.to_dict() | {"device": "cpu", "dtype": "float32", "seeds": seeds, "model_name": "x"}
+        recipe = generation_recipe(request, seeds, model_name="x")
         finished = Finished(images=[Image.new("RGB", (request.width, request.height))], seeds=seeds,
                             recipe=recipe, timings={"total": 0.0})
         emit(finished)

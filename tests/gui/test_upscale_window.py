@@ -103,8 +103,8 @@ def test_the_real_engine_upscales_with_the_models_own_upscaler(qtbot, open_windo
     assert (image.width(), image.height()) == (96, 64)
     recipe = window._result.recipe
     own = tiny_model_dir / "upscaler" / "model.safetensors"
-    assert recipe["upscaler"]["sha256"] == hashlib.sha256(own.read_bytes()).hexdigest()[:10]
-    assert recipe["scale"] == 4 and recipe["input"] == str(photo)
+    assert recipe.upscaler["sha256"] == hashlib.sha256(own.read_bytes()).hexdigest()[:10]
+    assert recipe.job == "upscale" and recipe.scale == 4 and recipe.input == str(photo)
 
 
 def test_a_bad_option_is_refused_before_any_worker_starts(qtbot, open_window, make_engine, photo):

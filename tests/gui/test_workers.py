@@ -120,18 +120,20 @@ def test_terminal_events_alone_never_end_a_job(qtbot, start_worker):
     from desktop_app.engine.events import Cancelled, Failed, Finished
     from desktop_app.errors import FailureKind
 
+    from tests.fake_recipes import generation_recipe
+
     class Chatty:
         def run(self, request, emit, cancel):
             emit(Failed(FailureKind.ENGINE, "not the outcome"))
             emit(Cancelled())
-            emit(Finished(images=[], seeds=[], recipe={"said": "event"}))
-            return Finished(images=[], seeds=[7], recipe={"said": "return"})
+            emit(Finished(images=[], seeds=[], recipe=generation_recipe(request, model_name="event")))
+            return Finished(images=[], seeds=[7], recipe=generation_recipe(request, [7], model_name="return"))
 
     worker = start_worker(Chatty())
     recorder = Recorder(worker)
     run_and_wait(qtbot, worker, recorder, GenerationRequest("a cat", steps=2))
     assert recorder.names() == ["busy", "finished", "idle"]
-    assert recorder.first("finished")[1].recipe == {"said": "return"}
+    assert recorder.first("finished")[1].recipe.model_name == "return"
 
 
 def test_the_failure_kinds_are_failure_kind_values():

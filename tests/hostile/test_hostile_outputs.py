@@ -22,6 +22,7 @@ from PIL import Image
 from desktop_app import cli, paths
 from desktop_app.cli import studio as cli_studio
 from desktop_app.cli import upscale as cli_upscale
+from desktop_app.engine.recipe import Recipe
 from desktop_app.studio import outputs, png_recipe
 from desktop_app.studio.history import History
 
@@ -135,7 +136,8 @@ def test_a_history_that_fails_on_insert_still_saves_the_image(tmp_path, capsys, 
 
     monkeypatch.setattr(History, "begin", locked)
     targets = [tmp_path / "one.png", tmp_path / "two.png"]
-    result = SimpleNamespace(images=[Image.new("RGB", (16, 16), "red")] * 2, seeds=[4, 5], recipe=dict(RECIPE))
+    result = SimpleNamespace(images=[Image.new("RGB", (16, 16), "red")] * 2, seeds=[4, 5],
+                             recipe=Recipe.from_dict(RECIPE))
     kept = cli_studio.keep_files(result, targets, "desktop-app")
     assert kept.files == [str(t) for t in targets] and all(t.is_file() for t in targets)
     err = capsys.readouterr().err.splitlines()
@@ -189,7 +191,7 @@ def test_generate_json_lists_fallback_files(tmp_path, monkeypatch, capsys):
     out = tmp_path / "o"
     out.mkdir()
     monkeypatch.setattr(png_recipe, "_write", _fail_in(out, png_recipe._write))
-    result = SimpleNamespace(images=[Image.new("RGB", (8, 8))], seeds=[4], recipe=dict(RECIPE))
+    result = SimpleNamespace(images=[Image.new("RGB", (8, 8))], seeds=[4], recipe=Recipe.from_dict(RECIPE))
     kept = cli_studio.keep_files(result, [out / "a.png"], "desktop-app")
     assert kept.failed == [str(out / "a.png")] and kept.fallback == kept.files
     assert "could not write" in kept.problem() and "unsaved" in kept.problem()
@@ -210,7 +212,7 @@ def _fail_in(folder: Path, real):
 
 def test_a_relative_out_is_stored_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = SimpleNamespace(images=[Image.new("RGB", (8, 8))], seeds=[4], recipe=dict(RECIPE))
+    result = SimpleNamespace(images=[Image.new("RGB", (8, 8))], seeds=[4], recipe=Recipe.from_dict(RECIPE))
     cli_studio.keep_files(result, [Path("rel.png")], "desktop-app")
     history = History(paths.home() / "history.sqlite3")
     try:

@@ -8,6 +8,7 @@ from PIL import Image
 
 from desktop_app.cli import studio as cli_studio
 from desktop_app import paths
+from desktop_app.engine.recipe import Recipe
 from desktop_app.studio.history import History
 
 RECIPE = {"prompt": "a kite", "negative_prompt": "", "width": 16, "height": 16, "steps": 3,
@@ -15,7 +16,7 @@ RECIPE = {"prompt": "a kite", "negative_prompt": "", "width": 16, "height": 16, 
 
 
 def result(colour):
-    return SimpleNamespace(images=[Image.new("RGB", (16, 16), colour)], seeds=[4], recipe=dict(RECIPE))
+    return SimpleNamespace(images=[Image.new("RGB", (16, 16), colour)], seeds=[4], recipe=Recipe.from_dict(RECIPE))
 
 
 def test_writing_the_same_name_again_keeps_one_row_for_the_file(tmp_path):
