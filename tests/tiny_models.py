@@ -115,3 +115,21 @@ def build_plain_sd(out: Path, seed: int = 0) -> Path:
                                    feature_extractor=None, requires_safety_checker=False)
     pipe.save_pretrained(out)
     return out
+
+
+if __name__ == "__main__":
+    # python tests/tiny_models.py FAMILY OUT_FOLDER: write a tiny random model of FAMILY, to try the app on by hand
+    import sys
+
+    from tiny_families import FAMILIES, build_family
+
+    known = ("embedded", *FAMILIES)
+    if len(sys.argv) != 3 or sys.argv[1] not in known:
+        print(f"usage: python tests/tiny_models.py FAMILY OUT_FOLDER; families: {', '.join(known)}",
+              file=sys.stderr)
+        sys.exit(2)
+    family, target = sys.argv[1], Path(sys.argv[2])
+    if target.exists() and any(target.iterdir()):
+        print(f"{target} is not empty: name a new folder", file=sys.stderr)
+        sys.exit(2)
+    print(build_embedded(target) if family == "embedded" else build_family(family, target))

@@ -27,6 +27,7 @@ from desktop_app.models.model_folder import check_folder, display_name, is_embed
 from desktop_app.engine.outcome import Outcome
 from desktop_app.engine.preview import DEFAULT_PREVIEW_SHARE, make_decoder
 from desktop_app.engine.request import GenerationRequest, UpscaleRequest
+from desktop_app.engine.families import for_family
 from desktop_app.engine.run_steps import GenerationRun
 from desktop_app.engine.upscale_job import Upscalers
 
@@ -205,7 +206,8 @@ class Engine:
 
 def check_request(request: GenerationRequest, model: LoadedModel) -> None:
     """What the request checks alone cannot know: the model's size rules and features."""
-    scale = model.vae_scale_factor
+    family = for_family(model.family)
+    scale = family.size_multiple(model.pipe)
     limits = model.limits
     low, high = int(limits.get("min_size", scale)), int(limits.get("max_size", 2048))
     for name in ("width", "height"):
@@ -217,6 +219,9 @@ def check_request(request: GenerationRequest, model: LoadedModel) -> None:
         raise RequestError("hires_scale", f"the hires fix is for Stable Diffusion models; the model "
                                           f"{model.display_name} draws at one size: use its upscaler instead")
     refiner.check_models(request, model)
+    problem = family.unsupported(request)
+    if problem is not None:
+        raise RequestError(*problem)
 
 
 def _ignore(event) -> None:

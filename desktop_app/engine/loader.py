@@ -82,7 +82,8 @@ def load_model(name_or_path: str, device: torch.device | str, dtype: torch.dtype
         raise
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
         raise ModelError(f"Cannot load the model in {folder}: {one_line(exc, 300)}{_damage_hint(exc)}") from exc
-    if getattr(pipe, "unet", None) is None or getattr(pipe, "vae", None) is None:
+    denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    if denoiser is None or getattr(pipe, "vae", None) is None:
         raise ModelError(f"{folder} holds a {type(pipe).__name__}; this app runs UNet text-to-image "
                          "pipelines (Stable Diffusion 1.x, 2.x, XL) for now.")
     pipe.to(device)
@@ -136,10 +137,14 @@ def _load_plain(folder: Path, index: dict, dtype: torch.dtype, components: dict 
     if "safety_checker" in index:
         # local generation, the user's own images: no NSFW filter, and no warning about it
         extra.update(safety_checker=None, requires_safety_checker=False)
-    if "unet" not in index:  # SD3, Flux (a transformer), video...: refused before gigabytes load
-        raise ModelError(f"{folder} holds a {index.get('_class_name', 'pipeline')} with no UNet; this app runs "
-                         "UNet text-to-image pipelines (Stable Diffusion 1.x, 2.x, XL and the embedded "
-                         "model) for now.")
+    if "unet" not in index:  # a transformer family: run when this version runs it, else refused before loading
+        from desktop_app.models import families
+
+        family, _ = families.folder_family(folder, index)
+        problem = families.unsupported_message(family, f"{folder} ({index.get('_class_name', 'a pipeline')})")
+        if problem is not None or "transformer" not in index:
+            raise ModelError(problem or f"{folder} holds a {index.get('_class_name', 'pipeline')} with neither a "
+                                        "UNet nor a transformer: not a text-to-image model this app runs.")
     if not any(folder.glob("*/*.safetensors")):
         raise ModelError(f"{folder} has no .safetensors weights. Pickled weights (.bin, .ckpt) are not "
                          "loaded, because they can run code.")
@@ -156,8 +161,10 @@ def _dtype_kwargs(dtype: torch.dtype) -> dict:
 
 def _family(pipe) -> str:
     unet = getattr(pipe, "unet", None)
-    if unet is None:
-        return "custom"
+    if unet is None:  # a transformer: its family from the pipeline's class (models/families.py)
+        from desktop_app.models import families
+
+        return families.family_for_pipeline(type(pipe).__name__) or "custom"
     return _FAMILIES.get(getattr(unet.config, "cross_attention_dim", None), "custom")
 
 

@@ -172,11 +172,16 @@ def make_decoder(pipe, family: str):
     full VAE decode, which PreviewPacer then runs only every few steps (its cost bounds how often). None
     without a VAE."""
     vae = getattr(pipe, "vae", None)
+    if vae is not None and not hasattr(getattr(vae, "config", None), "scaling_factor"):
+        return None  # a VAE normalised otherwise (Qwen-Image's, Flux.2's per-channel statistics): no preview yet
     if vae is not None and sum(p.numel() for p in vae.parameters()) < VAE_PREVIEW_MAX_PARAMS:
         return VaePreview(vae)
     channels = getattr(getattr(vae, "config", None), "latent_channels", 4)
-    if channels == 4 and family in LINEAR_FACTORS:
-        return LinearPreview(*LINEAR_FACTORS[family])
+    from desktop_app.engine.families import for_family
+
+    factors = LINEAR_FACTORS.get(family) or for_family(family).linear_preview
+    if factors is not None and len(factors[0]) == channels:
+        return LinearPreview(*factors)
     return VaePreview(vae) if vae is not None else None
 
 

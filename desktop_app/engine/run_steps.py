@@ -36,7 +36,7 @@ from desktop_app.models.model_hash import model_hash
 from desktop_app.engine.preview import DEFAULT_PREVIEW_SHARE, PreviewPacer, capture_x0
 from desktop_app.engine.recipe import Recipe
 from desktop_app.engine.request import MAX_SEED, GenerationRequest
-from desktop_app.engine.samplers import make_scheduler
+from desktop_app.engine.families import EngineFamily, for_family
 
 _img2img: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # text-to-image pipe -> its img2img twin
 
@@ -65,7 +65,7 @@ class GenerationRun:
         self.text_kwargs: dict = {}
         self.seeds: list[int] = []
         self.generators: list = []
-        self.latents: torch.Tensor | None = None
+        self.noise: dict = {}  # per-image tensors for the pipeline call (the SD families' initial latents)
         # 4. denoise: the pass that runs (its x0 capture, the steps before it, the steps of all passes; None:
         #    the pipeline's own count, known once it runs), its preview decoder and clock
         self.images: list = []
@@ -105,7 +105,8 @@ class GenerationRun:
         """The loaded model and the upscaler; the request's sampler; with a refiner, where the steps split
         (refused before the refiner loads when a part would get no step)."""
         self.model, self.pipe, self.upscaler = model, model.pipe, upscaler
-        self.pipe.scheduler = make_scheduler(self.request.sampler, model.base_scheduler_config)
+        self.family: EngineFamily = for_family(model.family)
+        self.pipe.scheduler = self.family.make_scheduler(self.request.sampler, model.base_scheduler_config)
         if self.request.refiner:
             self.split = refiner.split_steps(self.pipe.scheduler, self.request.steps, self.request.refiner_switch)
             refiner.check_split(self.request, self.split)
@@ -113,7 +114,7 @@ class GenerationRun:
     def set_refiner(self, loaded: LoadedModel) -> None:
         """The refiner, on the base's schedule, so that it continues exactly where the base stops."""
         self.refiner_model, self.refine = loaded, loaded.pipe
-        self.refine.scheduler = make_scheduler(self.request.sampler, self.model.base_scheduler_config)
+        self.refine.scheduler = self.family.make_scheduler(self.request.sampler, self.model.base_scheduler_config)
         memory.prepare(self.refine, self.device, self.request.width, self.request.height)
 
     def apply_loras(self) -> None:
@@ -134,7 +135,7 @@ class GenerationRun:
         """The prompt becomes tokens, and the text encoder turns them into vectors."""
         self.emit(StageStarted("text", token_detail(getattr(self.pipe, "tokenizer", None), self.request.prompt)))
         with self.timed("text"):
-            self.text_kwargs = encode_text(self.pipe, self.request, self.device)
+            self.text_kwargs = self.family.encode_text(self.pipe, self.request, self.device)
 
     # ---- 3. noise -------------------------------------------------------------------------------------
 
@@ -147,7 +148,7 @@ class GenerationRun:
                                         f"{', '.join(map(str, self.seeds))}"))
         with self.timed("noise"):
             self.generators = [torch.Generator(_generator_device(self.device)).manual_seed(s) for s in self.seeds]
-            self.latents = initial_noise(self.pipe, request, self.generators, self.device)
+            self.noise = self.family.initial_noise(self.pipe, request, self.generators, self.device)
         for scheduler in (self.pipe.scheduler, getattr(self.refine, "scheduler", None)):
             if hasattr(scheduler, "noise_sampler_seed"):  # DPM++ SDE: its Brownian noise from the seed
                 scheduler.noise_sampler_seed = seed
@@ -192,10 +193,10 @@ class GenerationRun:
         self._denoise_start, self._decode_start = time.perf_counter(), None  # again after an out-of-memory
         kwargs = dict(self.text_kwargs, width=request.width, height=request.height,
                       num_inference_steps=request.steps, guidance_scale=request.guidance_scale,
-                      callback_on_step_end=self._step_end, output_type="pil")
+                      output_type="pil", **self.family.step_callback(self.pipe, self._step_end))
         if self.refine is not None:
             kwargs.update(denoising_end=request.refiner_switch, output_type="latent")
-        return call_batched(self.pipe, kwargs, self.generators, one_at_a_time, latents=self.latents)
+        return call_batched(self.pipe, kwargs, self.generators, one_at_a_time, **self.noise)
 
     def _call_refiner(self, one_at_a_time: bool) -> list:
         request = self.request
@@ -212,7 +213,8 @@ class GenerationRun:
         total = self._total or self._offset + (getattr(pipeline, "_num_timesteps", None) or request.steps)
         preview = None
         if self._pacer.step_done() and x0 is not None and x0.latest is not None:
-            preview = self._pacer.decode(self.decoder, x0.latest, (request.width, request.height))
+            latents = self.family.preview_latents(pipeline, x0.latest, request.width, request.height)
+            preview = self._pacer.decode(self.decoder, latents, (request.width, request.height))
         self.emit(Progress(step, total, preview, self.elapsed(), stage="denoise"))
         self.check_cancel()
         if step == total:  # the pipeline decodes next
@@ -302,32 +304,6 @@ def token_detail(tokenizer, prompt: str) -> str:
     special = set(tokenizer.all_special_ids)
     tokens = tokenizer.convert_ids_to_tokens([i for i in ids if i not in special])
     return json.dumps(tokens, ensure_ascii=False)
-
-
-def encode_text(pipe, request: GenerationRequest, device: torch.device) -> dict:
-    """Prompt embeddings for the pipeline call, so that the text stage is timed on its own. Pipelines with
-    another encode_prompt signature (SDXL) get the prompts and encode them themselves."""
-    from diffusers import StableDiffusionPipeline
-
-    if not isinstance(pipe, StableDiffusionPipeline):
-        return {"prompt": request.prompt, "negative_prompt": request.negative_prompt or None}
-    guided = request.guidance_scale > 1 and pipe.unet.config.time_cond_proj_dim is None
-    positive, negative = pipe.encode_prompt(
-        request.prompt, device, num_images_per_prompt=1, do_classifier_free_guidance=guided,
-        negative_prompt=request.negative_prompt or None)
-    kwargs = {"prompt_embeds": positive}
-    if negative is not None:
-        kwargs["negative_prompt_embeds"] = negative
-    return kwargs
-
-
-def initial_noise(pipe, request: GenerationRequest, generators: list, device: torch.device) -> torch.Tensor:
-    """Unit-variance latent noise, one item per generator (the pipeline scales it by init_noise_sigma)."""
-    from diffusers.utils.torch_utils import randn_tensor
-
-    scale = pipe.vae_scale_factor
-    shape = (len(generators), pipe.unet.config.in_channels, request.height // scale, request.width // scale)
-    return randn_tensor(shape, generator=generators, device=device, dtype=pipe.unet.dtype)
 
 
 def hires_size(request: GenerationRequest, model: LoadedModel) -> tuple[int, int]:

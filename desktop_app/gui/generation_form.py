@@ -242,7 +242,8 @@ class GenerationForm(QWidget):
         """The request the form describes. Raises RequestError (naming the field) for a bad value."""
         return GenerationRequest(
             prompt=self.prompt_edit.toPlainText().strip(),
-            negative_prompt=self.negative_edit.toPlainText().strip(),
+            # kept in the box but not sent while the model takes none (switching back brings it back)
+            negative_prompt=self.negative_edit.toPlainText().strip() if self.negative_edit.isEnabled() else "",
             width=self.width_spin.value(),
             height=self.height_spin.value(),
             steps=self.steps_spin.value(),
@@ -452,6 +453,9 @@ class GenerationForm(QWidget):
         if not hires_ok:
             self.hires_spin.setValue(1.0)
         self.refiner_choice.set_model(model)
+        negative = model_info.takes_negative_prompt(model)
+        self.negative_edit.setEnabled(negative)
+        self.negative_edit.setToolTip("" if negative else "This model takes no negative prompt (it is not sent)")
 
     # ---- pointing at a bad value -----------------------------------------------------------------
 

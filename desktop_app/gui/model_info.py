@@ -49,6 +49,28 @@ def is_embedded(model: str) -> bool | None:
         return None
 
 
+def family(model: str) -> str:
+    """The family key of a model folder (models/families.py: "sd1", "sdxl", "flux", "sd3", ...), "embedded" for
+    the default model, "unknown" when the folder cannot be read (or for a single file: the library knows those)."""
+    from desktop_app.models import families
+
+    try:
+        folder = model_folder.check_folder(model)
+        if folder.is_file():
+            return "unknown"
+        return families.folder_family(folder, model_folder.read_index(folder))[0]
+    except ModelError:
+        return "unknown"
+
+
+def takes_negative_prompt(model: str) -> bool:
+    """False for families whose pipelines take no negative prompt (Flux, Z-Image, Sana Sprint ...)."""
+    from desktop_app.models import families
+
+    declared = families.FAMILIES.get(family(model))
+    return declared.negative_prompt if declared is not None else True
+
+
 def upscaler_files() -> list[Path]:
     """The upscaler files in the user's upscalers folder (<user folder>/models/upscalers)."""
     from desktop_app.models import upscaler_files as files  # no torch in there

@@ -4,7 +4,9 @@ The content decides, never the name. A ``.safetensors`` file is checked by readi
 little-endian length, a JSON header, data offsets) against the file size, without loading any tensor. Pickles
 and zip archives (PyTorch checkpoints) are refused whatever they are called, because unpickling can run code.
 The family comes from tensor key names and shapes: the key names are those diffusers' ``single_file_utils``
-(``CHECKPOINT_KEY_NAMES``) uses to tell checkpoints apart.
+(``CHECKPOINT_KEY_NAMES``) uses to tell checkpoints apart. The transformer families (SD3, Flux, Flux.2, Chroma,
+Z-Image, Qwen-Image, Sana, PixArt) are recognised by ``families.recognise``, in their makers' layout and in
+diffusers'; whether this version runs them is ``families.is_supported``.
 
 This module imports only the standard library and the app's torch-free modules: the window uses it.
 """
@@ -17,7 +19,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from desktop_app.models import model_folder
+from desktop_app.models import families, model_folder
 from desktop_app.errors import ModelError
 from desktop_app.errors import printable
 
@@ -26,14 +28,7 @@ CHECKPOINT, DIFFUSERS, LORA, EMBEDDING, UPSCALER, UNKNOWN = (
     "checkpoint", "diffusers", "lora", "embedding", "upscaler", "unknown")
 KINDS = (CHECKPOINT, DIFFUSERS, LORA, EMBEDDING, UPSCALER, UNKNOWN)
 
-FAMILY_NAMES = {
-    "sd1": "Stable Diffusion 1.x", "sd2": "Stable Diffusion 2.x",
-    "sd2-v": "Stable Diffusion 2.x (768 v-prediction)",
-    "sdxl": "SDXL", "sdxl-refiner": "SDXL refiner", "sd3": "Stable Diffusion 3", "flux": "Flux",
-    "embedded": "the embedded model", "unknown": "an unknown family",
-}
-# the text-encoder width a UNet cross-attends to, per family (the embedded model's MiniLM gives 384)
-CONTEXT_FAMILIES = {384: "embedded", 768: "sd1", 1024: "sd2", 1280: "sdxl-refiner", 2048: "sdxl"}
+FAMILY_NAMES = {**families.display_names(), "unknown": "an unknown family"}
 
 PICKLED_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 MAX_HEADER = 100_000_000  # the safetensors library's own limit on the JSON header
@@ -51,10 +46,6 @@ KEY_XL_BASE = "conditioner.embedders.1."
 KEY_XL_REFINER = "conditioner.embedders.0."
 KEY_CLIP_SD1 = "cond_stage_model.transformer."
 KEY_OPEN_CLIP_SD2 = "cond_stage_model.model."
-KEYS_SD3 = ("joint_blocks.0.context_block.adaLN_modulation.1.bias",
-            "model.diffusion_model.joint_blocks.0.context_block.adaLN_modulation.1.bias")
-KEYS_FLUX = ("double_blocks.0.img_attn.norm.key_norm.scale",
-             "model.diffusion_model.double_blocks.0.img_attn.norm.key_norm.scale")
 KEY_V_PRED = "v_pred"  # the marker A1111 and ComfyUI write into v-prediction SD2 checkpoints
 UNET_PREFIX = "model.diffusion_model."
 
@@ -70,11 +61,12 @@ _LORA_DOWN = re.compile(r"(\.lora_down\.weight|\.lora_A\.weight|\.lora\.down\.we
 class FileInfo:
     path: Path
     kind: str  # one of KINDS
-    family: str  # "sd1", "sd2", "sd2-v", "sdxl", "sdxl-refiner", "sd3", "flux", "embedded", "unknown"
+    family: str  # a key of families.FAMILIES ("sd1", "sdxl", "flux", "sd3", "z-image", ...) or "unknown"
     layout: str  # "original", "diffusers", "kohya", "peft", "textual-inversion", "pytorch", ...
     size_bytes: int
     tensor_count: int
     details: str  # a short sentence for the window
+    variant: str = ""  # the published model of a transformer family (a families.Variant key), "" if none fits
 
     @property
     def family_name(self) -> str:
@@ -295,7 +287,9 @@ def inspect(path, *, allow_pytorch_upscaler: bool = False) -> FileInfo:
     header = read_header(path)
     shapes = {name: entry["shape"] for name, entry in header.items()}
     kind, family, layout, details = classify(shapes)
-    return FileInfo(path, kind, family, layout, size, len(shapes), details)
+    found = families.recognise(shapes) if kind == CHECKPOINT else None
+    variant = found.variant if found and found.family == family else ""
+    return FileInfo(path, kind, family, layout, size, len(shapes), details, variant)
 
 
 def classify(shapes: dict[str, list[int]]) -> tuple[str, str, str, str]:
@@ -303,7 +297,7 @@ def classify(shapes: dict[str, list[int]]) -> tuple[str, str, str, str]:
     keys = shapes.keys()
     if not shapes:
         return UNKNOWN, "unknown", "empty", "A safetensors file with no tensors."
-    for step in (_embedding, _lora, _original_checkpoint, _upscaler, _diffusers_component):
+    for step in (_embedding, _lora, _transformer, _original_checkpoint, _upscaler, _diffusers_component):
         found = step(shapes, keys)
         if found is not None:
             return found
@@ -351,7 +345,7 @@ def _lora(shapes, keys):
     else:
         widths = {shape[-1] for k, shape in shapes.items() if _CROSS_ATTN_K.search(k) and _LORA_DOWN.search(k)
                   and shape}
-        family = _family_from_widths(widths)
+        family = families.family_from_widths(widths)
         if family == "unknown" and any(k.startswith(("lora_te2_", "text_encoder_2.", "lora_te2.")) for k in keys):
             family = "sdxl"
     modules = sum(1 for k in keys if _LORA_DOWN.search(k))
@@ -362,24 +356,43 @@ def _lora(shapes, keys):
                                   f"{FAMILY_NAMES[family]} ({', '.join(p for p in parts if p)}).")
 
 
-def _family_from_widths(widths: set[int]) -> str:
-    for width in sorted(widths, reverse=True):
-        if width in CONTEXT_FAMILIES:
-            return CONTEXT_FAMILIES[width]
-    return "unknown"
-
-
 def _cross_attention_width(shapes, prefix: str = "") -> str:
     widths = {shape[-1] for k, shape in shapes.items()
               if k.startswith(prefix) and k.endswith("attn2.to_k.weight") and shape}
-    return _family_from_widths(widths)
+    return families.family_from_widths(widths)
+
+
+def _transformer(shapes, keys):
+    """A transformer family's single file (the transformer alone, or with text encoders and VAE), in its makers'
+    layout or diffusers'."""
+    found = families.recognise(shapes)
+    if found is None:
+        return None
+    variant = families.FAMILIES[found.family].variant(found.variant)
+    named = f" ({variant.name})" if variant else ""
+    layout = "its makers' layout" if found.layout == "original" else "diffusers' layout"
+    extra = _components(keys)
+    holds = f", with {' and '.join(extra)}" if extra else ""
+    details = (f"A {FAMILY_NAMES[found.family]} transformer{named} in {layout}{holds}, {len(shapes):,} "
+               "tensors.")
+    if found.family in families.FOLDERS_ONLY:  # a transformer family run as a folder only
+        details += " Recognised; this version runs it as a diffusers folder, not yet as a single file."
+    elif not families.is_supported(found.family, single_file=True):
+        details += " Recognised; this version of the app does not run it yet."
+    return CHECKPOINT, found.family, found.layout, details
+
+
+def _components(keys) -> list[str]:
+    """The text encoder and VAE a single file carries besides its UNet or transformer."""
+    parts = []
+    if any(k.startswith(("cond_stage_model.", "conditioner.", "text_encoders.")) for k in keys):
+        parts.append("text encoder")
+    if any(k.startswith(("first_stage_model.", "vae.")) for k in keys):
+        parts.append("VAE")
+    return parts
 
 
 def _original_checkpoint(shapes, keys):
-    if any(k in shapes for k in KEYS_FLUX):
-        return _checkpoint("flux", shapes, keys, "A Flux transformer")
-    if any(k in shapes for k in KEYS_SD3):
-        return _checkpoint("sd3", shapes, keys, "A Stable Diffusion 3 transformer")
     has_unet = any(k.startswith(UNET_PREFIX) for k in keys)
     xl_base = any(k.startswith(KEY_XL_BASE) for k in keys)
     xl_refiner = any(k.startswith(KEY_XL_REFINER) for k in keys)
@@ -407,13 +420,8 @@ def _original_checkpoint(shapes, keys):
 
 
 def _checkpoint(family, shapes, keys, what):
-    parts = []
-    if any(k.startswith(UNET_PREFIX) for k in keys) or family in ("flux", "sd3"):
-        parts.append("UNet" if family not in ("flux", "sd3") else "transformer")
-    if any(k.startswith(("cond_stage_model.", "conditioner.", "text_encoders.")) for k in keys):
-        parts.append("text encoder")
-    if any(k.startswith(("first_stage_model.", "vae.")) for k in keys):
-        parts.append("VAE")
+    parts = ["UNet"] if any(k.startswith(UNET_PREFIX) for k in keys) else []
+    parts += _components(keys)
     holds = f" with {', '.join(parts)}" if parts else ""
     inpaint = shapes.get(UNET_PREFIX + "input_blocks.0.0.weight")
     extra = " (inpainting)" if inpaint and len(inpaint) > 1 and inpaint[1] == 9 else ""
@@ -444,11 +452,6 @@ def _diffusers_component(shapes, keys):
 # ---------------------------------------------------------------------------------------------------------------
 # 3. diffusers folders
 
-_PIPELINE_FAMILIES = {
-    "StableDiffusionXLPipeline": "sdxl", "StableDiffusionXLImg2ImgPipeline": "sdxl-refiner",
-    "StableDiffusion3Pipeline": "sd3", "FluxPipeline": "flux",
-}
-
 
 def _inspect_folder(folder: Path) -> FileInfo:
     folder = model_folder.check_folder(str(folder))
@@ -465,31 +468,10 @@ def _inspect_folder(folder: Path) -> FileInfo:
                          ".ckpt) are not loaded, because they can run code.")
     count = sum(len(read_header(p)) for p in weights)
     pipeline = str(index.get("_class_name", ""))
-    if model_folder.is_embedded(index):
-        family = "embedded"
-    elif pipeline in _PIPELINE_FAMILIES:
-        family = _PIPELINE_FAMILIES[pipeline]
-    else:
-        family = _folder_unet_family(folder)
-    return FileInfo(folder, DIFFUSERS, family, "diffusers", size, count,
-                    f"A diffusers model folder ({pipeline or 'unknown pipeline'}) for {FAMILY_NAMES[family]}.")
-
-
-def _config_value(path: Path, key: str):
-    """``key`` of a small JSON config, or None when the file is missing, damaged or not an object."""
-    if not path.is_file():
-        return None
-    try:
-        config = model_folder.read_json_file(path, "config")
-    except ModelError:
-        return None
-    value = config.get(key) if isinstance(config, dict) else None
-    return value if isinstance(value, (int, str)) and not isinstance(value, bool) else None
-
-
-def _folder_unet_family(folder: Path) -> str:
-    family = CONTEXT_FAMILIES.get(_config_value(folder / "unet" / "config.json", "cross_attention_dim"), "unknown")
-    if family == "sd2" and _config_value(folder / "scheduler" / "scheduler_config.json",
-                                          "prediction_type") == "v_prediction":
-        family = "sd2-v"
-    return family
+    family, variant = families.folder_family(folder, index)
+    named = families.FAMILIES[family].variant(variant) if family in families.FAMILIES else None
+    details = (f"A diffusers model folder ({pipeline or 'unknown pipeline'}) for {FAMILY_NAMES[family]}"
+               f"{f' ({named.name})' if named else ''}.")
+    if family != "unknown" and not families.is_supported(family):
+        details += " Recognised; this version of the app does not run it yet."
+    return FileInfo(folder, DIFFUSERS, family, "diffusers", size, count, details, variant)

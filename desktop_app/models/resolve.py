@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from desktop_app.errors import ModelError
-from desktop_app.models import model_folder, single_file
+from desktop_app.models import families, model_folder, single_file
 
 
 def model_defaults(name_or_path: str) -> dict:
@@ -21,6 +21,10 @@ def model_defaults(name_or_path: str) -> dict:
     except ModelError:
         return {}
     result = model_folder.defaults(index)
+    family, variant = families.folder_family(folder, index)
+    declared = families.FAMILIES.get(family)
+    if declared is not None and declared.denoiser_folder == "transformer":  # SD3, Flux...: their published ones
+        result = declared.defaults(variant) | result
     if "upscale" not in result and model_folder.upscaler_path(folder) is not None:
         result["upscale"] = "default"
     return result

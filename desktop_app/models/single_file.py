@@ -13,6 +13,12 @@ marker A1111/ComfyUI write; a plain "sd2" gets the 768 v-prediction config too, 
 (its default SD 2 config is stabilityai/stable-diffusion-2-1). ``prediction_type="epsilon"`` (loader option)
 picks the 512 epsilon config instead; ``"v"`` also serves v-prediction fine-tunes of SD 1.x and SDXL.
 
+The transformer families (Flux, SD3, Flux.2, Chroma, Z-Image, Qwen-Image, Sana, PixArt: models/families.py)
+come as single transformer files: ``bundled_transformer_config(variant)`` is the folder holding the published
+transformer config of the variant ``model_files.inspect`` reports (``FileInfo.variant``), for
+``from_single_file(config=...)``. Their whole-pipeline configs are not bundled (yet): ``bundled_config`` refuses
+them as recognised but not supported.
+
 Where the loader is not told, the prediction type is remembered (``remembered_prediction_type``): the one
 stored with the file's library entry (``desktop-app models add FILE --prediction-type epsilon``), else the
 AUTOMATIC1111 convention users already follow, a ``FILE.yaml`` beside the checkpoint whose
@@ -24,6 +30,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from desktop_app.errors import ModelError
+from desktop_app.models import families
 from desktop_app.models.model_files import PREDICTION_TYPES, normalize_prediction_type  # noqa: F401 - re-exported
 from desktop_app.resources import resources_dir
 
@@ -43,12 +50,29 @@ def bundled_config(family: str) -> Path:
     """The bundled diffusers config folder for ``family`` ("sd1", "sd2", "sd2-v", "sdxl", "sdxl-refiner")."""
     if family not in FAMILY_CONFIGS:
         supported = ", ".join(FAMILY_NAMES.values())
-        raise ModelError(f"Single-file checkpoints of the {family!r} family are not supported; this app loads "
+        known = families.get(family)
+        what = f"{known.name} (recognised)" if known else f"the {family!r} family"
+        raise ModelError(f"Single-file checkpoints of {what} are not supported by this version; this app loads "
                          f"single files of {supported}. Use a diffusers folder for other models.")
     folder = configs_dir() / FAMILY_CONFIGS[family]
     if not (folder / "model_index.json").is_file():
         raise ModelError(f"The bundled config for {family} is missing ({folder}). Reinstall the app.")
     return folder
+
+
+def bundled_transformer_config(variant: str) -> Path:
+    """The bundled config folder of a transformer family's published variant (``FileInfo.variant``, e.g.
+    "flux-dev", "sd3.5-large", "flux2-klein-4b"): its ``transformer/config.json`` is the published config. For
+    diffusers' ``<Transformer class>.from_single_file(path, config=str(folder), local_files_only=True)``."""
+    owner = next((f for f in families.FAMILIES.values() if f.variant(variant)), None)
+    if owner is None:
+        known = ", ".join(v.key for f in families.FAMILIES.values() for v in f.variants)
+        raise ModelError(f"No bundled transformer config for {variant!r}: the app has {known}.")
+    config = families.transformer_config_file(variant)
+    if not config.is_file():
+        raise ModelError(f"The bundled transformer config of {owner.variant(variant).name} is missing ({config}). "
+                         "Reinstall the app.")
+    return config.parent.parent
 
 
 def sidecar_prediction_type(path: Path) -> str | None:

@@ -13,6 +13,7 @@ from desktop_app.errors import RequestError
 
 SUPPORTED = "Stable Diffusion 1.x and 2.x models and the embedded default model"
 REFUSED_FAMILIES = {"sdxl": "SDXL", "sdxl-refiner": "an SDXL refiner", "sd3": "SD3", "flux": "Flux"}
+TRAINABLE = frozenset({"sd", "sd1", "sd2", "sd2-v", "embedded"})  # what the trainer's SD 1.x/2.x loop can run
 
 
 def check_model(model: str) -> str:
@@ -29,8 +30,11 @@ def check_model(model: str) -> str:
         family = inspect(folder).family  # the content decides; ModelError for unsafe or damaged files
     else:
         family = folder_family(folder, model_folder.read_index(folder))
-    if family in REFUSED_FAMILIES or family.startswith("pipeline:"):
-        what = REFUSED_FAMILIES.get(family) or f"a {family.partition(':')[2]}"
+    if family not in TRAINABLE:
+        from desktop_app.models.families import FAMILIES
+
+        known = FAMILIES.get(family)
+        what = REFUSED_FAMILIES.get(family) or (known.name if known else f"a {family.partition(':')[2] or family}")
         raise RequestError("model", f"{printable(model_folder.display_name(model), 80)} is {what} model; "
                                     f"fine-tuning supports {SUPPORTED} only")
     return family

@@ -121,7 +121,7 @@ def test_each_family_gets_its_factors_and_others_a_paced_full_decode(monkeypatch
     monkeypatch.setattr(previews, "VAE_PREVIEW_MAX_PARAMS", 0)  # every VAE counts as big here
 
     def pipe(channels):
-        vae = SimpleNamespace(config=SimpleNamespace(latent_channels=channels),
+        vae = SimpleNamespace(config=SimpleNamespace(latent_channels=channels, scaling_factor=0.5),
                               parameters=lambda: iter([torch.zeros(1)]))
         return SimpleNamespace(vae=vae)
 
@@ -129,6 +129,17 @@ def test_each_family_gets_its_factors_and_others_a_paced_full_decode(monkeypatch
                             ("sdxl", previews.SDXL_FACTORS)):
         decoder = make_decoder(pipe(4), family)
         assert isinstance(decoder, LinearPreview) and decoder.factors.tolist() == torch.tensor(factors).tolist()
-    assert isinstance(make_decoder(pipe(16), "sd3"), VaePreview)  # no published factors: the VAE itself
+    from desktop_app.engine.families.flux import FLUX_FACTORS
+    from desktop_app.engine.families.sd3 import SD3_FACTORS
+
+    # the flow-matching families' 16-channel latents have published factors too
+    for family, factors in (("sd3", SD3_FACTORS), ("flux", FLUX_FACTORS)):
+        decoder = make_decoder(pipe(16), family)
+        assert isinstance(decoder, LinearPreview) and decoder.factors.tolist() == torch.tensor(factors).tolist()
+    assert isinstance(make_decoder(pipe(4), "sd3"), VaePreview)  # factors for other latents: the VAE itself
+    assert isinstance(make_decoder(pipe(16), "custom"), VaePreview)  # no published factors: the VAE itself
     assert isinstance(make_decoder(pipe(4), "custom"), VaePreview)
     assert make_decoder(SimpleNamespace(vae=None), "sd3") is None
+    # a VAE normalised by per-channel statistics, not a scaling factor (Qwen-Image's): no preview yet
+    odd = SimpleNamespace(config=SimpleNamespace(latent_channels=16), parameters=lambda: iter([torch.zeros(1)]))
+    assert make_decoder(SimpleNamespace(vae=odd), "sd3") is None

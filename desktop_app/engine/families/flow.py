@@ -1,0 +1,72 @@
+"""The diffusion transformers (SD3, Flux, Sana, Chroma, Z-Image, Qwen-Image, PixArt-Sigma): the pipeline encodes
+the prompt with its own text encoders (one to three of them, each with its own tokenizer and length) and draws
+its noise from the per-image generators. ``FlowFamily``: the flow-matching ones, sampled by the model's own
+flow-matching scheduler ("Euler"), their live preview x0 = x_t - sigma_t * v (engine/preview.py).
+``TransformerFamily``: PixArt-Sigma, a noise-predicting (epsilon) transformer sampled by the usual samplers."""
+
+from __future__ import annotations
+
+import torch
+
+from desktop_app.engine.families.base import EngineFamily, call_parameters
+from desktop_app.engine.request import GenerationRequest
+from desktop_app.errors import RequestError
+
+FLOW_SAMPLERS = ("Euler",)  # the flow-matching Euler the models ship with
+
+
+class TransformerFamily(EngineFamily):
+    hires_fix = False
+    loras = False
+
+    def __init__(self, key: str, negative_prompt: bool | None = None):
+        self.key = key
+        if negative_prompt is None:
+            from desktop_app.models.families import FAMILIES
+
+            declared = FAMILIES.get(key)
+            negative_prompt = declared.negative_prompt if declared is not None else True
+        self.negative_prompt = negative_prompt
+
+    def encode_text(self, pipe, request: GenerationRequest, device: torch.device) -> dict:
+        kwargs = {"prompt": request.prompt}
+        if self.negative_prompt and request.negative_prompt:
+            kwargs["negative_prompt"] = request.negative_prompt
+        if "clean_caption" in call_parameters(type(pipe)):  # PixArt, Sana: the prompt as written (no ftfy, no bs4)
+            kwargs["clean_caption"] = False
+        return kwargs
+
+    def initial_noise(self, pipe, request: GenerationRequest, generators: list, device: torch.device) -> dict:
+        return {}
+
+    def unsupported(self, request: GenerationRequest) -> tuple[str, str] | None:
+        if request.negative_prompt and not self.negative_prompt:
+            return "negative_prompt", f"{self.display()} models take no negative prompt: leave it empty"
+        if request.hires_scale:
+            return "hires_scale", f"the hires fix is for Stable Diffusion models, not yet for {self.display()}"
+        if request.loras:
+            return "loras", f"LoRAs on {self.display()} models are not supported yet in this version"
+        return None
+
+    def display(self) -> str:
+        from desktop_app.models.families import FAMILIES
+
+        declared = FAMILIES.get(self.key)
+        return declared.name if declared is not None else self.key
+
+
+class FlowFamily(TransformerFamily):
+    flow_matching = True
+
+    def make_scheduler(self, sampler: str, base_config):
+        if sampler not in FLOW_SAMPLERS:
+            raise RequestError("sampler", f"{self.display()} models sample with flow matching: choose "
+                                          f"{' or '.join(FLOW_SAMPLERS)}, got {sampler!r}")
+        from diffusers import FlowMatchEulerDiscreteScheduler
+
+        if dict(base_config).get("_class_name", "").startswith("FlowMatch"):
+            import diffusers
+
+            cls = getattr(diffusers, base_config["_class_name"], FlowMatchEulerDiscreteScheduler)
+            return cls.from_config(base_config)
+        return FlowMatchEulerDiscreteScheduler.from_config(base_config)
