@@ -23,7 +23,8 @@ class Settings:
     quick: bool = False
     prompt: str = "a red apple"
     seed: int = 1
-    defaults: dict = field(default_factory=dict)  # what the model folder declares
+    defaults: dict = field(default_factory=dict)  # what the model folder declares, with the overrides
+    overrides: dict = field(default_factory=dict)  # what the command line sets instead (width, height, steps)
     shared: dict = field(default_factory=dict)  # figures one section measures and another reuses
 
     @property

@@ -30,14 +30,14 @@ def run_all(settings: Settings, only: list[str] | None = None, progress=None) ->
     from desktop_app.models.resolve import model_defaults
 
     check_folder(settings.model)  # a missing model is one clear error before anything runs
-    settings.defaults = model_defaults(settings.model)
+    settings.defaults = model_defaults(settings.model) | settings.overrides
     started = time.perf_counter()
     report = {
         "schema": SCHEMA, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "quick": settings.quick, "machine": machine(settings.device),
         "load_average_before": load_average(),
         "model": {"name": display_name(settings.model), "model": settings.model,
-                  "defaults": settings.defaults},
+                  "defaults": settings.defaults, "overrides": settings.overrides},
         "note": ("--quick: fewer runs and steps, a check of the plumbing rather than a measurement"
                  if settings.quick else "figures are comparable only from an otherwise idle machine "
                                         "(see load_average_before / after)"),
@@ -111,7 +111,10 @@ def rows(report: dict) -> list[str]:
     if not failed("overhead"):
         add(TITLES["overhead"], f"ours {_s(s['ours_s'])}   bare diffusers {_s(s['bare_s'])}",
             f"ratio {s['ratio']} (target ≤ {s['target']}){_verdict(s['ratio'], s['target'])}"
-            f"   per-pair ratios {_s(s['pair_ratio'], '', 3)}   same image: {s['images_match']}")
+            f"   per-pair ratios {_s(s['pair_ratio'], '', 3)}   same image: {s['images_match']}",
+            f"ours with previews off {_s(s.get('ours_no_previews_s'))}  ratio to bare "
+            f"{s.get('ratio_no_previews')}   ({(s.get('settings') or {}).get('family')}, previews by "
+            f"{(s.get('settings') or {}).get('preview_decoder')})")
     s = sections["previews"]
     if not failed("previews"):
         profile = s.get("profile") or {}
@@ -119,12 +122,15 @@ def rows(report: dict) -> list[str]:
             f"every step, {s['decoders'].get('every_step_vae') if s['decoders'] else '?'}: "
             f"{_s(s['every_step_vae_s'])}  ratio {s['ratio_every_step_vae']}",
             f"every step, FittedPreview: {_s(s['every_step_fitted_s'])}  ratio {s['ratio_every_step_fitted']}",
+            f"every step, LinearPreview (published factors): {_s(s.get('every_step_linear_s'))}  "
+            f"ratio {s.get('ratio_every_step_linear')}",
             f"app default ({(s['decoders'] or {}).get('app_default')}, rationed): {_s(s['app_default_s'])}  "
             f"ratio {s['ratio_app_default']}",
             f"ratio with the app's decoder every step {s['ratio']} (target ≤ {s['target']})"
             f"{_verdict(s['ratio'], s['target'])}",
             f"one step {profile.get('step_ms')} ms; a VAE preview {_s(profile.get('vae_preview_ms'), 'ms', 2)}; "
-            f"a fitted preview {_s(profile.get('fitted_preview_ms'), 'ms', 3)}")
+            f"a fitted preview {_s(profile.get('fitted_preview_ms'), 'ms', 3)}; "
+            f"a linear preview {_s(profile.get('linear_preview_ms'), 'ms', 3)}")
     s = sections["responsiveness"]
     if not failed("responsiveness"):
         gen = s.get("generation") or {}

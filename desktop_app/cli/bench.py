@@ -22,9 +22,13 @@ def register(commands) -> None:
     bench.add_argument("--quick", action="store_true", help="fewer runs and steps (a check, not a measurement)")
     bench.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     bench.add_argument("--out", metavar="FILE", help="also write the JSON report to FILE")
-    bench.add_argument("--only", metavar="SECTIONS",
+    bench.add_argument("--only", "--sections", dest="only", metavar="SECTIONS",
                        help="comma-separated sections to run (overhead, previews, responsiveness, startup, "
                             "throughput, memory, training, gpu); the others keep their keys, marked not run")
+    for name, what in (("width", "image width"), ("height", "image height"), ("steps", "denoising steps")):
+        bench.add_argument(f"--{name}", type=int, metavar="N",
+                           help=f"{what} instead of the model's default (e.g. a small size for a model "
+                                f"that declares 1024x1024)")
 
 
 def bench(args: argparse.Namespace) -> int:
@@ -39,7 +43,12 @@ def bench(args: argparse.Namespace) -> int:
     from desktop_app.engine.device import choose_device
 
     choose_device(args.device)  # a device that is not there: exit 2 before minutes of work
-    settings = Settings(model=args.model, device=args.device, quick=args.quick)
+    overrides = {name: getattr(args, name) for name in ("width", "height", "steps")
+                 if getattr(args, name) is not None}
+    for name, value in overrides.items():
+        if value < 1:
+            raise BadInput(f"--{name} must be a positive number, got {value}")
+    settings = Settings(model=args.model, device=args.device, quick=args.quick, overrides=overrides)
     result = report.run_all(settings, only=only or None,
                             progress=lambda line: print(line, file=sys.stderr, flush=True))
     if args.out:

@@ -62,6 +62,7 @@ def generate(args: argparse.Namespace) -> int:
     from desktop_app.cli import lora as cli_lora
     from desktop_app.engine.request import MAX_SEED, GenerationRequest
     from desktop_app.models.model_folder import check_folder
+    from desktop_app.models.resolve import check_family
     from desktop_app.models.resolve import DECLARED_FIELDS, resolve
 
     # 1. the request: the options given, then (the shared resolve step) library names become paths and every
@@ -80,6 +81,7 @@ def generate(args: argparse.Namespace) -> int:
                                 preview=bool(args.timeline), loras=cli_lora.loras_from_args(args), **options)
     request = resolve(request, given=given & set(DECLARED_FIELDS))
     check_folder(request.model)  # a missing model is reported before torch loads
+    check_family(request)  # and a family this version does not run, or a negative prompt it takes none of
     if request.refiner is not None:
         check_folder(request.refiner)
     targets = output_paths(args.out, [(seed + k) % (MAX_SEED + 1) for k in range(request.batch_size)],

@@ -293,7 +293,7 @@ class GenerationForm(QWidget):
         if isinstance(guidance, (int, float)):
             self.guidance_spin.setValue(float(guidance))
         sampler = values.get("sampler")
-        if sampler in SAMPLERS:
+        if sampler in self._samplers():
             self.sampler_combo.setCurrentText(sampler)
         elif sampler:
             skipped.append("sampler")
@@ -408,12 +408,23 @@ class GenerationForm(QWidget):
         declared = self._declared(self.model())
         self._set_sampling(declared)
 
+    def _samplers(self) -> list[str]:
+        return [self.sampler_combo.itemText(i) for i in range(self.sampler_combo.count())]
+
+    def _offer_samplers(self, names) -> None:
+        """Refill the sampler list (the family's own), keeping the choice when it is still offered."""
+        if list(names) != self._samplers():
+            current = self.sampler_combo.currentText()
+            self.sampler_combo.clear()
+            self.sampler_combo.addItems(list(names))
+            self.sampler_combo.setCurrentText(current if current in names else names[0])
+
     def _set_sampling(self, defaults: dict) -> None:
         if "steps" in defaults:
             self.steps_spin.setValue(int(defaults["steps"]))
         if "guidance_scale" in defaults:
             self.guidance_spin.setValue(float(defaults["guidance_scale"]))
-        if defaults.get("sampler") in SAMPLERS:
+        if defaults.get("sampler") in self._samplers():
             self.sampler_combo.setCurrentText(defaults["sampler"])
 
     def _apply_model_defaults(self, model: str) -> None:
@@ -421,6 +432,7 @@ class GenerationForm(QWidget):
         info = model_info.model_defaults(model)
         limits = info.get("limits", {})
         defaults = self._declared(model)  # a Turbo or LCM model (or an LCM-LoRA): its few steps and sampler
+        self._offer_samplers(model_info.samplers_for(model))
         self._few_step_kind = few_step.few_step_kind(model, self.lora_picker.names_checked())
         low = max(MIN_SIZE, int(limits.get("min_size", MIN_SIZE)))
         high = min(MAX_SIZE, int(limits.get("max_size", MAX_SIZE)))

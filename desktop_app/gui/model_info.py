@@ -71,6 +71,15 @@ def takes_negative_prompt(model: str) -> bool:
     return declared.negative_prompt if declared is not None else True
 
 
+def samplers_for(model: str) -> tuple[str, ...]:
+    """The samplers the form offers for ``model``: a flow-matching family samples with its own Euler."""
+    from desktop_app.engine.request import SAMPLERS
+    from desktop_app.models import families
+
+    declared = families.FAMILIES.get(family(model))
+    return ("Euler",) if declared is not None and declared.flow_matching else SAMPLERS
+
+
 def upscaler_files() -> list[Path]:
     """The upscaler files in the user's upscalers folder (<user folder>/models/upscalers)."""
     from desktop_app.models import upscaler_files as files  # no torch in there

@@ -74,3 +74,23 @@ def resolve(request, given=None):
     if "upscale" not in given and "upscale" not in declared and hasattr(request, "upscale"):
         changes["upscale"] = None  # the model has no upscaler of its own: none unless asked
     return dataclasses.replace(request, **changes) if changes else request
+
+
+def check_family(request) -> None:
+    """Before any weights load: a model folder of a family this version does not run is refused naming it
+    (ModelError), and a negative prompt for a family that takes none names the field (RequestError)."""
+    from desktop_app.errors import RequestError
+
+    try:
+        folder = model_folder.check_folder(request.model)
+        if folder.is_file():
+            return  # single files: the loader reads their tensors
+        family, _ = families.folder_family(folder, model_folder.read_index(folder))
+    except ModelError:
+        return  # a missing or damaged model: the loader says so properly
+    if family == "unknown":
+        return  # a folder of no known family (a custom UNet, a test model): the loader decides
+    families.check_supported(family, f"{model_folder.display_name(request.model)}")
+    declared = families.FAMILIES.get(family)
+    if declared is not None and not declared.negative_prompt and getattr(request, "negative_prompt", ""):
+        raise RequestError("negative_prompt", f"{declared.name} models take no negative prompt: leave it empty")

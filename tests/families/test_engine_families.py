@@ -127,3 +127,17 @@ def test_the_command_line_writes_a_png_naming_the_family(name, folders, tmp_path
     recipe = json.loads(Image.open(out).text["recipe"])
     assert recipe["family"] == RUN[name][0] and recipe["steps"] == 2
     assert recipe["sampler"] == RUN[name][1]  # the family's own, though none was given
+
+
+@pytest.mark.parametrize("name, extra, says", [
+    ("qwen-image", [], "is Qwen-Image: recognised, but this version"),
+    ("flux", ["--negative", "blurry"], "negative_prompt: Flux.1 models take no negative prompt"),
+])
+def test_the_command_line_refuses_before_loading(name, extra, says, folders, tmp_path, capsys):
+    from desktop_app.cli import main
+
+    out = tmp_path / "x.png"
+    assert main(["generate", "a cat", "--model", str(folders[name]), "--width", "32", "--height", "32",
+                 "--out", str(out), *extra]) == 2
+    err = capsys.readouterr().err
+    assert says in err and "load:" not in err and not out.exists()

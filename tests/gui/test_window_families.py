@@ -20,6 +20,7 @@ def test_the_window_generates_with_a_flux_model(qtbot, open_window, tiny_flux):
     form.negative_edit.setPlainText("blurry")
     form.select_model(str(tiny_flux))
     assert form.sampler_combo.currentText() == "Euler" and form.steps_spin.value() == 28  # Flux.1 dev's own
+    assert form.sampler_combo.count() == 1  # flow matching: the model's own Euler, nothing else offered
     assert not form.negative_edit.isEnabled() and form.build_request().negative_prompt == ""
     assert form.negative_edit.toPlainText() == "blurry"  # kept for a model that takes one
     form.width_spin.setValue(32)
@@ -32,3 +33,6 @@ def test_the_window_generates_with_a_flux_model(qtbot, open_window, tiny_flux):
     assert window._result.recipe.family == "flux" and window._result.images[0].size == (32, 32)
     form.select_model("default")
     assert form.negative_edit.isEnabled() and form.build_request().negative_prompt == "blurry"
+    from desktop_app.engine.request import SAMPLERS
+
+    assert form.sampler_combo.count() == len(SAMPLERS)
