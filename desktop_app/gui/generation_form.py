@@ -459,7 +459,7 @@ class GenerationForm(QWidget):
         self.upscale_check.setToolTip("Enlarge the result with the chosen upscaler" if usable
                                       else "This model has no upscaler of its own: choose an upscaler file")
         # the hires fix re-draws at a larger size: for Stable Diffusion models, not the one-size embedded model
-        hires_ok = embedded is False
+        hires_ok = embedded is False and not model_info.is_transformer(model)  # the SD UNets only
         self.hires_spin.setEnabled(hires_ok)
         self.hires_strength_spin.setEnabled(hires_ok)
         if not hires_ok:

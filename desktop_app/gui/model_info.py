@@ -71,6 +71,14 @@ def takes_negative_prompt(model: str) -> bool:
     return declared.negative_prompt if declared is not None else True
 
 
+def is_transformer(model: str) -> bool:
+    """A diffusion-transformer family (SD3, Flux, PixArt ...): no hires fix, refiner or LoRA here yet."""
+    from desktop_app.models import families
+
+    declared = families.FAMILIES.get(family(model))
+    return declared is not None and declared.denoiser_folder == "transformer"
+
+
 def samplers_for(model: str) -> tuple[str, ...]:
     """The samplers the form offers for ``model``: a flow-matching family samples with its own Euler."""
     from desktop_app.engine.request import SAMPLERS

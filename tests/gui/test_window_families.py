@@ -21,6 +21,7 @@ def test_the_window_generates_with_a_flux_model(qtbot, open_window, tiny_flux):
     form.select_model(str(tiny_flux))
     assert form.sampler_combo.currentText() == "Euler" and form.steps_spin.value() == 28  # Flux.1 dev's own
     assert form.sampler_combo.count() == 1  # flow matching: the model's own Euler, nothing else offered
+    assert not form.hires_spin.isEnabled()  # the hires fix is for the SD UNets
     assert not form.negative_edit.isEnabled() and form.build_request().negative_prompt == ""
     assert form.negative_edit.toPlainText() == "blurry"  # kept for a model that takes one
     form.width_spin.setValue(32)
