@@ -297,10 +297,16 @@ def call_batched(pipe, kwargs: dict, generators: list, one_at_a_time: bool, **pe
 
 
 def token_detail(tokenizer, prompt: str) -> str:
-    """The tokens the text encoder sees (special tokens left out), as a JSON list."""
+    """The tokens the text encoder sees (special tokens and weighting syntax left out), as a JSON list. A prompt
+    with weighting syntax is encoded in windows (engine/prompt_weights.py), so it is not cut at one window."""
     if tokenizer is None:
         return "[]"
-    ids = tokenizer(prompt, truncation=True, max_length=tokenizer.model_max_length)["input_ids"]
+    from desktop_app.engine.prompt_weights import is_plain, plain_text
+
+    if is_plain(prompt):
+        ids = tokenizer(prompt, truncation=True, max_length=tokenizer.model_max_length)["input_ids"]
+    else:
+        ids = tokenizer(plain_text(prompt))["input_ids"]
     special = set(tokenizer.all_special_ids)
     tokens = tokenizer.convert_ids_to_tokens([i for i in ids if i not in special])
     return json.dumps(tokens, ensure_ascii=False)

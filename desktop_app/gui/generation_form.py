@@ -84,6 +84,7 @@ class SizeSpinBox(QSpinBox):
 
 class GenerationForm(QWidget):
     model_changed = Signal(str)  # "default" or a folder path
+    UPSCALE_DEFAULT = UPSCALE_DEFAULT  # for form_filling, which does not import this module
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -268,57 +269,9 @@ class GenerationForm(QWidget):
     def apply_request(self, values: dict) -> list[str]:
         """Fill the form from GenerationRequest fields (a recipe read back from an image, or the last run).
         Fields that are absent keep their value; returns the names of values that could not be used."""
-        skipped = []
-        model = values.get("model")
-        if model:
-            if model == DEFAULT_MODEL or Path(str(model)).expanduser().exists():
-                self.select_model(str(model))  # first: a model's defaults must not overwrite the recipe
-            else:
-                skipped.append("model")
-        # the LoRAs before the numbers: ticking an LCM-LoRA sets few-step defaults, which the recipe then overrides
-        if "loras" in values and self.lora_picker.set_choices(values["loras"]):
-            skipped.append("loras")  # a LoRA of the recipe that this machine does not have
-        if "prompt" in values:
-            self.prompt_edit.setPlainText(str(values["prompt"] or ""))
-        if "negative_prompt" in values:
-            self.negative_edit.setPlainText(str(values["negative_prompt"] or ""))
-        for key, spin in (("width", self.width_spin), ("height", self.height_spin), ("steps", self.steps_spin),
-                          ("batch_size", self.batch_spin)):
-            value = values.get(key)
-            if isinstance(value, (int, float)) and spin.minimum() <= value <= spin.maximum():
-                spin.setValue(int(value))
-            elif value is not None:
-                skipped.append(key)
-        guidance = values.get("guidance_scale")
-        if isinstance(guidance, (int, float)):
-            self.guidance_spin.setValue(float(guidance))
-        sampler = values.get("sampler")
-        if sampler in self._samplers():
-            self.sampler_combo.setCurrentText(sampler)
-        elif sampler:
-            skipped.append("sampler")
-        if "seed" in values:
-            seed = values["seed"]
-            if isinstance(seed, int) and 0 <= seed <= MAX_SEED:
-                self.random_check.setChecked(False)
-                self.seed_spin.setValue(seed)
-            else:
-                self.random_check.setChecked(True)
-        if "upscale" in values and self.upscale_check.isEnabled():
-            self.upscale_check.setChecked(bool(values["upscale"]))
-            if values["upscale"] and values["upscale"] != UPSCALE_DEFAULT:
-                if Path(str(values["upscale"])).expanduser().is_file():
-                    self.select_upscaler(str(values["upscale"]))
-                else:
-                    skipped.append("upscale")
-        hires = values.get("hires_scale")
-        if self.hires_spin.isEnabled() and (hires is None or isinstance(hires, (int, float))):
-            self.hires_spin.setValue(float(hires or 1.0))
-        strength = values.get("hires_strength")
-        if isinstance(strength, (int, float)) and 0 <= strength <= 1:
-            self.hires_strength_spin.setValue(float(strength))
-        skipped += self.refiner_choice.apply(values)
-        return skipped
+        from desktop_app.gui.form_filling import fill_form
+
+        return fill_form(self, values)
 
     def model(self) -> str:
         value = self.model_combo.currentData()

@@ -29,9 +29,13 @@ class TransformerFamily(EngineFamily):
         self.negative_prompt = negative_prompt
 
     def encode_text(self, pipe, request: GenerationRequest, device: torch.device) -> dict:
-        kwargs = {"prompt": request.prompt}
+        from desktop_app.engine.prompt_weights import plain_text
+
+        # weighting syntax ("(word:1.2)", "[word]", BREAK) is for the CLIP families: here it is taken out, never
+        # sent to the text encoders as literal brackets
+        kwargs = {"prompt": plain_text(request.prompt)}
         if self.negative_prompt and request.negative_prompt:
-            kwargs["negative_prompt"] = request.negative_prompt
+            kwargs["negative_prompt"] = plain_text(request.negative_prompt)
         if "clean_caption" in call_parameters(type(pipe)):  # PixArt, Sana: the prompt as written (no ftfy, no bs4)
             kwargs["clean_caption"] = False
         return kwargs

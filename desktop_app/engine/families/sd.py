@@ -93,7 +93,8 @@ def _weighted_kwargs(pipe, prompts: list[str], device: torch.device) -> dict:
 def _encode_chunks(pipe, chunks: list[tuple[list[int], list[float]]], device: torch.device) -> torch.Tensor:
     """The text encoder's output for each chunk, each laid out as the tokenizer pads one prompt (start, tokens,
     end, padding; the attention mask where the encoder wants one), each chunk's token vectors times their
-    weights and then scaled back to the chunk's original mean (A1111); (1, chunks x window, width)."""
+    weights and then scaled back to the chunk's original mean (A1111) when that mean is clear of zero;
+    (1, chunks x window, width)."""
     tokenizer, encoder = pipe.tokenizer, pipe.text_encoder
     window = tokenizer.model_max_length
     start, end = tokenizer("")["input_ids"]  # [BOS, EOS] for CLIP, [CLS, SEP] for BERT
@@ -115,6 +116,11 @@ def _encode_chunks(pipe, chunks: list[tuple[list[int], list[float]]], device: to
             scale = torch.tensor(weights, dtype=torch.float32, device=device).reshape(1, -1, 1)
             original = z.float()
             weighted = original * scale
-            z = (weighted * (original.mean() / weighted.mean())).to(z.dtype)
+            ratio = original.mean() / weighted.mean()
+            # A1111 divides whatever the means are; where the mean is next to zero (an encoder whose last layer
+            # norm has no bias to speak of) that would scale by noise, so the weights then stand as they are
+            if torch.isfinite(ratio) and ratio > 0 and original.mean().abs() > 1e-3 * original.abs().mean():
+                weighted = weighted * ratio
+            z = weighted.to(z.dtype)
         embeds.append(z)
     return torch.cat(embeds, dim=1)
