@@ -22,6 +22,7 @@ from desktop_app.errors import ModelError, RequestError
 RUN = {
     "sd3": ("sd3", "Euler", 32), "flux": ("flux", "Euler", 32), "chroma": ("chroma", "Euler", 32),
     "sana": ("sana", "Euler", 64), "z-image": ("z-image", "Euler", 32), "pixart": ("pixart-sigma", "DPM++ 2M", 32),
+    "sana-sprint": ("sana-sprint", "Euler", 32),  # its SCM scheduler; 3 steps: the plain schedule
 }
 
 

@@ -11,7 +11,7 @@ one entry there, a file here when its latents or text encoding differ, and its t
 from __future__ import annotations
 
 from desktop_app.engine.families.base import EngineFamily
-from desktop_app.engine.families.flow import FlowFamily, TransformerFamily
+from desktop_app.engine.families.flow import FlowFamily, SanaSprintFamily, TransformerFamily
 from desktop_app.engine.families.flux import FluxFamily
 from desktop_app.engine.families.sd import SdFamily
 from desktop_app.engine.families.sd3 import Sd3Family
@@ -19,7 +19,8 @@ from desktop_app.engine.families.sd3 import Sd3Family
 __all__ = ["EngineFamily", "for_family", "is_flow"]
 
 _SD = SdFamily()
-_BY_KEY: dict[str, EngineFamily] = {"sd3": Sd3Family(), "flux": FluxFamily("flux"), "chroma": FluxFamily("chroma")}
+_BY_KEY: dict[str, EngineFamily] = {"sd3": Sd3Family(), "flux": FluxFamily("flux"), "chroma": FluxFamily("chroma"),
+                                    "sana-sprint": SanaSprintFamily()}
 FLOW_FAMILIES = ("sd3", "flux", "chroma", "sana", "sana-sprint", "z-image", "qwen-image", "flux2-klein", "flux2")
 TRANSFORMER_FAMILIES = ("pixart-sigma",)  # noise-predicting transformers: the usual samplers
 

@@ -40,6 +40,10 @@ class EngineFamily:
             return {"callback_on_step_end": on_step_end}
         return {"callback": lambda i, t, latents: on_step_end(pipe, i, t, {}), "callback_steps": 1}
 
+    def call_options(self, pipe, request: GenerationRequest) -> dict:
+        """Anything else the family's pipeline call needs for this request."""
+        return {}
+
     def size_multiple(self, pipe) -> int:
         """Width and height must be multiples of this."""
         return int(getattr(pipe, "vae_scale_factor", 8))

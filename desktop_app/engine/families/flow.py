@@ -13,6 +13,7 @@ from desktop_app.engine.request import GenerationRequest
 from desktop_app.errors import RequestError
 
 FLOW_SAMPLERS = ("Euler",)  # the flow-matching Euler the models ship with
+OWN_SCHEDULERS = ("FlowMatch", "SCMScheduler")  # kept as the model ships them (Sana Sprint's is SCM)
 
 
 class TransformerFamily(EngineFamily):
@@ -68,9 +69,20 @@ class FlowFamily(TransformerFamily):
                                           f"{' or '.join(FLOW_SAMPLERS)}, got {sampler!r}")
         from diffusers import FlowMatchEulerDiscreteScheduler
 
-        if dict(base_config).get("_class_name", "").startswith("FlowMatch"):
+        if dict(base_config).get("_class_name", "").startswith(OWN_SCHEDULERS):
             import diffusers
 
             cls = getattr(diffusers, base_config["_class_name"], FlowMatchEulerDiscreteScheduler)
             return cls.from_config(base_config)
         return FlowMatchEulerDiscreteScheduler.from_config(base_config)
+
+
+class SanaSprintFamily(FlowFamily):
+    """Sana Sprint: a consistency model (its SCM scheduler, 1 to 4 steps). Its published schedule puts an
+    intermediate time between exactly 2 steps; any other count runs the plain schedule."""
+
+    def __init__(self):
+        super().__init__("sana-sprint", negative_prompt=False)
+
+    def call_options(self, pipe, request: GenerationRequest) -> dict:
+        return {} if request.steps == 2 else {"intermediate_timesteps": None}
