@@ -148,7 +148,8 @@ class Engine:
             sdxl = model.family == "sdxl"
             decoder = LinearPreview(SDXL_FACTORS if sdxl else SD1_FACTORS, SDXL_BIAS if sdxl else SD1_BIAS)
         if decoder is None:
-            decoder = make_decoder(model.pipe, model.family)
+            own = for_family(model.family).preview_decoder(model.pipe)  # Qwen-Image's normalised VAE
+            decoder = own or make_decoder(model.pipe, model.family)
         decoders[mode] = decoder
         return decoder
 

@@ -193,8 +193,8 @@ class GenerationRun:
         self._denoise_start, self._decode_start = time.perf_counter(), None  # again after an out-of-memory
         kwargs = dict(self.text_kwargs, width=request.width, height=request.height,
                       num_inference_steps=request.steps, guidance_scale=request.guidance_scale,
-                      output_type="pil", **self.family.step_callback(self.pipe, self._step_end),
-                      **self.family.call_options(self.pipe, request))
+                      output_type="pil", **self.family.step_callback(self.pipe, self._step_end))
+        kwargs.update(self.family.call_options(self.pipe, request))  # the family's own, over the common ones
         if self.refine is not None:
             kwargs.update(denoising_end=request.refiner_switch, output_type="latent")
         return call_batched(self.pipe, kwargs, self.generators, one_at_a_time, **self.noise)

@@ -23,13 +23,14 @@ RUN = {
     "sd3": ("sd3", "Euler", 32), "flux": ("flux", "Euler", 32), "chroma": ("chroma", "Euler", 32),
     "sana": ("sana", "Euler", 64), "z-image": ("z-image", "Euler", 32), "pixart": ("pixart-sigma", "DPM++ 2M", 32),
     "sana-sprint": ("sana-sprint", "Euler", 32),  # its SCM scheduler; 3 steps: the plain schedule
+    "qwen-image": ("qwen-image", "Euler", 32),  # real guidance (true_cfg_scale), its normalised VAE's preview
 }
 
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("families")
-    return {name: build_family(name, root / name) for name in [*RUN, "qwen-image"]}
+    return {name: build_family(name, root / name) for name in [*RUN, "flux2-klein"]}
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +105,8 @@ def test_a_family_not_run_yet_is_refused_before_its_weights_load(folders, engine
         raise AssertionError("weights were loaded")
 
     monkeypatch.setattr(diffusers.DiffusionPipeline, "from_pretrained", never)
-    with pytest.raises(ModelError, match="Qwen-Image: recognised, but this version"):
-        engine.run(GenerationRequest(prompt="a fox", model=str(folders["qwen-image"]), width=32, height=32,
+    with pytest.raises(ModelError, match=r"FLUX\.2 \[klein\]: recognised, but this version"):
+        engine.run(GenerationRequest(prompt="a fox", model=str(folders["flux2-klein"]), width=32, height=32,
                                      sampler="Euler"), lambda event: None)
 
 
@@ -131,7 +132,7 @@ def test_the_command_line_writes_a_png_naming_the_family(name, folders, tmp_path
 
 
 @pytest.mark.parametrize("name, extra, says", [
-    ("qwen-image", [], "is Qwen-Image: recognised, but this version"),
+    ("flux2-klein", [], "is FLUX.2 [klein]: recognised, but this version"),
     ("flux", ["--negative", "blurry"], "negative_prompt: Flux.1 models take no negative prompt"),
 ])
 def test_the_command_line_refuses_before_loading(name, extra, says, folders, tmp_path, capsys):

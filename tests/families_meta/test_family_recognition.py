@@ -136,10 +136,10 @@ def test_a_folder_whose_pipeline_names_no_family_goes_by_its_transformer(tmp_pat
 
 def test_supported_families_and_the_recognised_but_not_run_path():
     assert families.is_supported("sdxl") and families.unsupported_message("sdxl") is None
-    for key in ("flux", "sd3", "z-image", "sana", "sana-sprint", "pixart-sigma", "chroma"):  # as diffusers folders
+    for key in ("flux", "sd3", "z-image", "sana", "sana-sprint", "pixart-sigma", "chroma", "qwen-image"):
         assert families.is_supported(key) and not families.is_supported(key, single_file=True)
         assert families.unsupported_message(key) is None
-    for key in ("flux2-klein", "flux2", "qwen-image"):
+    for key in ("flux2-klein", "flux2"):
         assert not families.is_supported(key)
         message = families.unsupported_message(key, "flux1-dev.safetensors")
         assert message.startswith("flux1-dev.safetensors is ") and "recognised" in message

@@ -40,6 +40,10 @@ class EngineFamily:
             return {"callback_on_step_end": on_step_end}
         return {"callback": lambda i, t, latents: on_step_end(pipe, i, t, {}), "callback_steps": 1}
 
+    def preview_decoder(self, pipe):
+        """A preview decoder of the family's own (None: engine/preview.py's make_decoder chooses)."""
+        return None
+
     def call_options(self, pipe, request: GenerationRequest) -> dict:
         """Anything else the family's pipeline call needs for this request."""
         return {}
