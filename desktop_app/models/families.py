@@ -243,7 +243,8 @@ CONTEXT_FAMILIES = {384: "embedded", 768: "sd1", 1024: "sd2", 1280: "sdxl-refine
 # the families this version of the app runs; the rest are recognised, reported, and refused before loading
 SD_FAMILIES = frozenset({"sd1", "sd2", "sd2-v", "sdxl", "sdxl-refiner", "embedded"})
 # the transformer families run as diffusers folders (not yet as single files)
-FOLDERS_ONLY = frozenset({"sd3", "flux", "chroma", "sana", "sana-sprint", "z-image", "qwen-image", "pixart-sigma"})
+FOLDERS_ONLY = frozenset({"sd3", "flux", "chroma", "sana", "sana-sprint", "z-image", "qwen-image", "flux2-klein",
+                          "pixart-sigma"})
 SUPPORTED = SD_FAMILIES | FOLDERS_ONLY
 # the order single files are tried in: a family whose signature contains another's comes first
 _CONTROLNET = ("controlnet_", "control_", "controlnet.")

@@ -24,13 +24,25 @@ RUN = {
     "sana": ("sana", "Euler", 64), "z-image": ("z-image", "Euler", 32), "pixart": ("pixart-sigma", "DPM++ 2M", 32),
     "sana-sprint": ("sana-sprint", "Euler", 32),  # its SCM scheduler; 3 steps: the plain schedule
     "qwen-image": ("qwen-image", "Euler", 32),  # real guidance (true_cfg_scale), its normalised VAE's preview
+    "flux2-klein": ("flux2-klein", "Euler", 32),  # 128-channel patchified tokens, batch-norm statistics
 }
+# flow-matching Euler at the asked size (Sana and Sana Sprint draw at their resolution bins and resize at the end)
+FLOW = [name for name, (family, sampler, _) in RUN.items() if sampler == "Euler" and not family.startswith("sana")]
 
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("families")
-    return {name: build_family(name, root / name) for name in [*RUN, "flux2-klein"]}
+    built = {name: build_family(name, root / name) for name in RUN}
+    # FLUX.2 [dev] (not run yet): its folder's index and an unread weights file are enough to be refused
+    dev = root / "flux2-dev"
+    (dev / "transformer").mkdir(parents=True)
+    (dev / "transformer" / "diffusion_pytorch_model.safetensors").write_bytes(b"not read")
+    (dev / "model_index.json").write_text(json.dumps({
+        "_class_name": "Flux2Pipeline", "transformer": ["diffusers", "Flux2Transformer2DModel"],
+        "vae": ["diffusers", "AutoencoderKLFlux2"],
+        "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"]}))
+    return built | {"flux2-dev": dev}
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +78,16 @@ def test_each_family_generates_with_previews_and_reproducible_seeds(name, folder
     alone = engine.run(request_for(folders[name], name, seed=6), lambda event: None)
     assert np.abs(pixels(alone.images[0]) - pixels(result.images[1])).max() <= 2
     assert np.abs(pixels(result.images[0]) - pixels(result.images[1])).max() > 2  # the seeds differ
+
+
+@pytest.mark.parametrize("name", FLOW)
+def test_the_last_preview_is_the_image(name, folders, engine):
+    """At the last flow-matching step x0 is where the sample lands: the preview, unpacked and un-normalised
+    as each family's pipeline decodes, must be the final image."""
+    events = []
+    result = engine.run(request_for(folders[name], name, steps=4), events.append)
+    last = [event for event in events if isinstance(event, Progress)][-1].preview
+    assert np.abs(pixels(last) - pixels(result.images[0])).mean() < 1.0
 
 
 def test_cancel_stops_a_flow_model_within_a_step(folders, engine):
@@ -105,8 +127,8 @@ def test_a_family_not_run_yet_is_refused_before_its_weights_load(folders, engine
         raise AssertionError("weights were loaded")
 
     monkeypatch.setattr(diffusers.DiffusionPipeline, "from_pretrained", never)
-    with pytest.raises(ModelError, match=r"FLUX\.2 \[klein\]: recognised, but this version"):
-        engine.run(GenerationRequest(prompt="a fox", model=str(folders["flux2-klein"]), width=32, height=32,
+    with pytest.raises(ModelError, match=r"FLUX\.2 \[dev\]: recognised, but this version"):
+        engine.run(GenerationRequest(prompt="a fox", model=str(folders["flux2-dev"]), width=32, height=32,
                                      sampler="Euler"), lambda event: None)
 
 
@@ -132,7 +154,7 @@ def test_the_command_line_writes_a_png_naming_the_family(name, folders, tmp_path
 
 
 @pytest.mark.parametrize("name, extra, says", [
-    ("flux2-klein", [], "is FLUX.2 [klein]: recognised, but this version"),
+    ("flux2-dev", [], "is FLUX.2 [dev]: recognised, but this version"),
     ("flux", ["--negative", "blurry"], "negative_prompt: Flux.1 models take no negative prompt"),
 ])
 def test_the_command_line_refuses_before_loading(name, extra, says, folders, tmp_path, capsys):

@@ -136,18 +136,19 @@ def test_a_folder_whose_pipeline_names_no_family_goes_by_its_transformer(tmp_pat
 
 def test_supported_families_and_the_recognised_but_not_run_path():
     assert families.is_supported("sdxl") and families.unsupported_message("sdxl") is None
-    for key in ("flux", "sd3", "z-image", "sana", "sana-sprint", "pixart-sigma", "chroma", "qwen-image"):
+    for key in ("flux", "sd3", "z-image", "sana", "sana-sprint", "pixart-sigma", "chroma", "qwen-image",
+                "flux2-klein"):
         assert families.is_supported(key) and not families.is_supported(key, single_file=True)
         assert families.unsupported_message(key) is None
-    for key in ("flux2-klein", "flux2"):
+    for key in ("flux2",):
         assert not families.is_supported(key)
         message = families.unsupported_message(key, "flux1-dev.safetensors")
         assert message.startswith("flux1-dev.safetensors is ") and "recognised" in message
         assert families.FAMILIES[key].name in message
     assert "of no model family this app knows" in families.unsupported_message("unknown")
     families.check_supported("sd1")
-    with pytest.raises(ModelError, match=r"FLUX\.2 \[klein\]: recognised, but this version"):
-        families.check_supported("flux2-klein", "klein.safetensors")
+    with pytest.raises(ModelError, match=r"FLUX\.2 \[dev\]: recognised, but this version"):
+        families.check_supported("flux2", "flux2-dev.safetensors")
     with pytest.raises(ModelError, match=r"Flux\.1 \(recognised\) are not supported"):
         single_file.bundled_config("flux")
 

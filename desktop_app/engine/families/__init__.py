@@ -13,6 +13,7 @@ from __future__ import annotations
 from desktop_app.engine.families.base import EngineFamily
 from desktop_app.engine.families.flow import FlowFamily, SanaSprintFamily, TransformerFamily
 from desktop_app.engine.families.flux import FluxFamily
+from desktop_app.engine.families.flux2 import Flux2Family
 from desktop_app.engine.families.qwen_image import QwenImageFamily
 from desktop_app.engine.families.sd import SdFamily
 from desktop_app.engine.families.sd3 import Sd3Family
@@ -21,7 +22,8 @@ __all__ = ["EngineFamily", "for_family", "is_flow"]
 
 _SD = SdFamily()
 _BY_KEY: dict[str, EngineFamily] = {"sd3": Sd3Family(), "flux": FluxFamily("flux"), "chroma": FluxFamily("chroma"),
-                                    "sana-sprint": SanaSprintFamily(), "qwen-image": QwenImageFamily()}
+                                    "sana-sprint": SanaSprintFamily(), "qwen-image": QwenImageFamily(),
+                                    "flux2-klein": Flux2Family()}
 FLOW_FAMILIES = ("sd3", "flux", "chroma", "sana", "sana-sprint", "z-image", "qwen-image", "flux2-klein", "flux2")
 TRANSFORMER_FAMILIES = ("pixart-sigma",)  # noise-predicting transformers: the usual samplers
 
