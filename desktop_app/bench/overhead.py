@@ -21,12 +21,12 @@ KEYS = ("ours_s", "bare_s", "ratio", "pair_ratio", "target", "meets_target", "im
 def bare_call(pipe, request, base_scheduler_config, device, family: str = "sd"):
     """What a diffusers user would write for the same request: the family's scheduler for the sampler, one
     seeded generator, the prompt as text, no callback. The UNet families take a negative prompt (None when
-    empty); the transformer families take the prompt alone, a negative prompt only where the family has one
-    and the request gives one (PixArt and Sana: the caption as written, as the engine passes it)."""
+    empty); the transformer families take the text arguments the family passes its pipeline (the prompt; a
+    negative prompt only where the family has one; PixArt's and Sana's caption as written), and the family's
+    own call options (Qwen-Image's true guidance)."""
     import torch
 
     from desktop_app.engine.families import for_family
-    from desktop_app.engine.families.base import call_parameters
 
     code = for_family(family)
     pipe.scheduler = code.make_scheduler(request.sampler, base_scheduler_config)
@@ -34,13 +34,11 @@ def bare_call(pipe, request, base_scheduler_config, device, family: str = "sd"):
     kwargs = dict(prompt=request.prompt, width=request.width, height=request.height,
                   num_inference_steps=request.steps, guidance_scale=request.guidance_scale,
                   generator=generator, output_type="pil")
-    if code.key == "sd":  # the UNet families, and the embedded model
+    if code.key == "sd":  # the UNet families, and the embedded model (the engine passes them embeddings)
         kwargs["negative_prompt"] = request.negative_prompt or None
     else:
-        if code.negative_prompt and request.negative_prompt:
-            kwargs["negative_prompt"] = request.negative_prompt
-        if "clean_caption" in call_parameters(type(pipe)):
-            kwargs["clean_caption"] = False
+        kwargs.update(code.encode_text(pipe, request, device))
+    kwargs.update(code.call_options(pipe, request))
     return pipe(**kwargs).images
 
 

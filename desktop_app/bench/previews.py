@@ -144,21 +144,15 @@ def _summary(value) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-def _denoiser(pipe):
-    return getattr(pipe, "unet", None) or pipe.transformer
-
-
 def profile(engine, model, settings: Settings, vae_decoder, fitted, linear, off_summary) -> dict:
-    """Where a preview's time goes, against the time of one denoising step. The decoders get x0 as the VAE
-    takes it (unpacked: batch, latent channels, height / s, width / s), as the engine hands it to them."""
+    """Where a preview's time goes, against the time of one denoising step. The decoders get the x0 the engine
+    handed them in a run (after the family's unpacking: Flux's tokens, for one)."""
     import torch
 
     from desktop_app.engine.preview import _to_pil
 
     width, height = settings.size()
-    scale = model.vae_scale_factor
-    x0 = torch.randn(1, _latent_channels(model), height // scale, width // scale,
-                     generator=torch.Generator().manual_seed(0)).to(engine.device, _denoiser(model.pipe).dtype)
+    x0 = engine_x0(engine, settings, vae_decoder)
     repeats = 5 if settings.quick else 20
 
     def timed(call) -> dict | None:
@@ -172,13 +166,19 @@ def profile(engine, model, settings: Settings, vae_decoder, fitted, linear, off_
         return spread(values, 3)
 
     def decoder_ms(decoder):
-        return NOT_AVAILABLE if decoder is None else timed(lambda: decoder(x0, (width, height)))
+        if decoder is None or x0 is None:
+            return NOT_AVAILABLE
+        try:
+            return timed(lambda: decoder(x0, (width, height)))
+        except Exception as exc:  # noqa: BLE001 - a decoder that does not take these latents: say so
+            return f"{NOT_AVAILABLE}: {type(exc).__name__}: {str(exc)[:120]}"
 
     result = {"vae_preview_ms": decoder_ms(vae_decoder), "fitted_preview_ms": decoder_ms(fitted),
               "linear_preview_ms": decoder_ms(linear)}
     vae = getattr(model.pipe, "vae", None)
-    if vae is not None:
-        latents = x0.to(vae.dtype) / vae.config.scaling_factor
+    scaling = getattr(getattr(vae, "config", None), "scaling_factor", None)
+    if scaling is not None and x0 is not None and x0.ndim == 4:  # the KL VAEs (SD, SD3, Flux), as VaePreview
+        latents = x0.to(vae.dtype) / scaling + (getattr(vae.config, "shift_factor", None) or 0)
         with torch.inference_mode():
             decoded = vae.decode(latents, return_dict=False)[0]
             result["vae_decode_only_ms"] = timed(lambda: vae.decode(latents, return_dict=False))
@@ -193,6 +193,25 @@ def profile(engine, model, settings: Settings, vae_decoder, fitted, linear, off_
     result["vae_preview_per_step"] = ratio(median_of(_summary(result["vae_preview_ms"])), step_ms)
     result["linear_preview_per_step"] = ratio(median_of(_summary(result["linear_preview_ms"])), step_ms)
     return result
+
+
+def engine_x0(engine, settings: Settings, decoder):
+    """The last x0 the engine hands its preview decoder in one run with a preview every step (None when the
+    model gives none), ``decoder`` (or nothing) making the previews meanwhile."""
+    seen = []
+
+    def record(x0, size):
+        seen.append(x0)
+        return decoder(x0, size) if decoder is not None else None
+
+    share = engine.preview_share
+    engine.preview_decoder, engine.preview_share = (lambda loaded: record), None
+    try:
+        engine.run(settings.request(preview=True), lambda e: None)
+    finally:
+        vars(engine).pop("preview_decoder", None)
+        engine.preview_share = share
+    return seen[-1] if seen else None
 
 
 def _top_ops(call, limit: int = 5) -> list[dict]:

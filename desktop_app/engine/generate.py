@@ -145,8 +145,10 @@ class Engine:
         if decoder is None and mode == "fitted":
             decoder, _ = preview_fit.fit_and_cache(model)
         if decoder is None and mode == "linear":
+            own = for_family(model.family).linear_preview  # SD3's and Flux's 16-channel factors
             sdxl = model.family == "sdxl"
-            decoder = LinearPreview(SDXL_FACTORS if sdxl else SD1_FACTORS, SDXL_BIAS if sdxl else SD1_BIAS)
+            decoder = LinearPreview(*own) if own else LinearPreview(SDXL_FACTORS if sdxl else SD1_FACTORS,
+                                                                    SDXL_BIAS if sdxl else SD1_BIAS)
         if decoder is None:
             own = for_family(model.family).preview_decoder(model.pipe)  # Qwen-Image's normalised VAE
             decoder = own or make_decoder(model.pipe, model.family)

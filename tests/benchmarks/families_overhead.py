@@ -2,7 +2,7 @@
 previews <= 1.03).
 
     .venv/bin/python tests/benchmarks/families_overhead.py [--size 256] [--steps 8] [--families flux,sd3]
-                                                           [--quick] [--out FOLDER]
+                                                           [--threads N] [--quick] [--out FOLDER]
 
 Builds each family's tiny random diffusers folder (tests/tiny_families.py) in a temporary folder, then runs
 ``desktop-app bench --sections overhead,previews --model FOLDER --width S --height S --steps N --json`` on it,
@@ -35,11 +35,13 @@ def build(family: str, folder: Path) -> Path:
     return folder
 
 
-def bench(folder: Path, size: int, steps: int, quick: bool, home: Path, out: Path) -> dict:
+def bench(folder: Path, size: int, steps: int, quick: bool, home: Path, out: Path, threads: int | None) -> dict:
     args = [sys.executable, "-m", "desktop_app", "bench", "--sections", "overhead,previews", "--json",
             "--model", str(folder), "--device", "cpu", "--width", str(size), "--height", str(size),
             "--steps", str(steps), "--out", str(out)] + (["--quick"] if quick else [])
     env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", DESKTOP_APP_HOME=str(home))
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
     proc = subprocess.run(args, env=env, capture_output=True, text=True, cwd=REPO)
     if proc.returncode != 0:
         raise SystemExit(f"bench on {folder.name} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -91,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=256, help="width and height (default 256)")
     parser.add_argument("--steps", type=int, default=8, help="denoising steps (default 8)")
     parser.add_argument("--families", default="flux,sd3", help="comma-separated (default flux,sd3)")
+    parser.add_argument("--threads", type=int, help="torch threads (OMP_NUM_THREADS) of the measured process; "
+                                                    "1 keeps a busy machine's figures steadier")
     parser.add_argument("--quick", action="store_true", help="fewer repeats: a check, not a measurement")
     parser.add_argument("--out", type=Path, help="keep each family's JSON report here")
     args = parser.parse_args(argv)
@@ -100,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         for family in [name.strip() for name in args.families.split(",") if name.strip()]:
             folder = build(family, tmp / family)
-            report = bench(folder, args.size, args.steps, args.quick, tmp / "home", out / f"{family}.json")
+            report = bench(folder, args.size, args.steps, args.quick, tmp / "home", out / f"{family}.json",
+                           args.threads)
             print("\n".join(summary(family, report)), flush=True)
         machine = report["machine"]
         print(f"\n{machine['cpu']}, {machine['usable_cores']} of {machine['cores']} cores, torch "

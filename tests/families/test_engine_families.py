@@ -165,3 +165,16 @@ def test_the_command_line_refuses_before_loading(name, extra, says, folders, tmp
                  "--out", str(out), *extra]) == 2
     err = capsys.readouterr().err
     assert says in err and "load:" not in err and not out.exists()
+
+
+@pytest.mark.parametrize("name", ["sd3", "flux"])
+def test_linear_previews_use_the_familys_own_factors(name, folders):
+    from desktop_app.engine.generate import Engine
+    from desktop_app.engine.preview import LinearPreview
+
+    engine = Engine(device="cpu", preview_share=None, preview_mode="linear")
+    events = []
+    engine.run(request_for(folders[name], name, steps=2), events.append)
+    assert isinstance(engine.preview_decoder(engine.model), LinearPreview)
+    assert engine.preview_decoder(engine.model).factors.shape == (16, 3)
+    assert all(event.preview is not None for event in events if isinstance(event, Progress))
