@@ -136,7 +136,7 @@ class Engine:
         if self.preview_mode in decoders:
             return decoders[self.preview_mode]
         from desktop_app.engine import preview_fit
-        from desktop_app.engine.preview import SD1_BIAS, SD1_FACTORS, SDXL_BIAS, SDXL_FACTORS, LinearPreview
+        from desktop_app.engine.preview import LinearPreview, linear_factors
 
         mode = self.preview_mode
         decoder = None
@@ -145,10 +145,7 @@ class Engine:
         if decoder is None and mode == "fitted":
             decoder, _ = preview_fit.fit_and_cache(model)
         if decoder is None and mode == "linear":
-            own = for_family(model.family).linear_preview  # SD3's and Flux's 16-channel factors
-            sdxl = model.family == "sdxl"
-            decoder = LinearPreview(*own) if own else LinearPreview(SDXL_FACTORS if sdxl else SD1_FACTORS,
-                                                                    SDXL_BIAS if sdxl else SD1_BIAS)
+            decoder = LinearPreview(*linear_factors(model.family))
         if decoder is None:
             own = for_family(model.family).preview_decoder(model.pipe)  # Qwen-Image's normalised VAE
             decoder = own or make_decoder(model.pipe, model.family)

@@ -166,6 +166,13 @@ LINEAR_FACTORS = {"sd1": (SD1_FACTORS, SD1_BIAS), "sd2": (SD1_FACTORS, SD1_BIAS)
                   "sdxl": (SDXL_FACTORS, SDXL_BIAS)}
 
 
+def linear_factors(family: str) -> tuple:
+    """The published latent -> RGB factors for ``family`` (SD 1.x's for a family without its own)."""
+    from desktop_app.engine.families import for_family
+
+    return LINEAR_FACTORS.get(family) or for_family(family).linear_preview or LINEAR_FACTORS["sd1"]
+
+
 def make_decoder(pipe, family: str):
     """The cheapest faithful preview decoder for this pipeline: the VAE itself when it is small; the
     published linear factors for SD 1.x/2.x and SDXL; for other families (SD3, Flux, unknown latents) the

@@ -385,7 +385,8 @@ class GenerationForm(QWidget):
         info = model_info.model_defaults(model)
         limits = info.get("limits", {})
         defaults = self._declared(model)  # a Turbo or LCM model (or an LCM-LoRA): its few steps and sampler
-        self._offer_samplers(model_info.samplers_for(model))
+        negative, samplers, transformer = model_info.family_traits(model)  # one read of the folder
+        self._offer_samplers(samplers)
         self._few_step_kind = few_step.few_step_kind(model, self.lora_picker.names_checked())
         low = max(MIN_SIZE, int(limits.get("min_size", MIN_SIZE)))
         high = min(MAX_SIZE, int(limits.get("max_size", MAX_SIZE)))
@@ -412,13 +413,12 @@ class GenerationForm(QWidget):
         self.upscale_check.setToolTip("Enlarge the result with the chosen upscaler" if usable
                                       else "This model has no upscaler of its own: choose an upscaler file")
         # the hires fix re-draws at a larger size: for Stable Diffusion models, not the one-size embedded model
-        hires_ok = embedded is False and not model_info.is_transformer(model)  # the SD UNets only
+        hires_ok = embedded is False and not transformer  # the SD UNets only
         self.hires_spin.setEnabled(hires_ok)
         self.hires_strength_spin.setEnabled(hires_ok)
         if not hires_ok:
             self.hires_spin.setValue(1.0)
         self.refiner_choice.set_model(model)
-        negative = model_info.takes_negative_prompt(model)
         self.negative_edit.setEnabled(negative)
         self.negative_edit.setToolTip("" if negative else "This model takes no negative prompt (it is not sent)")
 

@@ -63,29 +63,18 @@ def family(model: str) -> str:
         return "unknown"
 
 
-def takes_negative_prompt(model: str) -> bool:
-    """False for families whose pipelines take no negative prompt (Flux, Z-Image, Sana Sprint ...)."""
-    from desktop_app.models import families
-
-    declared = families.FAMILIES.get(family(model))
-    return declared.negative_prompt if declared is not None else True
-
-
-def is_transformer(model: str) -> bool:
-    """A diffusion-transformer family (SD3, Flux, PixArt ...): no hires fix, refiner or LoRA here yet."""
-    from desktop_app.models import families
-
-    declared = families.FAMILIES.get(family(model))
-    return declared is not None and declared.denoiser_folder == "transformer"
-
-
-def samplers_for(model: str) -> tuple[str, ...]:
-    """The samplers the form offers for ``model``: a flow-matching family samples with its own Euler."""
+def family_traits(model: str) -> tuple[bool, tuple[str, ...], bool]:
+    """What the form needs of the model's family, from one read of its folder: (takes a negative prompt, the
+    samplers to offer (a flow-matching family samples with its own Euler), a diffusion transformer (no hires
+    fix, refiner or LoRA here yet))."""
     from desktop_app.engine.request import SAMPLERS
     from desktop_app.models import families
 
     declared = families.FAMILIES.get(family(model))
-    return ("Euler",) if declared is not None and declared.flow_matching else SAMPLERS
+    if declared is None:
+        return True, SAMPLERS, False
+    samplers = ("Euler",) if declared.flow_matching else SAMPLERS
+    return declared.negative_prompt, samplers, declared.denoiser_folder == "transformer"
 
 
 def upscaler_files() -> list[Path]:
