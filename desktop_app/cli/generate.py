@@ -50,6 +50,10 @@ def register(commands) -> None:
     gen.add_argument("--refiner-switch", type=float, metavar="X",
                      help="with --refiner: the share of the steps the base model runs, between 0 and 1 "
                           "(default 0.8)")
+    gen.add_argument("--components", metavar="FOLDER",
+                     help="a transformer file (Flux, SD3 ... .safetensors or .gguf): the diffusers folder of its "
+                          "family whose text encoders, tokenizers and VAE it runs with (default: the one named "
+                          "with `models components FAMILY FOLDER`)")
     gen.add_argument("--no-preview", action="store_true", help="skip the per-step previews (not shown here)")
     gen.add_argument("--json", action="store_true", help="print one JSON object: files, seeds, timings, ...")
     cli_studio.add_options(gen)  # --timeline (plain PIL)
@@ -82,6 +86,12 @@ def generate(args: argparse.Namespace) -> int:
     request = resolve(request, given=given & set(DECLARED_FIELDS))
     check_folder(request.model)  # a missing model is reported before torch loads
     check_family(request)  # and a family this version does not run, or a negative prompt it takes none of
+    from desktop_app.models import components
+
+    # a transformer file's text encoders and VAE: a complete diffusers folder of its family, found now
+    found = components.check_model(request.model, args.components)
+    if found is not None:
+        components.use_for_run(request.model, found)
     if request.refiner is not None:
         check_folder(request.refiner)
     targets = output_paths(args.out, [(seed + k) % (MAX_SEED + 1) for k in range(request.batch_size)],
@@ -117,6 +127,8 @@ def generate(args: argparse.Namespace) -> int:
         # 3. the files (each with its recipe), then their history rows (the window's gallery lists them)
         kept = cli_studio.keep_files(result, targets, PROG, history)
     finally:
+        if found is not None:
+            components.end_run(request.model)
         if history is not None:
             history.close()
     timeline, problem = None, None

@@ -35,6 +35,15 @@ def register(commands) -> None:
     folder = actions.add_parser("add-folder", help="register another tool's model folder (AUTOMATIC1111, "
                                                    "ComfyUI, or a flat folder), scanned without copying")
     folder.add_argument("path", metavar="DIR")
+    parts = actions.add_parser("components", help="the diffusers folder whose text encoders and VAE a family's "
+                                                  "transformer files run with",
+                               description="A single transformer file (Flux, SD3 ... .safetensors or .gguf) runs "
+                                           "with the text encoders, tokenizers, VAE and scheduler of a diffusers "
+                                           "folder of its family, named once per family. Without arguments: "
+                                           "the folders named.")
+    parts.add_argument("family", nargs="?", metavar="FAMILY", help="flux, sd3, chroma, sana, z-image, ...")
+    parts.add_argument("folder", nargs="?", metavar="FOLDER", help="a complete diffusers folder of that family")
+    parts.add_argument("--clear", action="store_true", help="forget the family's folder")
     remove = actions.add_parser("remove", help="unregister a name or a folder (the files stay)")
     remove.add_argument("name", metavar="NAME")
     from desktop_app.cli.download import add_parser as add_download_parser
@@ -64,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
             from desktop_app.cli import download as cli_download
 
             return cli_download.run(args)
+        if args.models_command == "components":
+            return _components(args)
         if args.models_command == "add-folder":
             scan = model_library.add_folder(args.path)
             print(f"added the {scan.layout} folder {printable(scan.folder, 400)}: {len(scan.entries)} file(s) "
@@ -72,12 +83,38 @@ def run(args: argparse.Namespace) -> int:
                 print(f"  {printable(entry.name)}: {entry.kind}, {entry.family_name}")
             for path, reason in scan.skipped:
                 print(f"  skipped {printable(path, 400)}: {printable(_one_line(reason), 600)}")
+            for note in scan.notes:
+                print(f"  note: {printable(note, 600)}")
             return 0
         entry = model_library.remove(args.name)
         print(f"removed {printable(entry.name)} from the library (the files stay in {printable(entry.path, 400)})")
         return 0
     except ModelError as exc:
         raise BadInput(_escaped(_one_line(str(exc)))) from None
+
+
+def _components(args: argparse.Namespace) -> int:
+    from desktop_app.cli.errors import BadInput
+    from desktop_app.errors import printable
+    from desktop_app.models import components
+
+    if args.family is None:
+        for family, folder in sorted(components.stored().items()):
+            print(f"{printable(family, 60)}: {printable(folder, 400)}")
+        return 0
+    if args.clear:
+        if args.folder is not None:
+            raise BadInput("models components FAMILY --clear takes no FOLDER")
+        cleared = components.clear(args.family)
+        print(f"{'forgot' if cleared else 'no components folder was named for'} {printable(args.family, 60)}")
+        return 0
+    if args.folder is None:
+        folder = components.stored().get(args.family)
+        print(printable(folder, 400) if folder else f"no components folder named for {printable(args.family, 60)}")
+        return 0
+    folder = components.set_for_family(args.family, args.folder)
+    print(f"{printable(args.family, 60)} transformer files run with the components of {printable(folder, 400)}")
+    return 0
 
 
 def _one_line(text: str) -> str:

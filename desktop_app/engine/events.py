@@ -15,7 +15,11 @@ from desktop_app.errors import FailureKind
 
 @dataclass(frozen=True)
 class StageStarted:
-    """A pipeline stage began: "load", "text", "noise", "denoise", "decode", "upscale", "hires", "save"."""
+    """A pipeline stage began: "load", "text", "noise", "denoise", "decode", "upscale", "hires", "save".
+
+    On CUDA the "load" detail ends with the memory plan chosen for the model ("...; memory plan: model offload
+    (23.8 GB of weights, ...)"); a run whose plan offloads tells it again in a "load" stage of its own, which
+    is also a line of the recipe's notices (and the recipe's ``memory_plan`` names the plan)."""
 
     stage: str
     detail: str = ""

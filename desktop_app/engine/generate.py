@@ -11,6 +11,7 @@ terminal event: Finished, Cancelled or Failed (outcome.py).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 # first: no collector pauses while torch and diffusers import (see there)
@@ -23,6 +24,7 @@ from desktop_app.engine import memory, refiner
 from desktop_app.errors import RequestError
 from desktop_app.engine.events import Emit, Finished, StageStarted
 from desktop_app.engine.loader import LoadedModel, load_model
+from desktop_app.engine.memory_plan import MemoryPlan
 from desktop_app.models.model_folder import check_folder, display_name, is_embedded, read_index
 from desktop_app.engine.outcome import Outcome
 from desktop_app.engine.preview import DEFAULT_PREVIEW_SHARE, make_decoder
@@ -44,6 +46,7 @@ class Engine:
         self.preview_mode = preview_mode
         self._preview: tuple = (None, {})  # (model, {mode: decoder})
         self.model: LoadedModel | None = None
+        self.plan: MemoryPlan | None = None  # the loaded model's memory plan
         self._upscalers = Upscalers(self)  # the upscaler models it loaded, by file
         self._refiner: tuple | None = None  # (the name asked for, the base it shares with, its LoadedModel)
 
@@ -67,8 +70,10 @@ class Engine:
             self.unload()
             self._choice = choice
 
-    def load(self, name: str, emit: Emit | None = None) -> LoadedModel:
-        """The loaded model for ``name``, loading it (and freeing the previous one) when needed."""
+    def load(self, name: str, emit: Emit | None = None,
+             size: tuple[int, int, int] = (1024, 1024, 1)) -> LoadedModel:
+        """The loaded model for ``name``, loading it (and freeing the previous one) when needed, with its memory
+        plan (memory_plan.py: chosen before it loads, for images of ``size``: width, height, batch) applied."""
         if self.model is not None and self.model.name == name and self.model.device == self.device:
             return self.model
         folder = check_folder(name)  # a missing model is reported before the "load" stage shows
@@ -78,16 +83,25 @@ class Engine:
             # its cosine schedule (Euler starts from sigma ~2e4); GPUs with bfloat16 never get here
             dtype = torch.float32
         self.unload()
+        plan = memory.plan_for(folder, self.device, dtype, *size)
         if emit is not None:
-            emit(StageStarted("load", f"{display_name(name)} on {devices.describe(self.device, dtype)}"))
+            told = f"; {plan.told()}" if self.device.type == "cuda" else ""
+            emit(StageStarted("load", f"{display_name(name)} on {devices.describe(self.device, dtype)}{told}"))
         import_guard.preload(is_embedded(read_index(folder)))  # lazy imports without collector pauses
-        self.model = load_model(name, self.device, dtype)
+        # an offloading plan loads on the CPU: the weights go to the device part by part as they run
+        self.model = load_model(name, "cpu" if plan.offloads else self.device, dtype)
+        memory.apply_plan(self.model.pipe, plan, self.device)
+        self.plan = plan
+        if self.model.device != self.device:
+            self.model.device = self.device
+            if self.model.upscaler is not None:
+                self.model.upscaler.to(self.device)
         return self.model
 
     def unload(self) -> None:
         if self.model is None and not self._upscalers and self._refiner is None:
             return
-        self.model = None
+        self.model, self.plan = None, None
         self._refiner = None  # it shares the model's VAE and text encoder: it goes with it
         self._preview = (None, {})  # its decoders hold the model's VAE
         self._upscalers.clear()
@@ -166,8 +180,10 @@ class Engine:
             # 1. load the model (only when it changed) and check the request against it; the upscaler, the
             #    sampler, the refiner, the LoRAs
             with run.timed("load"):
-                model = self.load(request.model, emit)
+                model = self.load(request.model, emit, (request.width, request.height, request.batch_size))
             check_request(request, model)
+            if self.plan is not None and self.plan.offloads:
+                run.notice("load", self.plan.told())
             run.set_model(model, self._upscalers.get(request.upscale, model) if request.upscale else None)
             if request.refiner:
                 with run.timed("load"):
@@ -197,7 +213,7 @@ class Engine:
                     run.upscale(self._upscalers)
 
             # 7. the result and its recipe
-            outcome.result = run.finished()
+            outcome.result = with_memory_plan(run.finished(), memory.plan_of(model.pipe))
         return outcome.result
 
 
@@ -222,6 +238,11 @@ def check_request(request: GenerationRequest, model: LoadedModel) -> None:
     problem = family.unsupported(request)
     if problem is not None:
         raise RequestError(*problem)
+
+
+def with_memory_plan(finished: Finished, plan: str | None) -> Finished:
+    """``finished`` with the memory plan's name in its recipe."""
+    return dataclasses.replace(finished, recipe=dataclasses.replace(finished.recipe, memory_plan=plan))
 
 
 def _ignore(event) -> None:

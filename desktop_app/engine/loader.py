@@ -6,7 +6,8 @@ Two kinds of diffusers folders load here:
   (a MiniLM BertModel) and its tokenizer come from that Python package, so nothing is fetched;
 - plain diffusers folders with their own text encoder (SD 1.x/2.x, SDXL, tiny test models).
 Single-file checkpoints (original SD 1.x/2.x/XL layout) load here too (``load_checkpoint``), with the bundled
-configs that single_file.py chooses.
+configs that single_file.py chooses, and a transformer family's single file (.safetensors or .gguf) with the
+text encoders, tokenizers and VAE of a diffusers folder of its family (engine/transformer_file.py).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class LoadedModel:
     display_name: str = ""
     index: dict = field(default_factory=dict)  # model_index.json
     base_scheduler_config: Any = None  # the folder's scheduler config, before any sampler change
+    components: Path | None = None  # a transformer file's: the diffusers folder its other parts came from
 
     @property
     def defaults(self) -> dict:
@@ -58,16 +60,18 @@ class LoadedModel:
 
 def load_model(name_or_path: str, device: torch.device | str, dtype: torch.dtype, *,
                prediction_type: str | None = None, config_dir: str | Path | None = None,
-               components: dict | None = None) -> LoadedModel:
+               components: dict | None = None, components_dir: str | Path | None = None) -> LoadedModel:
     """Load ``"default"``, a diffusers folder or a single-file checkpoint onto ``device`` in ``dtype``. Clear
     ModelErrors, no tracebacks, for missing, non-folder, damaged or unsupported models.
 
     ``prediction_type`` ("v"/"epsilon") and ``config_dir`` apply to single files only (see single_file.py);
-    ``components`` are loaded modules used instead of the model's own (an SDXL refiner shares its base's)."""
+    ``components`` are loaded modules used instead of the model's own (an SDXL refiner shares its base's);
+    ``components_dir`` is the diffusers folder a transformer file takes its other parts from (default: the one
+    named for the run or in the library, models/components.py)."""
     device = torch.device(device)
     if model_folder.resolve(name_or_path).is_file():
         return load_checkpoint(name_or_path, device, dtype, prediction_type=prediction_type, config_dir=config_dir,
-                               components=components)
+                               components=components, components_dir=components_dir)
     folder = model_folder.check_folder(name_or_path)
     index = model_folder.read_index(folder)
     try:
@@ -271,12 +275,24 @@ def load_single_file(path: str | Path, dtype: torch.dtype, *, prediction_type: s
 
 def load_checkpoint(name_or_path: str, device: torch.device, dtype: torch.dtype, *,
                     prediction_type: str | None = None, config_dir: str | Path | None = None,
-                    components: dict | None = None):
-    """The loader's single-file branch: a LoadedModel whose ``family`` is the detected one."""
+                    components: dict | None = None, components_dir: str | Path | None = None):
+    """The loader's single-file branch: a LoadedModel whose ``family`` is the detected one. A transformer
+    family's file loads with its components folder (engine/transformer_file.py)."""
+    from desktop_app.models import families, model_files
+
     path = Path(name_or_path).expanduser()
+    parts = None
     try:
-        pipe, family, folder = load_single_file(path, dtype, prediction_type=prediction_type,
-                                                config_dir=config_dir, components=components)
+        info = model_files.inspect(path)  # refuses pickles, zips, truncated files, LFS pointers
+        if info.kind == model_files.CHECKPOINT and info.family in families.SINGLE_FILES:
+            from desktop_app.engine import transformer_file
+
+            with _quiet_loading():
+                pipe, parts = transformer_file.load(path, info, dtype, _dtype_kwargs(dtype), components_dir)
+            family, folder = info.family, parts
+        else:
+            pipe, family, folder = load_single_file(path, dtype, prediction_type=prediction_type,
+                                                    config_dir=config_dir, components=components)
     except ModelError:
         raise
     except (OSError, ValueError, KeyError, RuntimeError, TypeError, AttributeError) as exc:
@@ -285,4 +301,4 @@ def load_checkpoint(name_or_path: str, device: torch.device, dtype: torch.dtype,
     pipe.set_progress_bar_config(disable=True)
     return LoadedModel(pipe=pipe, name=str(name_or_path), path=path, family=family, device=device, dtype=dtype,
                        display_name=path.stem, index=model_folder.read_index(folder),
-                       base_scheduler_config=pipe.scheduler.config)
+                       base_scheduler_config=pipe.scheduler.config, components=parts)

@@ -6,7 +6,10 @@ adapters first (``unload_lora_weights`` takes the peft layers out again, so the 
 was). diffusers reads both key layouts: its own (peft/diffusers) and kohya's (``lora_unet_...``).
 
 Before loading, each file is checked: a safetensors file in fact (the content decides, not the name), and
-for the model's family, read from the LoRA's cross-attention width (768 SD 1.x, 1024 SD 2.x, 2048 SDXL).
+for the model's family, read from its header (lora_families.py: key names and shapes): an SD LoRA on Flux.1 or
+SD3 and the reverse are refused naming both families; among the SD families, the LoRA's cross-attention width
+tells them apart (768 SD 1.x, 1024 SD 2.x, 2048 SDXL). The transformer families load through their pipelines'
+own loaders (FluxPipeline, StableDiffusion3Pipeline ...), which convert kohya's and ComfyUI's Flux layouts.
 """
 
 from __future__ import annotations
@@ -133,7 +136,8 @@ def read_lora_info(path: Path) -> dict:
                 if len(shape) >= 2:
                     width = int(shape[1])
                     break
-    layout = "kohya" if any(k.startswith(("lora_unet_", "lora_te")) for k in keys) else "diffusers"
+    layout = "kohya" if any(k.startswith(("lora_unet_", "lora_te")) for k in keys) else (
+        "ComfyUI" if any(k.startswith("diffusion_model.") for k in keys) else "diffusers")
     return {"cross_attention": width, "layout": layout, "tensors": len(keys),
             "trigger": trigger_words(metadata)}
 
@@ -163,10 +167,17 @@ def trigger_words(metadata: dict) -> str:
     return ""
 
 
-def check_fits(name: str, info: dict, model) -> None:
-    """ModelError when the LoRA was made for another family (its cross-attention width differs)."""
+def check_fits(name: str, info: dict, model, path: Path | None = None) -> None:
+    """ModelError when the LoRA was made for another family: by its key names and shapes (``path``'s header,
+    lora_families.check_family), then among the SD families by its cross-attention width."""
     width = info.get("cross_attention")
     family = info.get("family")
+    if path is not None:
+        from desktop_app.engine.lora_families import check_family
+
+        family = check_family(name, path, family or "unknown", model)
+        if getattr(model.pipe, "unet", None) is None:
+            return  # a transformer: its widths were checked there
     if family in ("sd3", "flux") and model.family != family:
         raise ModelError(f"LoRA {name} is for {family.upper() if family == 'sd3' else 'Flux'}; the model "
                          f"{model.display_name} is {_FAMILY_NAMES.get(model.family, model.family)}")
@@ -197,11 +208,13 @@ def apply_loras(model, loras, on_load=None) -> list[AppliedLora]:
         for index, (choice, path) in enumerate(wanted):
             family = check_file(path, "lora", f"LoRA {choice.name}")  # first: nothing unsafe gets read
             info = read_lora_info(path) | {"family": family}
-            check_fits(choice.name, info, model)
+            check_fits(choice.name, info, model, path)
             adapter = f"lora{index}_{re.sub(r'[^A-Za-z0-9_]', '_', path.stem)[:40]}"
             if on_load is not None:
                 on_load(f"LoRA {choice.name} ({info['layout']} format)")
-            _load_one(pipe, choice.name, path, adapter)
+            note = _load_one(pipe, choice.name, path, adapter)
+            if note and on_load is not None:
+                on_load(f"LoRA {choice.name}: {note}")
             applied.append(AppliedLora(choice.name, float(choice.weight), path, adapter, model_hash(path)))
         _held[pipe] = (key, applied)
     else:
@@ -226,7 +239,9 @@ def held_loras(pipe) -> list[AppliedLora]:
     return list(held[1]) if held else []
 
 
-def _load_one(pipe, name: str, path: Path, adapter: str) -> None:
+def _load_one(pipe, name: str, path: Path, adapter: str) -> str:
+    """Load one LoRA under ``adapter``; returns a note for the user about what was left out ("" when nothing)."""
+    note = ""
     if not hasattr(pipe, "load_lora_weights"):
         raise ModelError(f"LoRA {name}: the pipeline {type(pipe).__name__} does not take LoRAs")
     try:
@@ -234,14 +249,19 @@ def _load_one(pipe, name: str, path: Path, adapter: str) -> None:
             if _needs_split(pipe, path):
                 _load_split(pipe, path, adapter)
             else:
-                pipe.load_lora_weights(str(path), adapter_name=adapter)
-    except (ValueError, RuntimeError, KeyError, TypeError, OSError) as exc:
+                from desktop_app.engine.lora_families import flux_state
+
+                state, note = flux_state(pipe, path)
+                pipe.load_lora_weights(str(path) if state is None else state, adapter_name=adapter)
+    # IndexError, AssertionError: diffusers' converters on a layout they half know
+    except (ValueError, RuntimeError, KeyError, TypeError, OSError, IndexError, AssertionError) as exc:
         remove_loras(pipe)
         raise ModelError(f"LoRA {name} does not fit the model: {one_line(exc)}") from None
     loaded = {a for names in pipe.get_list_adapters().values() for a in names}
     if adapter not in loaded:
         remove_loras(pipe)
         raise ModelError(f"LoRA {name} does not fit the model: none of its {path.name} keys matched a layer")
+    return note
 
 
 def _needs_split(pipe, path: Path) -> bool:
@@ -249,8 +269,8 @@ def _needs_split(pipe, path: Path) -> bool:
     model's MiniLM, as the LoRA trainer writes them): diffusers converts only CLIP layer names, so the text
     encoder part is loaded with peft directly."""
     encoder = getattr(pipe, "text_encoder", None)
-    if encoder is None or "CLIP" in type(encoder).__name__:
-        return False
+    if encoder is None or "CLIP" in type(encoder).__name__ or getattr(pipe, "unet", None) is None:
+        return False  # CLIP, or a transformer family: its pipeline's loader takes the text-encoder part
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as handle:

@@ -7,6 +7,8 @@
   lighter mode, in a fixed order: VAE tiling, attention slicing, model CPU offload (CUDA with accelerate only),
   batch 1. The modes used are returned, so that the result can say so; an error that outlasts the last one
   becomes OutOfMemory, a readable EngineError.
+- ``apply_plan``: the memory plan chosen before loading (memory_plan.py), applied once per pipeline: model,
+  group or sequential offload on CUDA. A pipeline that offloads already skips the "cpu_offload" fallback.
 - ``decode_guard``: the fp16 VAE black-image problem. A decode that gives NaNs (or an all-black image) is done
   again with the VAE in float32, and the caller is told.
 """
@@ -21,6 +23,7 @@ from contextlib import contextmanager
 
 import torch
 
+from desktop_app.engine import memory_plan
 from desktop_app.errors import OutOfMemory, one_line
 
 FALLBACKS = ("vae_tiling", "attention_slicing", "cpu_offload", "batch_1")
@@ -30,6 +33,8 @@ TILING_ABOVE = 1024  # pixels on a side: larger images decode tile by tile from 
 
 # pipeline -> the fallbacks an out-of-memory error switched on (kept while the pipeline lives)
 _sticky: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# pipeline -> the name of the memory plan applied to it (memory_plan.PLANS)
+_plans: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -72,7 +77,8 @@ def run_with_fallbacks(call: Callable[[bool], object], pipe, device: torch.devic
                     notice(f"out of memory; trying again with {FALLBACK_LABELS[name]}")
                 break
         else:
-            tried = ", ".join(FALLBACK_LABELS[name] for name in FALLBACKS if name in _sticky.get(pipe, ()))
+            tried = ", ".join(([plan_of(pipe)] if offloaded(pipe) else [])
+                              + [FALLBACK_LABELS[name] for name in FALLBACKS if name in _sticky.get(pipe, ())])
             raise OutOfMemory(
                 f"The {device.type.upper() if device.type != 'cpu' else 'CPU'} ran out of memory even with "
                 f"{tried or 'every lighter mode'}: choose a smaller image or fewer steps of hires fix, or close "
@@ -91,8 +97,8 @@ def _switch_on(name: str, pipe, device: torch.device, batch_size: int) -> bool:
     if name == "attention_slicing":
         return _call(pipe, "enable_attention_slicing")
     if name == "cpu_offload":
-        if device.type != "cuda" or not hasattr(pipe, "enable_model_cpu_offload"):
-            return False
+        if device.type != "cuda" or not hasattr(pipe, "enable_model_cpu_offload") or offloaded(pipe):
+            return False  # a pipeline the memory plan offloads already holds less than model offload would
         try:
             import accelerate  # noqa: F401 - enable_model_cpu_offload needs it
         except ImportError:
@@ -102,6 +108,78 @@ def _switch_on(name: str, pipe, device: torch.device, batch_size: int) -> bool:
     if name == "batch_1":
         return batch_size > 1
     return False
+
+
+# ---- the memory plan ------------------------------------------------------------------------------------
+
+
+def device_free_bytes(device: torch.device) -> int | None:
+    """The memory free on a CUDA ``device`` for a model: the driver's free memory and what torch's caching
+    allocator holds unused. None on other devices (the plan does not need it there)."""
+    if device.type != "cuda":
+        return None
+    try:
+        free_now, _ = torch.cuda.mem_get_info(device)
+        return int(free_now + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
+    except (RuntimeError, AssertionError):
+        return None
+
+
+def available_plans() -> tuple[str, ...]:
+    """The plans this install can apply: model and sequential offload need accelerate, group offload a
+    diffusers with group offloading (0.33 and later)."""
+    plans = [memory_plan.ALL_ON_DEVICE]
+    try:
+        import accelerate  # noqa: F401
+
+        plans += [memory_plan.MODEL_OFFLOAD]
+    except ImportError:
+        pass
+    from diffusers import DiffusionPipeline
+
+    if hasattr(DiffusionPipeline, "enable_group_offload"):
+        plans.append(memory_plan.GROUP_OFFLOAD)
+    if memory_plan.MODEL_OFFLOAD in plans:
+        plans.append(memory_plan.SEQUENTIAL_OFFLOAD)
+    return tuple(plans)
+
+
+def plan_for(path, device: torch.device, dtype: torch.dtype, width: int = 1024, height: int = 1024,
+             batch_size: int = 1) -> memory_plan.MemoryPlan:
+    """The memory plan for the model at ``path`` (a folder or a single file, before it loads) on ``device`` in
+    ``dtype``, for images of ``width`` x ``height``, ``batch_size`` at a time."""
+    weights = memory_plan.weights_on_disk(path, dtype.itemsize)
+    plans = available_plans() if device.type == "cuda" else (memory_plan.ALL_ON_DEVICE,)
+    return memory_plan.choose_plan(weights, device_free_bytes(device), device.type, width=width, height=height,
+                                   batch_size=batch_size, available=plans)
+
+
+def apply_plan(pipe, plan: memory_plan.MemoryPlan, device: torch.device) -> bool:
+    """Apply ``plan`` to ``pipe`` (loaded on the CPU when it offloads), once: True when it was applied now,
+    False when the pipeline has its plan already. Offloading is done on CUDA only; elsewhere the plan is
+    recorded as it is ("all on device")."""
+    if pipe in _plans:
+        return False
+    if device.type == "cuda" and plan.name == memory_plan.MODEL_OFFLOAD:
+        pipe.enable_model_cpu_offload(device=device)
+    elif device.type == "cuda" and plan.name == memory_plan.GROUP_OFFLOAD:
+        # leaf level works on any module (block level onloads whole text encoders whose layers are nested);
+        # the stream copies the next layer while the current one runs
+        pipe.enable_group_offload(onload_device=device, offload_device=torch.device("cpu"),
+                                  offload_type="leaf_level", use_stream=True)
+    elif device.type == "cuda" and plan.name == memory_plan.SEQUENTIAL_OFFLOAD:
+        pipe.enable_sequential_cpu_offload(device=device)
+    _plans[pipe] = plan.name if device.type == "cuda" else memory_plan.ALL_ON_DEVICE
+    return True
+
+
+def plan_of(pipe) -> str | None:
+    """The name of the memory plan applied to ``pipe``, or None when none was."""
+    return _plans.get(pipe)
+
+
+def offloaded(pipe) -> bool:
+    return _plans.get(pipe, memory_plan.ALL_ON_DEVICE) != memory_plan.ALL_ON_DEVICE
 
 
 def _call(target, method: str) -> bool:

@@ -1,5 +1,5 @@
 """Prompt weighting as AUTOMATIC1111 users write it, parsed (torch-free, pure functions; the SD family applies the
-weights to the text encoder's output).
+weights to the text encoder's output, families/weighted_encoders.py to SD3's, Flux.1's and Chroma's CLIP and T5).
 
 - ``(text)`` multiplies the attention to ``text`` by 1.1, ``((text))`` by 1.21, ``(text:1.5)`` by 1.5;
   ``[text]`` divides it by 1.1. Nesting multiplies.

@@ -1,7 +1,7 @@
 """The recipe: how a finished job made its image, as one typed object (issue 15), serialised here and nowhere else.
 
 ``Recipe`` is a generation: the request it ran, plus what the engine chose and measured (seeds, model name and
-hash, device, timings, memory fallbacks, the refiner, hires and upscaler records). ``UpscaleRecipe`` is an
+hash, device, timings, memory plan and fallbacks, refiner, hires and upscaler records). ``UpscaleRecipe`` is an
 upscale job. ``to_dict`` gives the flat JSON-ready dict the PNG's recipe chunk and the history keep (the request's
 fields at the top level, so that a recipe read back from a file is a request again); ``recipe_from_dict`` reads
 one back. Torch-free: the window, the command line and the studio use it without loading the engine.
@@ -34,6 +34,13 @@ class Recipe:
     refiner_model: dict | None = None  # the SDXL refiner's record (name, switch, steps)
     hires: dict | None = None  # the hires fix's record (size, strength, upscaler)
     upscaler: dict | None = None  # the upscaler's record (name, file, hash, architecture, scale)
+    # where the weights lived (engine/memory_plan.py: "all on device", "model offload", "group offload",
+    # "sequential offload"); None in recipes written before there was a plan
+    memory_plan: str | None = None
+    # image to image and inpainting: the sha256 of the start image's and the mask's files (the request holds
+    # their paths, the strength and the mask's feather); None for text to image and in older recipes
+    init_image_sha256: str | None = None
+    mask_sha256: str | None = None
 
     job = "generate"
 
@@ -59,7 +66,9 @@ class Recipe:
         if self.lora_hashes is not None:
             data["lora_hashes"] = dict(self.lora_hashes)
         _put(data, memory_fallbacks=list(self.memory_fallbacks), notices=list(self.notices),
-             refiner_model=self.refiner_model, hires=self.hires, upscaler=self.upscaler)
+             refiner_model=self.refiner_model, hires=self.hires, upscaler=self.upscaler,
+             memory_plan=self.memory_plan)
+        _put(data, init_image_sha256=self.init_image_sha256, mask_sha256=self.mask_sha256)
         return data
 
     @classmethod
@@ -78,7 +87,10 @@ class Recipe:
             model_hash=data.get("model_hash"),
             lora_hashes=None if data.get("lora_hashes") is None else dict(data["lora_hashes"]),
             memory_fallbacks=tuple(data.get("memory_fallbacks") or ()), notices=tuple(data.get("notices") or ()),
-            refiner_model=data.get("refiner_model"), hires=data.get("hires"), upscaler=data.get("upscaler"))
+            refiner_model=data.get("refiner_model"), hires=data.get("hires"), upscaler=data.get("upscaler"),
+            memory_plan=str(data["memory_plan"]) if data.get("memory_plan") else None,
+            init_image_sha256=_text_or_none(data.get("init_image_sha256")),
+            mask_sha256=_text_or_none(data.get("mask_sha256")))
 
 
 @dataclass(frozen=True)
@@ -137,6 +149,10 @@ AnyRecipe = Recipe | UpscaleRecipe
 def _put(data: dict, **records) -> None:
     """The records that hold something, in order."""
     data.update((key, value) for key, value in records.items() if value)
+
+
+def _text_or_none(value) -> str | None:
+    return str(value) if value else None
 
 
 def recipe_from_dict(data: dict) -> AnyRecipe:

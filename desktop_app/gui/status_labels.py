@@ -1,10 +1,20 @@
-"""The labels on the right of the window's status bar: the model, the device, the last run's time."""
+"""The labels on the right of the window's status bar: the model, the device (and the memory plan when the
+model was offloaded), the last run's time."""
 
 from __future__ import annotations
 
 from PySide6.QtWidgets import QLabel, QStatusBar
 
 from desktop_app.gui import model_info
+
+
+PLAN_TIPS = {  # the engine's memory plans (engine/memory_plan.py) that offload, for a person
+    "model offload": "The model did not fit on the GPU with room to work: each part of it (text encoder, "
+                     "denoiser, VAE) moved to the GPU only while it ran.",
+    "group offload": "The model did not fit on the GPU: its layers moved to the GPU a few at a time.",
+    "sequential offload": "The model did not fit on the GPU: its layers moved to the GPU one at a time "
+                          "(the slowest way, and the lightest).",
+}
 
 
 class StatusLabels:
@@ -40,9 +50,14 @@ class StatusLabels:
             self.device_label.setToolTip(text)
 
     def show_finished(self, recipe) -> None:
-        """What a generation's recipe (engine/recipe.py's Recipe) says it ran on."""
-        self.device_label.setText(f"Device: {recipe.device or '?'} ({recipe.dtype or '?'})")
-        self.device_label.setToolTip("")
+        """What a generation's recipe (engine/recipe.py's Recipe) says it ran on, with its memory plan when the
+        weights did not all stay on the device (the plan's own line, with the numbers, is the tooltip)."""
+        plan = getattr(recipe, "memory_plan", None)
+        offloaded = plan and plan != "all on device"
+        self.device_label.setText(f"Device: {recipe.device or '?'} ({recipe.dtype or '?'})"
+                                  + (f" · {plan}" if offloaded else ""))
+        told = next((line for line in recipe.notices if line.startswith("memory plan:")), "")
+        self.device_label.setToolTip(told or (PLAN_TIPS.get(plan, "") if offloaded else ""))
         model_name = recipe.model_name or model_info.display_name(recipe.request.model)
         self.model_label.setText(f"Model: {model_name}")
 

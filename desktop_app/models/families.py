@@ -15,9 +15,10 @@ A family's published full-size transformer config, for loading a single transfor
 ``resources/configs/<variant>/transformer/config.json`` (the SD families' whole pipelines are in
 ``resources/configs/<family>/``: see single_file.py).
 
-Which families this version of the app runs is ``SUPPORTED`` (the transformer families of ``FOLDERS_ONLY`` as
-diffusers folders, not yet as single files): the others are recognised and reported, and refused with
-``unsupported_message`` before any weights load.
+Which families this version of the app runs is ``SUPPORTED``: the transformer families of ``SINGLE_FILES`` as
+diffusers folders and as single transformer files with a components folder, those of ``FOLDERS_ONLY`` as diffusers
+folders only; the others are recognised and reported, and refused with ``unsupported_message`` before any weights
+load.
 """
 
 from __future__ import annotations
@@ -242,10 +243,12 @@ FAMILIES = {key: replace(family, flow_matching=key in FLOW_MATCHING) for key, fa
 CONTEXT_FAMILIES = {384: "embedded", 768: "sd1", 1024: "sd2", 1280: "sdxl-refiner", 2048: "sdxl"}
 # the families this version of the app runs; the rest are recognised, reported, and refused before loading
 SD_FAMILIES = frozenset({"sd1", "sd2", "sd2-v", "sdxl", "sdxl-refiner", "embedded"})
-# the transformer families run as diffusers folders (not yet as single files)
-FOLDERS_ONLY = frozenset({"sd3", "flux", "chroma", "sana", "sana-sprint", "z-image", "qwen-image", "flux2-klein",
-                          "pixart-sigma"})
-SUPPORTED = SD_FAMILIES | FOLDERS_ONLY
+# the transformer families whose single transformer file (.safetensors or .gguf) runs too, with the text encoders,
+# tokenizers, VAE and scheduler of a diffusers folder of the family: its "components" (engine/transformer_file.py)
+SINGLE_FILES = frozenset({"sd3", "flux", "chroma", "sana", "sana-sprint", "z-image", "qwen-image", "flux2-klein"})
+# the transformer families run as diffusers folders only (diffusers has no from_single_file for PixArt's)
+FOLDERS_ONLY = frozenset({"pixart-sigma"})
+SUPPORTED = SD_FAMILIES | SINGLE_FILES | FOLDERS_ONLY
 # the order single files are tried in: a family whose signature contains another's comes first
 _CONTROLNET = ("controlnet_", "control_", "controlnet.")
 _RECOGNITION_ORDER = ("flux2-klein", "flux2", "chroma", "flux", "sd3", "qwen-image", "z-image", "sana-sprint",
@@ -268,8 +271,9 @@ def get(key: str) -> Family | None:
 
 
 def is_supported(family: str, single_file: bool = False) -> bool:
-    """Whether this version runs ``family``: as a diffusers folder, or (``single_file``) as one file."""
-    return family in (SD_FAMILIES if single_file else SUPPORTED)
+    """Whether this version runs ``family``: as a diffusers folder, or (``single_file``) as one file (a
+    transformer family's with a components folder)."""
+    return family in (SD_FAMILIES | SINGLE_FILES if single_file else SUPPORTED)
 
 
 def check_supported(family: str, what: str = "This model") -> None:
@@ -284,12 +288,25 @@ def unsupported_message(family: str, what: str = "This model") -> str | None:
     the loader takes before any weights load."""
     if family in SUPPORTED:
         return None
-    runs = ("Stable Diffusion 1.x, 2.x, SDXL (and its refiner), the embedded model, and as diffusers folders "
-            + ", ".join(FAMILIES[key].name for key in sorted(FOLDERS_ONLY)))
+    runs = ("Stable Diffusion 1.x, 2.x, SDXL (and its refiner), the embedded model, and "
+            + ", ".join(FAMILIES[key].name for key in sorted(SINGLE_FILES | FOLDERS_ONLY)))
     if family not in FAMILIES:
         return f"{what} is of no model family this app knows; it runs {runs}."
     return (f"{what} is {FAMILIES[family].name}: recognised, but this version of the app does not run "
             f"{FAMILIES[family].name} models yet; it runs {runs}.")
+
+
+def components_message(family: str, file_name: str, problem: str = "") -> str:
+    """The one line for a transformer file whose text encoders, tokenizers and VAE are not at hand: ``problem``
+    says what is wrong with the components folder named (empty: none is named)."""
+    name = FAMILIES[family].name if family in FAMILIES else family
+    what = f"{name} transformer file {file_name}"
+    where = (f"name a {name} diffusers folder as its components (`desktop-app models components {family} FOLDER`, "
+             "or --components FOLDER); single text-encoder and VAE files (ComfyUI's models/text_encoders, "
+             "models/vae) cannot serve as components")
+    if not problem:
+        return f"{what} needs its text encoders, tokenizers and VAE: {where}."
+    return f"{what} cannot use its components: {problem}; {where}."
 
 
 def strip_prefix(shapes: dict[str, list[int]]) -> dict[str, list[int]]:

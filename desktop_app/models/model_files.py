@@ -284,12 +284,24 @@ def inspect(path, *, allow_pytorch_upscaler: bool = False) -> FileInfo:
         if upscaler_files.sniff(path) != upscaler_files.SAFETENSORS:
             return FileInfo(path, UPSCALER, "unknown", "pytorch", size, 0,
                             "A PyTorch upscaler state dict, read with torch.load(weights_only=True).")
-    header = read_header(path)
-    shapes = {name: entry["shape"] for name, entry in header.items()}
+    shapes = _gguf_shapes(path)
+    if shapes is None:
+        shapes = {name: entry["shape"] for name, entry in read_header(path).items()}
     kind, family, layout, details = classify(shapes)
     found = families.recognise(shapes) if kind == CHECKPOINT else None
     variant = found.variant if found and found.family == family else ""
     return FileInfo(path, kind, family, layout, size, len(shapes), details, variant)
+
+
+def _gguf_shapes(path: Path) -> dict[str, list[int]] | None:
+    """The tensor shapes of a GGUF file (by its content, "GGUF" first; a .gguf name must hold one), else None."""
+    from desktop_app.models import gguf_files
+
+    with model_folder.open_regular(path, "model file") as handle:
+        head = handle.read(4)
+    if not gguf_files.is_gguf(head) and path.suffix.lower() != gguf_files.SUFFIX:
+        return None
+    return gguf_files.read_shapes(path, head)
 
 
 def classify(shapes: dict[str, list[int]]) -> tuple[str, str, str, str]:
@@ -375,7 +387,10 @@ def _transformer(shapes, keys):
     holds = f", with {' and '.join(extra)}" if extra else ""
     details = (f"A {FAMILY_NAMES[found.family]} transformer{named} in {layout}{holds}, {len(shapes):,} "
                "tensors.")
-    if found.family in families.FOLDERS_ONLY:  # a transformer family run as a folder only
+    if found.family in families.SINGLE_FILES:
+        details += f" Runs with the text encoders and VAE of a {FAMILY_NAMES[found.family]} diffusers folder " \
+                   "(its components)."
+    elif found.family in families.FOLDERS_ONLY:  # a transformer family run as a folder only
         details += " Recognised; this version runs it as a diffusers folder, not yet as a single file."
     elif not families.is_supported(found.family, single_file=True):
         details += " Recognised; this version of the app does not run it yet."

@@ -96,3 +96,30 @@ def _write_cache(cache: dict) -> None:
         write_text_atomically(file, json.dumps(cache, indent=0), prefix=".model-hashes-")
     except OSError:  # a cache: never worth failing a generation for
         pass
+
+
+CONFIG_SUFFIXES = (".json", ".txt", ".model", ".tiktoken")  # configs, tokenizer vocabularies and merges
+MAX_CONFIG_BYTES = 64 * 1024 * 1024
+
+
+def components_record(folder) -> dict | None:
+    """What a recipe records of the components folder a transformer file ran with (its text encoders,
+    tokenizers, VAE and scheduler): its path and a short fingerprint, the sha256 of its config and tokenizer
+    files and of each weight file's name and size. Cheap on purpose: the weights (a T5-XXL is 9 GB) are not
+    read; the transformer file itself is hashed in full (``model_hash``). None when ``folder`` is None."""
+    if folder is None:
+        return None
+    root = Path(folder)
+    sha = hashlib.sha256()
+    try:
+        for file in sorted(p for p in root.rglob("*") if p.is_file()):
+            relative = str(file.relative_to(root)).replace(os.sep, "/")
+            if relative.startswith("transformer/"):  # replaced by the file, or only its config
+                continue
+            size = file.stat().st_size
+            sha.update(f"{relative}:{size}\n".encode())
+            if file.suffix.lower() in CONFIG_SUFFIXES and size <= MAX_CONFIG_BYTES:
+                sha.update(file.read_bytes())
+    except OSError:
+        return {"path": str(root), "hash": None}
+    return {"path": str(root), "hash": sha.hexdigest()[:SHORT]}

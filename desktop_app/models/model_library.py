@@ -20,6 +20,7 @@ from desktop_app.models import model_files
 from desktop_app import paths
 from desktop_app.paths import write_text_atomically
 from desktop_app.models import model_folder
+from desktop_app.models.tool_layouts import TOOL_LAYOUTS, detect_layout, parts_note  # noqa: F401 - re-exported
 from desktop_app.errors import ModelError
 from desktop_app.models.safe_names import UnsafeName, check_name
 from desktop_app.errors import printable
@@ -30,20 +31,9 @@ LIBRARY_FILE = "library.json"
 FORMAT_VERSION = 1
 MODEL_KINDS = (model_files.CHECKPOINT, model_files.DIFFUSERS)
 USABLE_KINDS = (*MODEL_KINDS, model_files.LORA, model_files.EMBEDDING, model_files.UPSCALER)
-SCANNED_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt", ".bin")
+SCANNED_SUFFIXES = (".safetensors", ".gguf", ".pth", ".pt", ".ckpt", ".bin")
 MAX_LIBRARY_BYTES = 64 * 1024 * 1024
 LIBRARY_DEPTH = 4  # {"entries": [{"name": ...}]}
-
-# subfolders of other tools' model folders, and the kind of file each holds (None: whatever the file says)
-TOOL_LAYOUTS = {
-    "AUTOMATIC1111": {"models/Stable-diffusion": model_files.CHECKPOINT, "models/Lora": model_files.LORA,
-                      "models/LyCORIS": model_files.LORA, "embeddings": model_files.EMBEDDING,
-                      "models/ESRGAN": model_files.UPSCALER, "models/RealESRGAN": model_files.UPSCALER},
-    "ComfyUI": {"models/checkpoints": model_files.CHECKPOINT, "models/diffusers": model_files.DIFFUSERS,
-                "models/loras": model_files.LORA, "models/embeddings": model_files.EMBEDDING,
-                "models/upscale_models": model_files.UPSCALER},
-}
-
 
 @dataclass(frozen=True)
 class Entry:
@@ -78,6 +68,7 @@ class FolderScan:
     layout: str  # "AUTOMATIC1111", "ComfyUI" or "flat"
     entries: list[Entry] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the folder holds that is not listed, and why
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -103,6 +94,18 @@ def _load() -> dict:
                          "it away to start afresh.")
     data["folders"] = [folder for folder in data["folders"] if isinstance(folder, str)]
     return data
+
+
+def setting(key: str) -> dict:
+    """A map stored beside the entries in library.json (e.g. "components": family -> folder); {} when absent."""
+    value = _load().get(key)
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def store_setting(key: str, value: dict) -> None:
+    data = _load()
+    data[key] = dict(value)
+    _save(data)
 
 
 def _save(data: dict) -> None:
@@ -265,15 +268,6 @@ def folders() -> list[str]:
     return list(_load()["folders"])
 
 
-def detect_layout(folder: Path) -> tuple[str, dict[str, str | None]]:
-    """("AUTOMATIC1111" / "ComfyUI" / "flat", {subfolder: expected kind})."""
-    for tool, layout in TOOL_LAYOUTS.items():
-        present = {sub: kind for sub, kind in layout.items() if (folder / sub).is_dir()}
-        if present:
-            return tool, present
-    return "flat", {".": None}
-
-
 _scan_cache: dict[tuple[str, int, int], model_files.FileInfo | str] = {}
 
 
@@ -299,7 +293,7 @@ def _inspect_cached(path: Path, upscaler: bool) -> model_files.FileInfo:
 def scan_folder(folder, taken: set[str] | None = None) -> FolderScan:
     folder = Path(folder)
     tool, layout = detect_layout(folder)
-    result = FolderScan(str(folder), tool)
+    result = FolderScan(str(folder), tool, notes=[n for n in [parts_note(folder, tool)] if n])
     taken = set(taken or ())
     source = f"scanned: {folder}"
     for sub, expected in layout.items():

@@ -16,8 +16,9 @@ picks the 512 epsilon config instead; ``"v"`` also serves v-prediction fine-tune
 The transformer families (Flux, SD3, Flux.2, Chroma, Z-Image, Qwen-Image, Sana, PixArt: models/families.py)
 come as single transformer files: ``bundled_transformer_config(variant)`` is the folder holding the published
 transformer config of the variant ``model_files.inspect`` reports (``FileInfo.variant``), for
-``from_single_file(config=...)``. Their whole-pipeline configs are not bundled (yet): ``bundled_config`` refuses
-them as recognised but not supported.
+``from_single_file(config=...)``. Their whole-pipeline configs are not bundled: such a file runs with the text
+encoders, tokenizers and VAE of a diffusers folder of its family (models/components.py), and ``bundled_config``
+refuses them; ``file_defaults`` gives the family's (and variant's) published defaults.
 
 Where the loader is not told, the prediction type is remembered (``remembered_prediction_type``): the one
 stored with the file's library entry (``desktop-app models add FILE --prediction-type epsilon``), else the
@@ -144,8 +145,13 @@ def file_defaults(path: str | Path) -> dict:
     cannot be read (the loader reports that properly later). Torch-free."""
     from desktop_app.models.model_folder import defaults, read_index
 
+    from desktop_app.models import model_files
+
     path = Path(path).expanduser()
     try:
+        info = model_files.inspect(path)
+        if info.kind == model_files.CHECKPOINT and info.family in families.SINGLE_FILES:  # a transformer file
+            return families.FAMILIES[info.family].defaults(info.variant)
         remembered, _ = remembered_prediction_type(path)
         return defaults(read_index(bundled_config(choose_config(detect_family(path), remembered))))
     except ModelError:

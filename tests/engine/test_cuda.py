@@ -95,3 +95,33 @@ def test_sdxl_refiner_in_half_precision(cuda_engine, xl_request, sampler):
     assert image.shape == (32, 32, 3) and np.isfinite(image).all()
     steps = [e.step for e in events if isinstance(e, Progress)]
     assert steps == list(range(1, sum(result.recipe.refiner_model["steps"]) + 1))
+
+
+@pytest.mark.parametrize("plan", ["model offload", "group offload", "sequential offload"])
+def test_each_memory_plan_runs_and_gives_the_pixels_of_all_on_device(plan, monkeypatch, make_request, tiny_sd_dir):
+    """The free memory is told small enough for ``plan`` (memory.device_free_bytes): the model loads on the CPU,
+    runs offloaded, and draws what it draws with everything on the GPU."""
+    from desktop_app.engine import memory, memory_plan
+    from desktop_app.engine.generate import Engine
+
+    request = make_request(model=str(tiny_sd_dir), sampler="Euler", steps=4, seed=5)
+    whole = Engine(device="cuda", preview_share=None)
+    reference, _ = _run(whole, request)
+    assert reference.recipe.memory_plan == "all on device" and whole.plan.name == "all on device"
+    whole.unload()
+
+    weights = memory_plan.weights_on_disk(tiny_sd_dir, whole.dtype.itemsize)
+    needs = memory_plan.plan_needs(weights, request.width, request.height, request.batch_size)
+    monkeypatch.setattr(memory, "device_free_bytes", lambda device: needs[plan])
+    engine = Engine(device="cuda", preview_share=None)
+    result, events = _run(engine, request)
+    assert engine.plan.name == plan and result.recipe.memory_plan == plan
+    assert any(f"memory plan: {plan}" in line for line in result.recipe.notices)
+    assert engine.model.device.type == "cuda" and result.recipe.device.startswith("cuda")
+    # between runs the UNet waits in system memory (sequential offload leaves "meta" placeholders in the module)
+    assert next(engine.model.pipe.unet.parameters()).device.type in ("cpu", "meta")
+    previews = [e.preview for e in events if isinstance(e, Progress) and e.stage == "denoise"]
+    assert len(previews) == 4 and all(p is not None for p in previews)
+    difference = np.abs(np.asarray(result.images[0], np.float32) - np.asarray(reference.images[0], np.float32))
+    assert difference.mean() < 2.0  # the same model on the same device: the same picture
+    engine.unload()

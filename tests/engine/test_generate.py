@@ -86,7 +86,8 @@ def test_recipe_holds_the_request_model_device_and_timings(generate, make_reques
     for key, value in request.to_dict().items():
         if key != "seed":
             assert data[key] == value, key
-    recorded = {"seeds", "model_name", "family", "device", "dtype", "app_version", "timings", "output_size"}
+    recorded = {"seeds", "model_name", "family", "device", "dtype", "app_version", "timings", "output_size",
+                "memory_plan"}
     assert set(data) - {"model_hash"} == set(request.to_dict()) | recorded
     assert data["timings"] == recipe.timings and data["output_size"] == [32, 32]
     assert json.loads(json.dumps(data)) == data

@@ -25,8 +25,9 @@ def test_a_transformer_file_in_its_makers_layout(variant, prefix, tmp_path):
     assert (info.kind, info.family, info.variant) == ("checkpoint", family, variant)
     assert info.layout == ("diffusers" if family == "qwen-image" else "original")
     assert model_files.FAMILY_NAMES[family] in info.details
-    # a single transformer file is not run yet: its folder form is, for the families of FOLDERS_ONLY
-    expected = ("runs it as a diffusers folder, not yet as a single file" if family in families.FOLDERS_ONLY
+    # a single transformer file runs with a components folder; PixArt's only as a folder
+    expected = ("Runs with the text encoders and VAE" if family in families.SINGLE_FILES
+                else "runs it as a diffusers folder, not yet as a single file" if family in families.FOLDERS_ONLY
                 else "does not run it yet")
     assert expected in info.details
     assert info.tensor_count == len(shapes)
@@ -136,10 +137,10 @@ def test_a_folder_whose_pipeline_names_no_family_goes_by_its_transformer(tmp_pat
 
 def test_supported_families_and_the_recognised_but_not_run_path():
     assert families.is_supported("sdxl") and families.unsupported_message("sdxl") is None
-    for key in ("flux", "sd3", "z-image", "sana", "sana-sprint", "pixart-sigma", "chroma", "qwen-image",
-                "flux2-klein"):
-        assert families.is_supported(key) and not families.is_supported(key, single_file=True)
+    for key in ("flux", "sd3", "z-image", "sana", "sana-sprint", "chroma", "qwen-image", "flux2-klein"):
+        assert families.is_supported(key) and families.is_supported(key, single_file=True)
         assert families.unsupported_message(key) is None
+    assert families.is_supported("pixart-sigma") and not families.is_supported("pixart-sigma", single_file=True)
     for key in ("flux2",):
         assert not families.is_supported(key)
         message = families.unsupported_message(key, "flux1-dev.safetensors")

@@ -15,7 +15,7 @@ class EngineFamily:
     flow_matching = False
     negative_prompt = True  # the family's pipelines take a negative prompt
     hires_fix = True  # the hires fix's img2img pass exists for it here
-    loras = True  # the engine applies LoRAs to it
+    loras = True  # the engine applies LoRAs to it (transformers: flow.LORA_FAMILIES, with a pipeline LoRA loader)
     linear_preview: tuple | None = None  # (factors rows = latent channels, RGB bias): published latent -> RGB
 
     def make_scheduler(self, sampler: str, base_config):

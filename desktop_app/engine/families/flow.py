@@ -14,11 +14,27 @@ from desktop_app.errors import RequestError
 
 FLOW_SAMPLERS = ("Euler",)  # the flow-matching Euler the models ship with
 OWN_SCHEDULERS = ("FlowMatch", "SCMScheduler")  # kept as the model ships them (Sana Sprint's is SCM)
+# the families the engine applies LoRAs to: their pipelines' own LoRA loaders (FluxLoraLoaderMixin, which
+# Chroma's pipeline shares, and SD3LoraLoaderMixin), their LoRAs told apart by engine/lora_families.py
+LORA_FAMILIES = ("flux", "chroma", "sd3")
 
 
 class TransformerFamily(EngineFamily):
     hires_fix = False
-    loras = False
+
+    @property
+    def loras(self) -> bool:
+        return self.key in LORA_FAMILIES and self.lora_loader()
+
+    def lora_loader(self) -> bool:
+        """Whether the family's diffusers pipeline has a LoRA loader (``load_lora_weights``)."""
+        import diffusers
+
+        from desktop_app.models.families import FAMILIES
+
+        declared = FAMILIES.get(self.key)
+        name = declared.text_to_image if declared is not None else None
+        return hasattr(getattr(diffusers, name, None), "load_lora_weights") if name else False
 
     def __init__(self, key: str, negative_prompt: bool | None = None):
         self.key = key
@@ -49,7 +65,9 @@ class TransformerFamily(EngineFamily):
             return "negative_prompt", f"{self.display()} models take no negative prompt: leave it empty"
         if request.hires_scale:
             return "hires_scale", f"the hires fix is for Stable Diffusion models, not yet for {self.display()}"
-        if request.loras:
+        if request.loras and not self.loras:
+            if not self.lora_loader():
+                return "loras", f"{self.display()} models take no LoRAs: diffusers has no LoRA loader for them"
             return "loras", f"LoRAs on {self.display()} models are not supported yet in this version"
         return None
 

@@ -1,0 +1,171 @@
+"""Which family a LoRA was made for, read from its safetensors header (key names and shapes; the checks read no
+tensor), and whether it fits the loaded model. Run before diffusers loads the file, so that an SD LoRA on a Flux.1
+model (or the reverse) is refused in one line naming both families, and a LoRA for a wider transformer never
+reaches Flux's loader (which widens the model's own layers to the LoRA's shapes, for Flux Control LoRAs, and
+leaves them so).
+
+Key layouts known here: diffusers/peft (``transformer.single_transformer_blocks.0.attn.to_q.lora_A.weight``),
+kohya (``lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight``), ComfyUI and BFL's
+(``diffusion_model.double_blocks.0.img_attn.qkv.lora_A.weight``), SD3's makers' (``joint_blocks.0.x_block...``),
+and the SD UNet layouts. diffusers' own loaders convert them; this module only reads the names.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from desktop_app.errors import ModelError
+
+# LoRA families this module tells apart beyond models.model_files' answer, by the layer names only each has (in
+# this order: Flux.1's makers' layout has ".img_mod." and ".img_mlp." too, as Qwen-Image's blocks)
+_MARKS = (("flux2", ("to_qkv_mlp_proj", "double_stream_modulation", "single_stream_modulation", ".ff.linear_in")),
+          ("flux", ("double_blocks", "single_blocks", "single_transformer_blocks")),
+          ("sd3", ("joint_blocks", "context_block", "x_block")),
+          ("qwen-image", (".img_mod.", ".txt_mod.", ".img_mlp.", ".txt_mlp.")),
+          ("z-image", ("noise_refiner", "context_refiner", ".attention.to_", "_attention_to_")))
+_UNET_MARKS = ("down_blocks", "up_blocks", "mid_block", "input_blocks", "output_blocks", "middle_block")
+SD_FAMILIES = ("sd1", "sd2", "sd2-v", "sdxl", "sdxl-refiner", "embedded", "sd")
+_OWN_NAMES = {"sd": "Stable Diffusion (a UNet)", "sd2-v": "SD 2.x", "unknown": "an unknown family",
+              "flux2": "FLUX.2", "transformer": "a diffusion transformer (SD3 or Flux.1 layer names)"}
+# the model's family -> the LoRA families it takes (Chroma is Flux.1 [schnell]'s blocks: Flux LoRAs apply)
+TAKES = {"flux": ("flux",), "chroma": ("flux",), "sd3": ("sd3",)}
+# a LoRA's down-projection into the transformer's hidden width, in the makers' layouts (kohya, ComfyUI, SD3)
+_HIDDEN_DOWN = re.compile(r"(?:img_attn[._]qkv|txt_attn[._]qkv|single_blocks[._]\d+[._]linear1|"
+                          r"x_block[._]attn[._]qkv|context_block[._]attn[._]qkv)\.lora_(?:down|A)\.weight$")
+_DIFFUSERS_KEY = re.compile(r"^(?:transformer\.)?(?P<module>.+)\.lora_(?P<part>[AB])\.weight$")
+# the joint blocks' attention inputs in diffusers' layout, whose names Flux.1 and SD3 share: the width tells them
+_JOINT_ATTENTION_A = re.compile(r"transformer_blocks\.\d+\.attn\.(?:to_[qkv]|add_[qkv]_proj)\.lora_A\.weight$")
+
+
+_FAMILIES = tuple(family for family, _ in _MARKS)
+
+
+def family_name(key: str) -> str:
+    from desktop_app.models.model_files import FAMILY_NAMES
+
+    return _OWN_NAMES.get(key) or FAMILY_NAMES.get(key, key)
+
+
+def read_header(path: Path) -> dict[str, list[int]]:
+    """Tensor name -> shape, from the safetensors header alone."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return {key: list(handle.get_slice(key).get_shape()) for key in handle.keys()}
+
+
+def lora_family(shapes: dict[str, list[int]], given: str = "unknown") -> str:
+    """The family the LoRA's key names say: "flux", "sd3" (or another of _MARKS), an SD family (``given`` when
+    models.model_files named one from the cross-attention width, else "sd"), "transformer" (diffusers'
+    ``transformer_blocks`` names, which Flux.1 and SD3 share, at a width neither publishes alone: the model's
+    shapes decide), or ``given``."""
+    keys = list(shapes)
+    joined = " ".join(keys)
+    for family, marks in _MARKS:
+        if any(mark in joined for mark in marks):
+            return family
+    if given in SD_FAMILIES:
+        return given
+    if any(mark in joined for mark in _UNET_MARKS) or any(k.startswith("unet.") for k in keys):
+        return "sd"
+    if any(k.startswith("transformer.") or "transformer_blocks." in k for k in keys):
+        return _published_family(shapes)
+    return "unknown" if given in _FAMILIES else given
+
+
+def _published_family(shapes: dict[str, list[int]]) -> str:
+    """"flux" or "sd3" when the joint attention's width is one that only that family's published models have
+    (3072: Flux.1; 1536, 2432: SD3 Medium, SD3.5 Large), else "transformer"."""
+    from desktop_app.models.families import FAMILIES
+
+    widths = {shape[1] for key, shape in shapes.items() if _JOINT_ATTENTION_A.search(key) and len(shape) == 2}
+    found = {family for family in ("flux", "sd3")
+             if any(variant.width in widths for variant in FAMILIES[family].variants)}
+    return found.pop() if len(found) == 1 else "transformer"
+
+
+def check_family(name: str, path: Path, given: str, model) -> str:
+    """ModelError, in one line naming both families, when the LoRA at ``path`` was made for another family than
+    ``model``'s; for a transformer model, also when its layers are of another width. Returns the LoRA's family."""
+    shapes = read_header(path)
+    lora = lora_family(shapes, given)
+    transformer = getattr(model.pipe, "transformer", None)
+    if transformer is None:  # a UNet model: the SD width check (lora.check_fits) follows
+        if lora in _FAMILIES or lora == "transformer":
+            raise _family_error(name, lora, model)
+        return lora
+    if lora in SD_FAMILIES or (lora in _FAMILIES and lora not in TAKES.get(model.family, (model.family,))):
+        raise _family_error(name, lora, model)
+    _check_widths(name, shapes, transformer, model)
+    return lora
+
+
+def _family_error(name: str, lora: str, model) -> ModelError:
+    from desktop_app.models.model_files import FAMILY_NAMES
+
+    known = FAMILY_NAMES.get(model.family)
+    unet = getattr(model.pipe, "unet", None) is not None
+    model_name = known or ("a Stable Diffusion UNet of its own size" if unet else f"of the family {model.family}")
+    return ModelError(f"LoRA {name} is for {family_name(lora)}; the model {model.display_name} is {model_name}: "
+                      f"choose a LoRA made for {known or 'that model'}")
+
+
+def _check_widths(name: str, shapes: dict[str, list[int]], transformer, model) -> None:
+    """Each LoRA layer the model has must take and give the widths of the model's layer (diffusers' layout); in
+    the makers' layouts, the attention's input must be the transformer's hidden width."""
+    import torch
+
+    modules = dict(transformer.named_modules())
+    for key, shape in shapes.items():
+        found = _DIFFUSERS_KEY.match(key)
+        module = modules.get(found["module"]) if found else None
+        module = getattr(module, "base_layer", module)  # a layer that holds another LoRA of this set already
+        if not isinstance(module, torch.nn.Linear) or len(shape) != 2:
+            continue
+        width, wanted = (shape[1], module.in_features) if found["part"] == "A" else (shape[0], module.out_features)
+        if width != wanted:
+            raise _width_error(name, model, found["module"], width, wanted)
+    config = getattr(transformer, "config", None)
+    hidden = getattr(config, "num_attention_heads", 0) * getattr(config, "attention_head_dim", 0)
+    for key, shape in shapes.items():
+        if hidden and _HIDDEN_DOWN.search(key) and len(shape) == 2 and shape[1] != hidden:
+            raise _width_error(name, model, key.rsplit(".lora_", 1)[0], shape[1], hidden)
+
+
+def _width_error(name: str, model, layer: str, width: int, wanted: int) -> ModelError:
+    return ModelError(f"LoRA {name} was made for a model of another size: its layer {layer} is {width} wide, the "
+                      f"model {model.display_name} ({family_name(model.family)}) has {wanted}")
+
+
+# a Flux LoRA's CLIP text-encoder part, in diffusers', kohya's and ComfyUI's layouts
+_CLIP_PART = ("text_encoder.", "lora_te_", "lora_te1_", "text_encoders.clip_l.")
+
+
+def flux_state(pipe, path: Path) -> tuple[dict | None, str]:
+    """What Flux's LoRA loader (FluxPipeline, ChromaPipeline) should get instead of the file, and a note for the
+    user: None (the loader reads the file itself, with diffusers' own metadata) unless
+    - the LoRA is in ComfyUI's/BFL's layout with peft's part names (``diffusion_model.double_blocks.0.img_attn.qkv
+      .lora_A.weight``), which diffusers 0.42 passes through unconverted: renamed to kohya's ``lora_down``/
+      ``lora_up``, which it converts (no alpha: scale 1, as peft's names mean);
+    - it has a CLIP text-encoder part and the pipeline has no CLIP (Chroma: T5 alone), where diffusers' loader
+      fails: that part is left out, and the note says so."""
+    from diffusers.loaders import FluxLoraLoaderMixin
+
+    if not isinstance(pipe, FluxLoraLoaderMixin):
+        return None, ""
+    keys = read_header(path)
+    rename = any(k.startswith("diffusion_model.") and ".lora_A." in k for k in keys) and not any(
+        ".lora_down." in k for k in keys)
+    encoder = getattr(pipe, "text_encoder", None)
+    drop = "CLIP" not in type(encoder).__name__ and any(k.startswith(_CLIP_PART) for k in keys)
+    if not rename and not drop:
+        return None, ""
+    from safetensors.torch import load_file
+
+    state = {key: value for key, value in load_file(str(path)).items()
+             if not (drop and key.startswith(_CLIP_PART))}
+    if rename:
+        state = {key.replace(".lora_A.", ".lora_down.").replace(".lora_B.", ".lora_up."): value
+                 for key, value in state.items()}
+    return state, ("its CLIP text-encoder layers left out: the model has no CLIP text encoder" if drop else "")
