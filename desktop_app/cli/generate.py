@@ -54,6 +54,7 @@ def register(commands) -> None:
                      help="a transformer file (Flux, SD3 ... .safetensors or .gguf): the diffusers folder of its "
                           "family whose text encoders, tokenizers and VAE it runs with (default: the one named "
                           "with `models components FAMILY FOLDER`)")
+    add_image_options(gen)
     gen.add_argument("--no-preview", action="store_true", help="skip the per-step previews (not shown here)")
     gen.add_argument("--json", action="store_true", help="print one JSON object: files, seeds, timings, ...")
     cli_studio.add_options(gen)  # --timeline (plain PIL)
@@ -64,7 +65,7 @@ def generate(args: argparse.Namespace) -> int:
     import secrets
 
     from desktop_app.cli import lora as cli_lora
-    from desktop_app.engine.request import MAX_SEED, GenerationRequest
+    from desktop_app.engine.request import MAX_SEED
     from desktop_app.models.model_folder import check_folder
     from desktop_app.models.resolve import check_family
     from desktop_app.models.resolve import DECLARED_FIELDS, resolve
@@ -79,19 +80,19 @@ def generate(args: argparse.Namespace) -> int:
     given = set(options) | ({"upscale"} if args.no_upscale else set())  # --no-upscale: None, even if declared
     # the seed is drawn here when not given, so the file names are known before the (long) run
     seed = secrets.randbelow(MAX_SEED + 1) if args.seed is None else args.seed
-    request = GenerationRequest(prompt=args.prompt, negative_prompt=args.negative, seed=seed,
-                                batch_size=args.batch, model=args.model, refiner=args.refiner,
-                                hires_scale=args.hires_scale, hires_strength=args.hires_strength,
-                                preview=bool(args.timeline), loras=cli_lora.loras_from_args(args), **options)
+    request = image_request(args, prompt=args.prompt, negative_prompt=args.negative, seed=seed,
+                            batch_size=args.batch, model=args.model, refiner=args.refiner,
+                            hires_scale=args.hires_scale, hires_strength=args.hires_strength,
+                            preview=bool(args.timeline), loras=cli_lora.loras_from_args(args), **options)
     request = resolve(request, given=given & set(DECLARED_FIELDS))
     check_folder(request.model)  # a missing model is reported before torch loads
-    check_family(request)  # and a family this version does not run, or a negative prompt it takes none of
     from desktop_app.models import components
 
     # a transformer file's text encoders and VAE: a complete diffusers folder of its family, found now
     found = components.check_model(request.model, args.components)
     if found is not None:
         components.use_for_run(request.model, found)
+    check_family(request)  # and a family this version does not run, or a negative prompt it takes none of
     if request.refiner is not None:
         check_folder(request.refiner)
     targets = output_paths(args.out, [(seed + k) % (MAX_SEED + 1) for k in range(request.batch_size)],
@@ -157,6 +158,55 @@ def generate(args: argparse.Namespace) -> int:
     if problem is not None:
         raise BadInput(f"--timeline {problem} (the images were saved)")
     return EXIT_OK
+
+
+# ---- image to image and inpainting (issue 17) ---------------------------------------------------------------
+
+_IMAGE_FLAGS = {"init_image": "--init", "strength": "--strength", "mask": "--mask", "mask_blur": "--mask-blur",
+                "init_fit": "--init-fit"}
+
+
+def add_image_options(gen) -> None:
+    from desktop_app.engine.request import DEFAULT_MASK_BLUR, DEFAULT_STRENGTH, INIT_FITS
+
+    gen.add_argument("--init", metavar="IMAGE",
+                     help="image to image: start from this image (fitted to the size: see --init-fit)")
+    gen.add_argument("--strength", type=float, metavar="S",
+                     help=f"with --init: how much of the schedule re-draws it, above 0 and up to 1 (default "
+                          f"{DEFAULT_STRENGTH:g}; 1 keeps only its layout's trace)")
+    gen.add_argument("--mask", metavar="MASK",
+                     help="with --init: inpaint where this image is white; elsewhere the start image's pixels "
+                          "are kept exactly")
+    gen.add_argument("--mask-blur", type=int, metavar="PX",
+                     help=f"with --mask: feather the mask outward over PX pixels (default {DEFAULT_MASK_BLUR})")
+    gen.add_argument("--init-fit", choices=INIT_FITS,
+                     help="with --init: a start image of another shape is scaled to cover the size and its "
+                          "overhang cut (crop, the default) or scaled to the size (stretch)")
+
+
+def image_request(args: argparse.Namespace, **values):
+    """The GenerationRequest with the start image's options; their problems named by flag, in one line."""
+    from desktop_app.engine.request import GenerationRequest
+    from desktop_app.errors import RequestError
+
+    for flag, given in (("--strength", args.strength), ("--mask", args.mask), ("--mask-blur", args.mask_blur),
+                        ("--init-fit", args.init_fit)):
+        if given is not None and args.init is None:
+            raise BadInput(f"{flag} needs --init (the start image)")
+    if args.mask_blur is not None and args.mask is None:
+        raise BadInput("--mask-blur needs --mask (the area to repaint)")
+    image = {"init_image": _expanded(args.init), "strength": args.strength, "mask": _expanded(args.mask),
+             "mask_blur": args.mask_blur, "init_fit": args.init_fit}
+    try:
+        return GenerationRequest(**values, **{name: value for name, value in image.items() if value is not None})
+    except RequestError as exc:
+        if exc.field in _IMAGE_FLAGS:
+            raise BadInput(f"{_IMAGE_FLAGS[exc.field]}{str(exc).removeprefix(exc.field + ':')}") from None
+        raise
+
+
+def _expanded(path: str | None) -> str | None:
+    return None if path is None else str(Path(path).expanduser())
 
 
 def output_paths(out: str | Path, seeds: list[int], prompt: str) -> list[Path]:

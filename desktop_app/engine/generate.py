@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from pathlib import Path
 
 # first: no collector pauses while torch and diffusers import (see there)
 from desktop_app.engine import import_guard
@@ -74,22 +75,24 @@ class Engine:
              size: tuple[int, int, int] = (1024, 1024, 1)) -> LoadedModel:
         """The loaded model for ``name``, loading it (and freeing the previous one) when needed, with its memory
         plan (memory_plan.py: chosen before it loads, for images of ``size``: width, height, batch) applied."""
-        if self.model is not None and self.model.name == name and self.model.device == self.device:
-            return self.model
         folder = check_folder(name)  # a missing model is reported before the "load" stage shows
+        parts = _components_for(folder)  # a transformer file's text encoders and VAE: named now, maybe changed
+        if (self.model is not None and self.model.name == name and self.model.device == self.device
+                and self.model.components == parts):
+            return self.model
         dtype = self.dtype
         if dtype == torch.float16 and is_embedded(read_index(folder)):
             # the embedded model is small enough for float32 anywhere, and float16's range is too narrow for
             # its cosine schedule (Euler starts from sigma ~2e4); GPUs with bfloat16 never get here
             dtype = torch.float32
         self.unload()
-        plan = memory.plan_for(folder, self.device, dtype, *size)
+        plan = memory.plan_for(folder, self.device, dtype, *size, components=parts)
         if emit is not None:
             told = f"; {plan.told()}" if self.device.type == "cuda" else ""
             emit(StageStarted("load", f"{display_name(name)} on {devices.describe(self.device, dtype)}{told}"))
         import_guard.preload(is_embedded(read_index(folder)))  # lazy imports without collector pauses
         # an offloading plan loads on the CPU: the weights go to the device part by part as they run
-        self.model = load_model(name, "cpu" if plan.offloads else self.device, dtype)
+        self.model = load_model(name, "cpu" if plan.offloads else self.device, dtype, components_dir=parts)
         memory.apply_plan(self.model.pipe, plan, self.device)
         self.plan = plan
         if self.model.device != self.device:
@@ -243,6 +246,14 @@ def check_request(request: GenerationRequest, model: LoadedModel) -> None:
 def with_memory_plan(finished: Finished, plan: str | None) -> Finished:
     """``finished`` with the memory plan's name in its recipe."""
     return dataclasses.replace(finished, recipe=dataclasses.replace(finished.recipe, memory_plan=plan))
+
+
+def _components_for(path: Path) -> Path | None:
+    """A transformer file's components folder as named now (this run's or the library's), checked; None for a
+    folder or another kind of file. Naming another folder makes the next load() load the model again."""
+    from desktop_app.models import components
+
+    return components.check_model(path) if path.is_file() else None
 
 
 def _ignore(event) -> None:

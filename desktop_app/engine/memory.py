@@ -145,10 +145,11 @@ def available_plans() -> tuple[str, ...]:
 
 
 def plan_for(path, device: torch.device, dtype: torch.dtype, width: int = 1024, height: int = 1024,
-             batch_size: int = 1) -> memory_plan.MemoryPlan:
+             batch_size: int = 1, components=None) -> memory_plan.MemoryPlan:
     """The memory plan for the model at ``path`` (a folder or a single file, before it loads) on ``device`` in
-    ``dtype``, for images of ``width`` x ``height``, ``batch_size`` at a time."""
-    weights = memory_plan.weights_on_disk(path, dtype.itemsize)
+    ``dtype``, for images of ``width`` x ``height``, ``batch_size`` at a time; ``components``: a transformer
+    file's folder of text encoders and VAE."""
+    weights = memory_plan.weights_on_disk(path, dtype.itemsize, components)
     plans = available_plans() if device.type == "cuda" else (memory_plan.ALL_ON_DEVICE,)
     return memory_plan.choose_plan(weights, device_free_bytes(device), device.type, width=width, height=height,
                                    batch_size=batch_size, available=plans)

@@ -153,21 +153,33 @@ def as_weights(value: ModelWeights | Mapping | int) -> ModelWeights:
 # ---- the weights' size on disk -------------------------------------------------------------------------
 
 
-def weights_on_disk(path: str | Path, dtype_bytes: int | None = None) -> ModelWeights:
+def weights_on_disk(path: str | Path, dtype_bytes: int | None = None,
+                    components: str | Path | None = None) -> ModelWeights:
     """The memory each component of the model at ``path`` takes once loaded: a diffusers folder (the
     components model_index.json names, from their .safetensors files) or one original-layout .safetensors file
     (split by its key prefixes). ``dtype_bytes``: the bytes per number of the dtype the model loads in (2 for
     float16 and bfloat16); floating-point tensors count at that size. None: as stored. Reads only the files'
-    headers; a file whose header cannot be read counts its size on disk."""
+    headers; a file whose header cannot be read counts its size on disk. ``components``: the diffusers folder a
+    transformer file takes its text encoders and VAE from (counted too, all but its transformer)."""
     path = Path(path).expanduser()
     if path.is_file():
-        return _single_file(path, dtype_bytes)
+        weights = _single_file(path, dtype_bytes)
+        if components is None:
+            return weights
+        others = _folder(Path(components).expanduser(), dtype_bytes, skip={"transformer"})
+        return ModelWeights({**others.components, **weights.components},
+                            max(weights.largest_tensor, others.largest_tensor))
+    return _folder(path, dtype_bytes)
+
+
+def _folder(path: Path, dtype_bytes: int | None, skip: set = frozenset()) -> ModelWeights:
     from desktop_app.models.model_folder import read_index
 
     components, largest = {}, 0
     for name, value in read_index(path).items():
         folder = path / name
-        if name.startswith("_") or name in _SKIPPED or not isinstance(value, list) or not folder.is_dir():
+        if (name.startswith("_") or name in _SKIPPED or name in skip or not isinstance(value, list)
+                or not folder.is_dir()):
             continue
         size = 0
         for file in _weight_files(folder):

@@ -84,13 +84,25 @@ def check_family(request) -> None:
     try:
         folder = model_folder.check_folder(request.model)
         if folder.is_file():
-            return  # single files: the loader reads their tensors
-        family, _ = families.folder_family(folder, model_folder.read_index(folder))
+            family = _file_family(folder)
+        else:
+            family, _ = families.folder_family(folder, model_folder.read_index(folder))
     except ModelError:
         return  # a missing or damaged model: the loader says so properly
+    if folder.is_file() and family in families.SINGLE_FILES:
+        from desktop_app.models import components
+
+        components.check_model(folder)  # its text encoders and VAE: ModelError naming what is missing
     if family == "unknown":
         return  # a folder of no known family (a custom UNet, a test model): the loader decides
     families.check_supported(family, f"{model_folder.display_name(request.model)}")
     declared = families.FAMILIES.get(family)
     if declared is not None and not declared.negative_prompt and getattr(request, "negative_prompt", ""):
         raise RequestError("negative_prompt", f"{declared.name} models take no negative prompt: leave it empty")
+
+
+def _file_family(path) -> str:
+    """The family of a single file (its tensors' names, read from the header), "unknown" when none is known."""
+    from desktop_app.models import model_files
+
+    return model_files.inspect(path).family or "unknown"

@@ -164,6 +164,18 @@ def test_a_single_file_is_split_into_its_components(tmp_path):
     assert weights.total == _data_bytes(checkpoint)
 
 
+def test_a_transformer_file_counts_its_components_text_encoders_and_vae_but_not_their_transformer(flux_folder):
+    """A Flux transformer file runs with the text encoders and VAE of a components folder: the plan must count
+    them (they are most of the memory at full size: T5-XXL alone is 9.5 GB), and not the folder's own
+    transformer, which the file replaces."""
+    file = flux_folder / "transformer" / "diffusion_pytorch_model.safetensors"
+    alone, whole = mp.weights_on_disk(file), mp.weights_on_disk(flux_folder)
+    with_parts = mp.weights_on_disk(file, components=flux_folder)
+    assert with_parts.total == whole.total - whole.components["transformer"] + alone.total
+    assert {"text_encoder", "text_encoder_2", "vae"} <= set(with_parts.components)
+    assert with_parts.total > alone.total
+
+
 # ---- applying --------------------------------------------------------------------------------------------
 
 
@@ -279,7 +291,7 @@ def test_on_cuda_an_offloading_plan_loads_on_the_cpu_and_offloads(monkeypatch, t
     monkeypatch.setattr(memory, "device_free_bytes", lambda device: free)
     loads = []
 
-    def load_model(name, device, dtype):
+    def load_model(name, device, dtype, components_dir=None):
         loads.append(torch.device(device))
         return LoadedModel(pipe=FakePipe(), name=name, path=Path(name), family="sd1", device=torch.device(device),
                            dtype=dtype)

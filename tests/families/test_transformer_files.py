@@ -18,7 +18,7 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
-from tiny_families import build_pipeline
+from tiny_transformer_files import split
 
 from desktop_app.engine.events import Finished
 from desktop_app.engine.request import GenerationRequest
@@ -31,49 +31,6 @@ FAMILIES = {"flux": ("flux", 32, "Euler"), "sd3": ("sd3", 32, "Euler"), "chroma"
             "z-image": ("z-image", 32, "Euler"), "flux2-klein": ("flux2-klein", 32, "Euler"),
             "qwen-image": ("qwen-image", 32, "Euler"), "sana": ("sana", 64, "Euler"),
             "sana-sprint": ("sana-sprint", 32, "Euler")}
-
-
-def write_gguf(state_dict: dict, path) -> int:
-    """``state_dict`` as a GGUF file: Q8_0 where a tensor's rows split into 32-value blocks, F32 otherwise.
-    Returns how many tensors are quantized."""
-    import gguf
-
-    writer = gguf.GGUFWriter(str(path), "tiny")
-    quantized = 0
-    for name, tensor in state_dict.items():
-        array = tensor.float().numpy()
-        if array.ndim == 2 and array.shape[-1] % 32 == 0:
-            writer.add_tensor(name, gguf.quants.quantize(array, gguf.GGMLQuantizationType.Q8_0),
-                              raw_dtype=gguf.GGMLQuantizationType.Q8_0)
-            quantized += 1
-        else:
-            writer.add_tensor(name, array)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return quantized
-
-
-def split(name: str, root) -> dict:
-    """The tiny ``name`` pipeline written three ways under ``root``: "whole" (the diffusers folder), "file" (its
-    transformer as one .safetensors), "gguf" (the same, Q8_0), "components" (the folder without the
-    transformer's weights: its transformer/ holds config.json only)."""
-    from safetensors.torch import save_file
-
-    pipe = build_pipeline(name)
-    whole = root / "whole"
-    pipe.save_pretrained(whole)
-    parts = root / "components"
-    shutil.copytree(whole, parts)
-    for weights in (parts / "transformer").glob("*.safetensors"):
-        weights.unlink()
-    state = {k: v.contiguous() for k, v in pipe.transformer.state_dict().items()}
-    file = root / f"{name}-transformer.safetensors"
-    save_file(state, file)
-    gguf_file = root / f"{name}-transformer-Q8_0.gguf"
-    quantized = write_gguf(state, gguf_file)
-    return {"whole": whole, "file": file, "gguf": gguf_file, "components": parts, "quantized": quantized}
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +170,7 @@ def test_a_file_of_no_published_size_needs_the_components_transformer_config(mad
     shutil.copytree(files["components"], bare)
     shutil.rmtree(bare / "transformer")
     components.set_for_family("flux", bare)
-    engine.unload()  # the Engine keeps a loaded model by its name: new components need a new load
+    # the engine may hold this file loaded with its full components: naming other components loads it again
     request = GenerationRequest(prompt="a fox", model=str(files["file"]), steps=2, width=32, height=32,
                                 sampler="Euler", seed=1, preview=False)
     with pytest.raises(ModelError, match=r"of no published size, and its components folder .* has no "

@@ -78,6 +78,21 @@ def test_frozen_app_generates_with_each_transformer_family(name, tiny_folders, t
     assert json.loads(Image.open(out).text["recipe"])["family"] == family
 
 
+def test_frozen_app_runs_a_gguf_transformer_file_with_its_components(tmp_path):
+    """The bundle carries the gguf package and diffusers' GGUF quantizer: a tiny Q8_0 Flux transformer file runs
+    with the text encoders and VAE of a components folder."""
+    from tiny_transformer_files import split
+
+    made = split("flux", tmp_path)
+    out = tmp_path / "gguf.png"
+    result = subprocess.run([str(EXE), "generate", "a cat", "--model", str(made["gguf"]), "--components",
+                             str(made["components"]), "--steps", "2", "--width", "32", "--height", "32",
+                             "--out", str(out)], env=frozen_env(tmp_path), capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(Image.open(out).text["recipe"])["family"] == "flux"
+
+
 def test_bundle_has_the_qt_platforms_model_and_licence():
     internal = BUNDLE / "_internal"
     platforms = list(internal.glob("PySide6/Qt/plugins/platforms/*.so"))
