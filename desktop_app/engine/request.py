@@ -17,6 +17,8 @@ SAMPLERS = ("Euler", "Euler a", "DPM++ 2M", "DPM++ 2M Karras", "DDIM", "UniPC", 
 MAX_HIRES_SCALE, MAX_HIRES_SIZE = 4.0, 4096
 DEFAULT_TILE = 512  # upscaler input pixels a side (ComfyUI's default too): ~2048x2048 output pixels per tile at 4x
 MIN_TILE, MAX_TILE = 64, 4096
+DEFAULT_STRENGTH, DEFAULT_MASK_BLUR, MAX_MASK_BLUR = 0.6, 4, 256
+INIT_FITS = ("crop", "stretch")  # crop: scaled to cover, centred, the rest cut; stretch: scaled to the size
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,13 @@ class GenerationRequest:
     refiner: str | None = None  # None: no refiner; else an SDXL refiner (a name, folder or single file)
     refiner_switch: float = 0.8  # the share of the schedule the SDXL base runs before the refiner takes over
     preview: bool = True
+    # image to image and inpainting (issue 17): the start image (a file), how much of the schedule re-draws it
+    # (0 < strength <= 1), an optional mask (a file; white = repaint) and its feather in pixels
+    init_image: str | None = None
+    strength: float = DEFAULT_STRENGTH
+    mask: str | None = None
+    mask_blur: int = DEFAULT_MASK_BLUR
+    init_fit: str = "crop"  # how a start image of another shape becomes width x height: INIT_FITS
 
     def __post_init__(self) -> None:
         _check(isinstance(self.prompt, str), "prompt", "must be text")
@@ -92,6 +101,36 @@ class GenerationRequest:
             _check(largest <= MAX_HIRES_SIZE, "hires_scale",
                    f"{self.width}x{self.height} times {self.hires_scale:g} is {largest} pixels on a side; the "
                    f"hires fix goes up to {MAX_HIRES_SIZE}")
+        self._check_image_inputs()
+
+    def _check_image_inputs(self) -> None:
+        """The start image, strength, mask and feather: types and ranges, and that the files open as images
+        (their headers only: the engine reads the pixels)."""
+        from pathlib import PurePath
+
+        for name in ("init_image", "mask"):
+            if isinstance(getattr(self, name), PurePath):
+                object.__setattr__(self, name, str(getattr(self, name)))
+        _check(_is_number(self.strength) and 0 < self.strength <= 1, "strength",
+               f"must be a number above 0 and up to 1 (the share of the steps that re-draw the start image), "
+               f"got {self.strength!r}")
+        _check(_is_int(self.mask_blur) and 0 <= self.mask_blur <= MAX_MASK_BLUR, "mask_blur",
+               f"must be a whole number of pixels from 0 to {MAX_MASK_BLUR}, got {self.mask_blur!r}")
+        _check(self.init_fit in INIT_FITS, "init_fit",
+               f"must be one of: {', '.join(INIT_FITS)}, got {self.init_fit!r}")
+        _check(self.mask is None or self.init_image is not None, "mask",
+               "needs a start image (init_image): the mask says which part of it to repaint")
+        if self.init_image is None:
+            return
+        _check(int(self.steps * self.strength) >= 1, "strength",
+               f"{self.strength:g} of {self.steps} steps is no step at all: raise the strength or the steps")
+        _check(self.refiner is None, "refiner", "the SDXL refiner does not take a start image yet: leave it "
+                                                "empty for image to image and inpainting")
+        for name in ("init_image", "mask"):
+            value = getattr(self, name)
+            if value is not None:
+                _check(isinstance(value, str) and value.strip() != "", name, "must be an image file")
+                _check_image_file(name, value)
 
     def with_seed(self, seed: int) -> GenerationRequest:
         return replace_request(self, seed=seed)
@@ -165,6 +204,24 @@ def replace_request(request: GenerationRequest, **changes) -> GenerationRequest:
     from dataclasses import replace
 
     return replace(request, **changes)
+
+
+def _check_image_file(field_name: str, path: str) -> None:
+    """``path`` is a file that Pillow opens as an image (its header: cheap)."""
+    import os
+
+    from PIL import Image, UnidentifiedImageError
+
+    from desktop_app.errors import printable
+
+    shown = printable(path, 200)
+    _check(os.path.isfile(path), field_name, f"{shown}: no such image file")
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+        raise RequestError(field_name, f"{shown} is not an image Pillow can read ({type(exc).__name__})") from None
+    _check(width > 0 and height > 0, field_name, f"{shown} is an empty image")
 
 
 def _encodes(text) -> bool:

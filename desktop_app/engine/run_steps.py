@@ -19,7 +19,6 @@ import json
 import secrets
 import threading
 import time
-import weakref
 from contextlib import contextmanager, nullcontext
 from functools import partial
 
@@ -28,17 +27,17 @@ import torch
 import desktop_app
 
 from desktop_app.engine import memory, refiner
-from desktop_app.errors import CancelledError
+from desktop_app.errors import CancelledError, RequestError
 from desktop_app.engine.events import Emit, Finished, Progress, StageStarted
 from desktop_app.engine.loader import LoadedModel
+from desktop_app.engine.image_inputs import load_inputs
+from desktop_app.engine.image_job import ImageJob, job_classes, make_job, twin
 from desktop_app.engine.lora import apply_embeddings, apply_loras
 from desktop_app.models.model_hash import model_hash
 from desktop_app.engine.preview import DEFAULT_PREVIEW_SHARE, PreviewPacer, capture_x0
 from desktop_app.engine.recipe import Recipe
 from desktop_app.engine.request import MAX_SEED, GenerationRequest
 from desktop_app.engine.families import EngineFamily, for_family
-
-_img2img: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # text-to-image pipe -> its img2img twin
 
 
 class GenerationRun:
@@ -61,6 +60,7 @@ class GenerationRun:
         self.refiner_model: LoadedModel | None = None
         self.refine = None  # the refiner's pipeline
         self.lora_hashes: dict[str, str] | None = None  # None: no LoRA
+        self.job: ImageJob | None = None  # image to image or inpainting (image_job.py); None: text to image
         # 2. text, 3. noise
         self.text_kwargs: dict = {}
         self.seeds: list[int] = []
@@ -107,6 +107,12 @@ class GenerationRun:
         self.model, self.pipe, self.upscaler = model, model.pipe, upscaler
         self.family: EngineFamily = for_family(model.family)
         self.pipe.scheduler = self.family.make_scheduler(self.request.sampler, model.base_scheduler_config)
+        inputs = load_inputs(self.request)  # the start image and mask, fitted to the request's size
+        self.job = make_job(inputs, self.pipe, self.family, self.request.strength)
+        if inputs is not None:
+            self.emit(StageStarted("load", inputs.fitted))
+            if inputs.fitted != f"start image {self.request.width}x{self.request.height}":
+                self.notices.append(inputs.fitted)
         if self.request.refiner:
             self.split = refiner.split_steps(self.pipe.scheduler, self.request.steps, self.request.refiner_switch)
             refiner.check_split(self.request, self.split)
@@ -148,7 +154,9 @@ class GenerationRun:
                                         f"{', '.join(map(str, self.seeds))}"))
         with self.timed("noise"):
             self.generators = [torch.Generator(_generator_device(self.device)).manual_seed(s) for s in self.seeds]
-            self.noise = self.family.initial_noise(self.pipe, request, self.generators, self.device)
+            # an image job's pipeline draws its noise from the generators, after encoding the start image
+            self.noise = {} if self.job else self.family.initial_noise(self.pipe, request, self.generators,
+                                                                        self.device)
         for scheduler in (self.pipe.scheduler, getattr(self.refine, "scheduler", None)):
             if hasattr(scheduler, "noise_sampler_seed"):  # DPM++ SDE: its Brownian noise from the seed
                 scheduler.noise_sampler_seed = seed
@@ -161,8 +169,9 @@ class GenerationRun:
         decodes. The steps count on across both passes."""
         request = self.request
         self.decoder, self._pacer = decoder, PreviewPacer(self.preview_share)
-        self.emit(StageStarted("denoise", f"{request.steps} steps, {request.sampler}, "
-                                          f"guidance {request.guidance_scale:g}"))
+        steps = (self.job.describe(request.steps, request.strength, request.sampler) if self.job
+                 else f"{request.steps} steps, {request.sampler}")
+        self.emit(StageStarted("denoise", f"{steps}, guidance {request.guidance_scale:g}"))
         self._denoise_start = time.perf_counter()
         self._total = self.split.total if self.split else None
         self.images, self.fallbacks = self._denoise_pass(self.pipe, self._call_base)
@@ -191,10 +200,14 @@ class GenerationRun:
     def _call_base(self, one_at_a_time: bool) -> list:
         request = self.request
         self._denoise_start, self._decode_start = time.perf_counter(), None  # again after an out-of-memory
+        target = self.job.pipe if self.job else self.pipe
         kwargs = dict(self.text_kwargs, width=request.width, height=request.height,
                       num_inference_steps=request.steps, guidance_scale=request.guidance_scale,
-                      output_type="pil", **self.family.step_callback(self.pipe, self._step_end))
+                      output_type="pil", **self.family.step_callback(target, self._step_end))
         kwargs.update(self.family.call_options(self.pipe, request))  # the family's own, over the common ones
+        if self.job is not None:  # image to image, inpainting: the start image, strength, mask; pasted back
+            images = call_batched(target, self.job.arguments(kwargs), self.generators, one_at_a_time)
+            return self.job.finish(images)
         if self.refine is not None:
             kwargs.update(denoising_end=request.refiner_switch, output_type="latent")
         return call_batched(self.pipe, kwargs, self.generators, one_at_a_time, **self.noise)
@@ -279,7 +292,8 @@ class GenerationRun:
             memory_fallbacks=tuple(self.fallbacks), notices=tuple(self.notices),
             refiner_model=(refiner.record(self.request, self.split, self.model, self.refiner_model)
                            if self.refine is not None else None),
-            hires=self.hires_record, upscaler=self.upscaler[1] if self.upscaler is not None else None)
+            hires=self.hires_record, upscaler=self.upscaler[1] if self.upscaler is not None else None,
+            **(self.job.inputs.record if self.job is not None else {}))
         return Finished(images=self.images, seeds=self.seeds, recipe=recipe, timings=dict(self.timings))
 
 
@@ -321,17 +335,13 @@ def hires_size(request: GenerationRequest, model: LoadedModel) -> tuple[int, int
 
 
 def img2img_pipe(pipe):
-    """An img2img pipeline sharing ``pipe``'s components (made once per pipe; no extra memory)."""
-    twin = _img2img.get(pipe)
-    if twin is None:
-        from diffusers import AutoPipelineForImage2Image
-
-        twin = AutoPipelineForImage2Image.from_pipe(pipe)
-        if hasattr(twin, "set_progress_bar_config"):
-            twin.set_progress_bar_config(disable=True)
-        _img2img[pipe] = twin
-    twin.scheduler = pipe.scheduler  # the request's sampler
-    return twin
+    """An img2img pipeline sharing ``pipe``'s components (made once per pipe; no extra memory, the modules'
+    dtypes kept: image_job.twin)."""
+    image_to_image, _ = job_classes(type(pipe).__name__)
+    if image_to_image is None:
+        raise RequestError("hires_scale", f"the hires fix needs an image-to-image pipeline; diffusers has none "
+                                          f"for {type(pipe).__name__}")
+    return twin(pipe, image_to_image)
 
 
 def make_recipe(request: GenerationRequest, model: LoadedModel, seeds: list[int], timings: dict,

@@ -1,0 +1,87 @@
+"""`desktop-app generate PROMPT --init IMAGE [--strength S] [--mask MASK] [--mask-blur PX]` in a subprocess, as
+people run it (issue 17): a PNG with the start image's and the mask's hashes in its recipe, and bad input refused
+with exit code 2 and one line that names the flag."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_cli import assert_one_line_error, run_cli
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    ramp = np.linspace(0, 255, 32).astype(np.uint8)
+    start = tmp_path / "start.png"
+    Image.fromarray(np.stack([np.tile(ramp, (32, 1))] * 3, -1)).save(start)
+    mask = tmp_path / "mask.png"
+    square = Image.new("L", (32, 32), 0)
+    square.paste(255, (8, 8, 24, 24))
+    square.save(mask)
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture")
+    return {"start": start, "mask": mask, "text": text, "missing": tmp_path / "gone.png"}
+
+
+def test_generate_inpaints_and_writes_a_png_with_its_recipe(tiny_model_dir, inputs, tmp_path):
+    out = tmp_path / "inpainted.png"
+    proc = run_cli("generate", "a red cat", "--model", tiny_model_dir, "--init", inputs["start"], "--strength",
+                   0.75, "--mask", inputs["mask"], "--mask-blur", 2, "--width", 32, "--height", 32, "--steps", 4,
+                   "--no-upscale", "--seed", 3, "--device", "cpu", "--out", out, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "inpaint: 3 of 4 steps (strength 0.75)" in proc.stderr
+    assert json.loads(proc.stdout)["files"] == [str(out)]
+    with Image.open(out) as image:
+        recipe = json.loads(image.text["recipe"])
+        pixels = np.asarray(image.convert("RGB"), dtype=np.int16)
+    assert recipe["init_image"] == str(inputs["start"]) and recipe["strength"] == 0.75
+    assert recipe["init_image_sha256"] == hashlib.sha256(inputs["start"].read_bytes()).hexdigest()
+    assert recipe["mask_sha256"] == hashlib.sha256(inputs["mask"].read_bytes()).hexdigest()
+    assert recipe["mask"] == str(inputs["mask"]) and recipe["mask_blur"] == 2
+    start = np.asarray(Image.open(inputs["start"]).convert("RGB"), dtype=np.int16)
+    keep = np.ones((32, 32), bool)
+    keep[6:26, 6:26] = False  # the square and its 2-pixel feather
+    assert np.abs(pixels - start).max(axis=-1)[keep].max() <= 1
+
+
+def test_generate_image_to_image_says_how_the_start_image_was_fitted(tiny_model_dir, inputs, tmp_path):
+    wide = tmp_path / "wide.png"
+    Image.open(inputs["start"]).resize((64, 32)).save(wide)
+    out = tmp_path / "fitted.png"
+    proc = run_cli("generate", "a red cat", "--model", tiny_model_dir, "--init", wide, "--width", 32, "--height",
+                   32, "--steps", 4, "--no-upscale", "--seed", 3, "--device", "cpu", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    assert "start image 64x32 cropped to 32x32" in proc.stderr
+    assert "image to image: 2 of 4 steps (strength 0.6)" in proc.stderr  # the default strength
+    with Image.open(out) as image:
+        assert image.size == (32, 32) and json.loads(image.text["recipe"])["strength"] == 0.6
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    (["--mask", "MASK"], "--mask needs --init"),
+    (["--strength", "0.5"], "--strength needs --init"),
+    (["--init", "START", "--mask-blur", "3"], "--mask-blur needs --mask"),
+    (["--init", "START", "--strength", "0"], "--strength must be a number above 0 and up to 1"),
+    (["--init", "START", "--strength", "1.5"], "--strength must be a number above 0 and up to 1"),
+    (["--init", "START", "--strength", "0.1", "--steps", "4"], "--strength 0.1 of 4 steps is no step at all"),
+    (["--init", "MISSING"], "--init MISSING: no such image file"),
+    (["--init", "TEXT"], "--init TEXT is not an image"),
+    (["--init", "START", "--mask", "TEXT"], "--mask TEXT is not an image"),
+    (["--init", "START", "--mask", "MASK", "--mask-blur", "-2"], "--mask-blur must be a whole number"),
+    (["--init", "START", "--init-fit", "squash"], "argument --init-fit: invalid choice"),
+])
+def test_bad_image_input_exits_2_with_one_line(tiny_model_dir, inputs, tmp_path, extra, expected):
+    names = {"START": inputs["start"], "MASK": inputs["mask"], "TEXT": inputs["text"],
+             "MISSING": inputs["missing"]}
+    extra = [str(names.get(item, item)) for item in extra]
+    for name, path in names.items():
+        expected = expected.replace(name, str(path))
+    proc = run_cli("generate", "a red cat", "--model", tiny_model_dir, "--device", "cpu", "--out",
+                   tmp_path / "never.png", *extra)
+    line = assert_one_line_error(proc)
+    assert expected in line, line
+    assert not (tmp_path / "never.png").exists()
