@@ -75,11 +75,13 @@ class Engine:
              size: tuple[int, int, int] = (1024, 1024, 1)) -> LoadedModel:
         """The loaded model for ``name``, loading it (and freeing the previous one) when needed, with its memory
         plan (memory_plan.py: chosen before it loads, for images of ``size``: width, height, batch) applied."""
+        held = self.model
+        if held is not None and held.name == name and held.device == self.device:
+            # a transformer file loads again when other components were named for it since
+            if held.components is None or _components_for(held.path) == held.components:
+                return held
         folder = check_folder(name)  # a missing model is reported before the "load" stage shows
-        parts = _components_for(folder)  # a transformer file's text encoders and VAE: named now, maybe changed
-        if (self.model is not None and self.model.name == name and self.model.device == self.device
-                and self.model.components == parts):
-            return self.model
+        parts = _components_for(folder)  # a transformer file's text encoders and VAE, as named now
         dtype = self.dtype
         if dtype == torch.float16 and is_embedded(read_index(folder)):
             # the embedded model is small enough for float32 anywhere, and float16's range is too narrow for

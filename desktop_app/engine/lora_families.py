@@ -34,8 +34,6 @@ TAKES = {"flux": ("flux",), "chroma": ("flux",), "sd3": ("sd3",)}
 _HIDDEN_DOWN = re.compile(r"(?:img_attn[._]qkv|txt_attn[._]qkv|single_blocks[._]\d+[._]linear1|"
                           r"x_block[._]attn[._]qkv|context_block[._]attn[._]qkv)\.lora_(?:down|A)\.weight$")
 _DIFFUSERS_KEY = re.compile(r"^(?:transformer\.)?(?P<module>.+)\.lora_(?P<part>[AB])\.weight$")
-# the joint blocks' attention inputs in diffusers' layout, whose names Flux.1 and SD3 share: the width tells them
-_JOINT_ATTENTION_A = re.compile(r"transformer_blocks\.\d+\.attn\.(?:to_[qkv]|add_[qkv]_proj)\.lora_A\.weight$")
 
 
 _FAMILIES = tuple(family for family, _ in _MARKS)
@@ -76,13 +74,12 @@ def lora_family(shapes: dict[str, list[int]], given: str = "unknown") -> str:
 
 def _published_family(shapes: dict[str, list[int]]) -> str:
     """"flux" or "sd3" when the joint attention's width is one that only that family's published models have
-    (3072: Flux.1; 1536, 2432: SD3 Medium, SD3.5 Large), else "transformer"."""
-    from desktop_app.models.families import FAMILIES
+    (3072: Flux.1; 1536, 2432: SD3 Medium, SD3.5 Large: models/lora_width.py, which the library uses too), else
+    "transformer"."""
+    from desktop_app.models.lora_width import joint_attention_family
 
-    widths = {shape[1] for key, shape in shapes.items() if _JOINT_ATTENTION_A.search(key) and len(shape) == 2}
-    found = {family for family in ("flux", "sd3")
-             if any(variant.width in widths for variant in FAMILIES[family].variants)}
-    return found.pop() if len(found) == 1 else "transformer"
+    found = joint_attention_family(shapes)
+    return "transformer" if found == "unknown" else found
 
 
 def check_family(name: str, path: Path, given: str, model) -> str:

@@ -20,8 +20,9 @@ def fill_form(form, values: dict) -> list[str]:
         else:
             skipped.append("model")
     # the LoRAs before the numbers: ticking an LCM-LoRA sets few-step defaults, which the recipe then overrides
-    if "loras" in values and form.lora_picker.set_choices(values["loras"]):
-        skipped.append("loras")  # a LoRA of the recipe that this machine does not have
+    if "loras" in values and (form.lora_picker.set_choices(values["loras"])
+                              or (values["loras"] and not form.lora_picker.taken)):
+        skipped.append("loras")  # a LoRA of the recipe that this machine does not have, or the model takes none
     if "prompt" in values:
         form.prompt_edit.setPlainText(str(values["prompt"] or ""))
     if "negative_prompt" in values:

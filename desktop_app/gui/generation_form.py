@@ -172,6 +172,13 @@ class GenerationForm(QWidget):
         image_box = QGroupBox("Model and image")
         image_form = QFormLayout(image_box)
         image_form.addRow("Model", self.model_combo)
+        self.model_note = QLabel()  # what the chosen model lacks (a transformer file's components), in one line
+        self.model_note.setObjectName("model_note")
+        self.model_note.setWordWrap(True)
+        self.model_note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.model_note.setStyleSheet("color: #d9534f;")
+        self.model_note.hide()
+        image_form.addRow("", self.model_note)
         image_form.addRow("Size", size_row)
         batch_row = QHBoxLayout()
         batch_row.addWidget(self.batch_spin, 1)
@@ -384,8 +391,9 @@ class GenerationForm(QWidget):
         """Use the size limits and defaults the model folder declares, so the form offers what it can draw."""
         info = model_info.model_defaults(model)
         limits = info.get("limits", {})
+        negative, samplers, transformer, family = model_info.family_traits(model)  # one read of the folder
+        self.lora_picker.set_family(family)  # first: a family without LoRAs sends none, LCM-LoRA included
         defaults = self._declared(model)  # a Turbo or LCM model (or an LCM-LoRA): its few steps and sampler
-        negative, samplers, transformer = model_info.family_traits(model)  # one read of the folder
         self._offer_samplers(samplers)
         self._few_step_kind = few_step.few_step_kind(model, self.lora_picker.names_checked())
         low = max(MIN_SIZE, int(limits.get("min_size", MIN_SIZE)))
@@ -421,6 +429,14 @@ class GenerationForm(QWidget):
         self.refiner_choice.set_model(model)
         self.negative_edit.setEnabled(negative)
         self.negative_edit.setToolTip("" if negative else "This model takes no negative prompt (it is not sent)")
+        self.show_model_note()
+
+    def show_model_note(self) -> None:
+        """Under the model: what it lacks to run, in one line (a transformer file without its components), or
+        nothing. The window calls it again when components are named (Models > Components…)."""
+        problem = model_info.components_problem(self.model())
+        self.model_note.setText(problem)
+        self.model_note.setVisible(bool(problem))
 
     # ---- pointing at a bad value -----------------------------------------------------------------
 

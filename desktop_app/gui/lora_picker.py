@@ -64,6 +64,16 @@ def _family(path: Path) -> str:
     return info.family_name if info.family != "unknown" else ""
 
 
+def no_loras_line(family_name: str) -> str:
+    """Why the picker is off for a family that takes no LoRAs in this version (models/families.py ``loras``)."""
+    from desktop_app.models.families import FAMILIES
+
+    takers = [f.name for f in FAMILIES.values() if f.loras and f.denoiser_folder == "transformer"]
+    listed = ", ".join(takers[:-1]) + f" and {takers[-1]}" if len(takers) > 1 else "".join(takers)
+    return (f"{family_name} models take no LoRAs in this version: LoRAs apply to Stable Diffusion models "
+            f"(1.x, 2.x, SDXL) and to {listed}.")
+
+
 class LoraPicker(QWidget):
     """One row per LoRA: [x] name (family) · weight · trigger word. ``choices()`` gives the request's loras."""
 
@@ -73,6 +83,7 @@ class LoraPicker(QWidget):
         super().__init__(parent)
         self.setObjectName("lora_picker")
         self._rows: dict[str, tuple[QCheckBox, QDoubleSpinBox, LoraItem]] = {}
+        self.taken = True  # whether the model's family takes LoRAs (set_family): ticks are not sent when not
         self._grid_host = QWidget()
         self._grid = QGridLayout(self._grid_host)
         self._grid.setContentsMargins(0, 0, 0, 0)
@@ -82,8 +93,13 @@ class LoraPicker(QWidget):
         self.refresh_button = QPushButton("Refresh")
         self.refresh_button.setObjectName("lora_refresh")
         self.refresh_button.clicked.connect(self.refresh)
+        self.family_note = QLabel()  # why the picker is off: the model's family takes no LoRAs
+        self.family_note.setObjectName("lora_family_note")
+        self.family_note.setWordWrap(True)
+        self.family_note.hide()
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.family_note)
         layout.addWidget(self._grid_host)
         layout.addWidget(self.empty_label)
         layout.addWidget(self.refresh_button)
@@ -122,13 +138,31 @@ class LoraPicker(QWidget):
             self._rows[item.name] = (box, spin, item)
         self.empty_label.setVisible(not self._rows)
 
+    def set_family(self, family: str) -> None:
+        """Follow the model's family (a models/families.py key): off, saying why, for one that takes no LoRAs
+        (its ticks are kept for the next model, but not sent); on for the others and for an unknown one."""
+        from desktop_app.models.families import FAMILIES
+
+        declared = FAMILIES.get(family)
+        taken = self.taken = declared is None or declared.loras
+        why = "" if taken else no_loras_line(declared.name)
+        self.setEnabled(taken)
+        self.setToolTip(why)
+        self.family_note.setText(why)
+        self.family_note.setVisible(bool(why))
+
     def names(self) -> list[str]:
         return list(self._rows)
 
     def names_checked(self) -> list[str]:
+        """The ticked LoRAs the request sends (none while the model's family takes none)."""
+        if not self.taken:
+            return []
         return [name for name, (box, _, _) in self._rows.items() if box.isChecked()]
 
     def choices(self) -> tuple[LoraChoice, ...]:
+        if not self.taken:
+            return ()
         return tuple(LoraChoice(name, round(spin.value(), 2))
                      for name, (box, spin, _) in self._rows.items() if box.isChecked())
 

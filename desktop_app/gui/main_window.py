@@ -153,6 +153,7 @@ class MainWindow(QMainWindow):
         self.generate_button.clicked.connect(self.generate)
         self.cancel_button.clicked.connect(self.cancel)
         self.menus.theme_chosen.connect(self.set_theme)
+        self.menus.components_changed.connect(lambda _family: self.form.show_model_note())
         FileDrops(self).dropped.connect(self.load_recipe_from)
         run.status.connect(bar.showMessage)
         run.status_note.connect(lambda note: bar.showMessage(f"{bar.currentMessage()} · {note}"))

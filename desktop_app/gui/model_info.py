@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 from desktop_app.models import model_folder, resolve
 from desktop_app.errors import ModelError
@@ -50,31 +51,54 @@ def is_embedded(model: str) -> bool | None:
 
 
 def family(model: str) -> str:
-    """The family key of a model folder (models/families.py: "sd1", "sdxl", "flux", "sd3", ...), "embedded" for
-    the default model, "unknown" when the folder cannot be read (or for a single file: the library knows those)."""
-    from desktop_app.models import families
+    """The family key of a model folder or single file (models/families.py: "sd1", "sdxl", "flux", "sd3", ...;
+    a file's from its header alone), "embedded" for the default model, "unknown" when it cannot be read."""
+    from desktop_app.models import families, model_files
 
     try:
         folder = model_folder.check_folder(model)
         if folder.is_file():
-            return "unknown"
+            return model_files.inspect(folder).family
         return families.folder_family(folder, model_folder.read_index(folder))[0]
-    except ModelError:
+    except (ModelError, OSError):
         return "unknown"
 
 
-def family_traits(model: str) -> tuple[bool, tuple[str, ...], bool]:
-    """What the form needs of the model's family, from one read of its folder: (takes a negative prompt, the
-    samplers to offer (a flow-matching family samples with its own Euler), a diffusion transformer (no hires
-    fix, refiner or LoRA here yet))."""
+class FamilyTraits(NamedTuple):
+    negative_prompt: bool  # takes a negative prompt
+    samplers: tuple[str, ...]  # the samplers to offer (a flow-matching family samples with its own Euler)
+    transformer: bool  # a diffusion transformer (no hires fix or refiner here)
+    family: str  # its key ("unknown" when the model cannot be read): the LoRA picker asks whether it takes LoRAs
+
+
+def family_traits(model: str) -> FamilyTraits:
+    """What the form needs of the model's family, from one read of its folder (or its file's header)."""
     from desktop_app.engine.request import SAMPLERS
     from desktop_app.models import families
 
-    declared = families.FAMILIES.get(family(model))
+    key = family(model)
+    declared = families.FAMILIES.get(key)
     if declared is None:
-        return True, SAMPLERS, False
+        return FamilyTraits(True, SAMPLERS, False, key)
     samplers = ("Euler",) if declared.flow_matching else SAMPLERS
-    return declared.negative_prompt, samplers, declared.denoiser_folder == "transformer"
+    return FamilyTraits(declared.negative_prompt, samplers, declared.denoiser_folder == "transformer", key)
+
+
+def components_problem(model: str) -> str:
+    """For a single transformer file (Flux, SD3 ... .safetensors or .gguf): what is missing to run it, in one line
+    (no components folder named for its family, or one that lacks parts); "" for any other model, and for a file
+    whose components are complete. Torch-free: the header and the folder's files only."""
+    from desktop_app.models import components
+
+    try:
+        path = model_folder.resolve(model)
+        if path.is_file():
+            components.check_model(path)
+    except ModelError as exc:
+        return " ".join(str(exc).split())
+    except OSError as exc:
+        return f"Cannot read {model}: {exc.strerror or exc}"
+    return ""
 
 
 def upscaler_files() -> list[Path]:

@@ -1,5 +1,6 @@
-"""The window's menu bar: File, Image, View, Help, and the actions in them. The window connects each action's
-``triggered`` to what it does; the panels get the menus they add to (``image_menu``, ``view_menu``)."""
+"""The window's menu bar: File, Image, Models, View, Help, and the actions in them. The window connects each
+action's ``triggered`` to what it does; the panels get the menus they add to (``image_menu``, ``view_menu``).
+Models > Components… opens its dialog here and tells the window through ``components_changed``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ THEMES = (("system", "Follow the &System"), ("dark", "&Dark"), ("light", "&Light
 
 class WindowMenus(QObject):
     theme_chosen = Signal(str)  # "system", "dark" or "light"
+    components_changed = Signal(str)  # a family whose transformer files' components folder was named or forgotten
 
     def __init__(self, bar: QMenuBar, parent: QObject):
         super().__init__(parent)
@@ -26,6 +28,11 @@ class WindowMenus(QObject):
         self.choose_folder_action = self._action("Choose Output &Folder…")
         self.quit_action = self._action("&Quit", QKeySequence.StandardKey.Quit)
         self.about_action = self._action("&About")
+        self.components_action = self._action("&Components…")
+        self.components_action.setToolTip("The diffusers folder whose text encoders and VAE the single "
+                                          "transformer files (Flux, SD3 …) of each family run with")
+        self.components_action.triggered.connect(lambda _=False: self.open_components())
+        self.components_dialog = None  # the open dialog (tests reach it here)
 
         self.file_menu = bar.addMenu("&File")
         for action in (self.upscale_action, self.save_action, None, self.open_folder_action,
@@ -37,6 +44,8 @@ class WindowMenus(QObject):
         self.image_menu = bar.addMenu("&Image")
         self.image_menu.addAction(self.generate_action)
         self.image_menu.addAction(self.cancel_action)
+        self.models_menu = bar.addMenu("&Models")
+        self.models_menu.addAction(self.components_action)
         self.view_menu = bar.addMenu("&View")
         theme_menu = self.view_menu.addMenu("&Theme")
         self.theme_actions: dict[str, QAction] = {}
@@ -48,6 +57,18 @@ class WindowMenus(QObject):
             theme_menu.addAction(action)
             self.theme_actions[name] = action
         bar.addMenu("&Help").addAction(self.about_action)
+
+    def open_components(self, family: str | None = None) -> None:
+        """Models > Components…: the dialog (modeless, one at a time), on ``family`` when given."""
+        from desktop_app.gui.components_dialog import ComponentsDialog
+
+        if self.components_dialog is None:
+            self.components_dialog = ComponentsDialog(self.parent(), family)
+            self.components_dialog.changed.connect(self.components_changed)
+        elif family is not None and self.components_dialog.family_combo.findData(family) >= 0:
+            self.components_dialog.family_combo.setCurrentIndex(self.components_dialog.family_combo.findData(family))
+        self.components_dialog.show()
+        self.components_dialog.raise_()
 
     def _action(self, text: str, shortcut=None, window: bool = False) -> QAction:
         action = QAction(text, self.parent())

@@ -73,6 +73,7 @@ class Family:
     packed: bool = False  # latents packed 2x2 into tokens (Flux, Chroma, Flux.2, Qwen-Image)
     few_step: bool = False  # distilled: its defaults are a few steps
     flow_matching: bool = False  # sampled by flow matching (the model's own "Euler"), not the SD samplers
+    loras: bool = False  # this version applies LoRAs to it (set from LORAS below)
     pipelines: tuple[str, ...] = ()  # model_index.json "_class_name" values that mean this family
     signatures: tuple[Signature, ...] = ()
     width_keys: tuple[tuple[str, int], ...] = ()  # (tensor name, dimension) holding the width
@@ -237,7 +238,11 @@ FAMILIES: dict[str, Family] = {f.key: f for f in (
 # sampled by flow matching: the model's own scheduler ("Euler"), not the SD samplers
 FLOW_MATCHING = frozenset({"sd3", "flux", "chroma", "flux2-klein", "flux2", "z-image", "qwen-image", "sana",
                            "sana-sprint"})
-FAMILIES = {key: replace(family, flow_matching=key in FLOW_MATCHING) for key, family in FAMILIES.items()}
+# take LoRAs here: the SD UNets, and the transformers whose LoRAs the engine loads (their pipelines' own loaders)
+# and tells apart by their layers (engine/lora_families.py); the others' LoRAs are refused naming the family
+LORAS = frozenset({"sd1", "sd2", "sd2-v", "sdxl", "sdxl-refiner", "embedded", "flux", "chroma", "sd3"})
+FAMILIES = {key: replace(family, flow_matching=key in FLOW_MATCHING, loras=key in LORAS)
+            for key, family in FAMILIES.items()}
 
 # the text-encoder width an SD UNet cross-attends to, per family (the embedded model's MiniLM gives 384)
 CONTEXT_FAMILIES = {384: "embedded", 768: "sd1", 1024: "sd2", 1280: "sdxl-refiner", 2048: "sdxl"}
@@ -301,9 +306,9 @@ def components_message(family: str, file_name: str, problem: str = "") -> str:
     says what is wrong with the components folder named (empty: none is named)."""
     name = FAMILIES[family].name if family in FAMILIES else family
     what = f"{name} transformer file {file_name}"
-    where = (f"name a {name} diffusers folder as its components (`desktop-app models components {family} FOLDER`, "
-             "or --components FOLDER); single text-encoder and VAE files (ComfyUI's models/text_encoders, "
-             "models/vae) cannot serve as components")
+    where = (f"name a {name} diffusers folder as its components (in the window Models > Components…, on the "
+             f"command line `desktop-app models components {family} FOLDER`, or --components FOLDER); single "
+             "text-encoder and VAE files (ComfyUI's models/text_encoders, models/vae) cannot serve as components")
     if not problem:
         return f"{what} needs its text encoders, tokenizers and VAE: {where}."
     return f"{what} cannot use its components: {problem}; {where}."

@@ -19,7 +19,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from desktop_app.models import families, model_folder
+from desktop_app.models import families, lora_width, model_folder
 from desktop_app.errors import ModelError
 from desktop_app.errors import printable
 
@@ -351,9 +351,10 @@ def _lora(shapes, keys):
     family = "unknown"
     if "double_blocks" in joined or "single_blocks" in joined or "single_transformer_blocks" in joined:
         family = "flux"
-    elif "joint_blocks" in joined or "context_block" in joined or (
-            "transformer.transformer_blocks." in joined and ".attn.add_k_proj." in joined):  # diffusers SD3
+    elif "joint_blocks" in joined or "context_block" in joined:
         family = "sd3"
+    elif any(lora_width.JOINT_ATTENTION_A.search(k) for k in keys):  # names Flux.1 and SD3 share: the width
+        family = lora_width.joint_attention_family(shapes)
     else:
         widths = {shape[-1] for k, shape in shapes.items() if _CROSS_ATTN_K.search(k) and _LORA_DOWN.search(k)
                   and shape}

@@ -33,7 +33,7 @@ DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlg
 XMP_KEY = "XML:com.adobe.xmp"
 REQUEST_FIELDS = ("prompt", "negative_prompt", "width", "height", "steps", "guidance_scale", "sampler",
                   "seed", "batch_size", "model", "loras", "upscale", "hires_scale", "hires_strength", "refiner",
-                  "refiner_switch", "preview")
+                  "refiner_switch", "preview", "init_image", "strength", "mask", "mask_blur", "init_fit")
 
 
 
@@ -66,6 +66,10 @@ def parameters_text(recipe: dict, seed: int | None = None) -> str:
         name = upscaler.get("name") if isinstance(upscaler, dict) else upscaler
         fields += [f"Denoising strength: {hires.get('strength')}", f"Hires upscale: {hires.get('scale')}",
                    f"Hires upscaler: {name}"]
+    if recipe.get("init_image"):  # image to image / inpainting, as AUTOMATIC1111's img2img tab writes them
+        fields.append(f"Denoising strength: {recipe.get('strength')}")
+        if recipe.get("mask"):
+            fields.append(f"Mask blur: {recipe.get('mask_blur')}")
     refiner = recipe.get("refiner_model")
     if isinstance(refiner, dict):  # AUTOMATIC1111 writes "Refiner: NAME [HASH], Refiner switch at: 0.8"
         name = f"{refiner.get('name')} [{refiner['hash']}]" if refiner.get("hash") else refiner.get("name")
@@ -159,10 +163,10 @@ def timestamped_name(seed: int | None, when: datetime | None = None) -> str:
 
 # ---- reading ---------------------------------------------------------------------------------------------
 
-_INT_FIELDS = ("width", "height", "steps", "batch_size")
-_NUMBER_FIELDS = ("guidance_scale", "hires_strength", "refiner_switch")
+_INT_FIELDS = ("width", "height", "steps", "batch_size", "mask_blur")
+_NUMBER_FIELDS = ("guidance_scale", "hires_strength", "refiner_switch", "strength")
 _TEXT_FIELDS = ("prompt", "negative_prompt", "sampler", "model")
-_OPTIONAL_TEXT_FIELDS = ("upscale", "refiner")
+_OPTIONAL_TEXT_FIELDS = ("upscale", "refiner", "init_image", "mask", "init_fit")
 
 
 def read_recipe(path: Path) -> dict:

@@ -46,6 +46,13 @@ def test_generate_inpaints_and_writes_a_png_with_its_recipe(tiny_model_dir, inpu
     keep = np.ones((32, 32), bool)
     keep[6:26, 6:26] = False  # the square and its 2-pixel feather
     assert np.abs(pixels - start).max(axis=-1)[keep].max() <= 1
+    # a dropped PNG restores the whole job, its start image and mask included, and says so in A1111's words
+    from desktop_app.studio.png_recipe import parameters_text, read_recipe
+
+    restored = read_recipe(out)["request"]
+    assert {key: restored[key] for key in ("init_image", "strength", "mask", "mask_blur")} == {
+        "init_image": str(inputs["start"]), "strength": 0.75, "mask": str(inputs["mask"]), "mask_blur": 2}
+    assert "Denoising strength: 0.75" in parameters_text(recipe) and "Mask blur: 2" in parameters_text(recipe)
 
 
 def test_generate_image_to_image_says_how_the_start_image_was_fitted(tiny_model_dir, inputs, tmp_path):

@@ -133,8 +133,9 @@ def test_a_file_without_components_gets_one_line_naming_what_is_missing(made, tm
     file = made["flux"]["file"]
     line = one_line_refusal(capsys, "--model", file, "--out", tmp_path / "x.png")
     assert line == (f"desktop-app: error: Flux.1 transformer file {file.name} needs its text encoders, "
-                    "tokenizers and VAE: name a Flux.1 diffusers folder as its components (`desktop-app models "
-                    "components flux FOLDER`, or --components FOLDER); single text-encoder and VAE files "
+                    "tokenizers and VAE: name a Flux.1 diffusers folder as its components (in the window Models > "
+                    "Components…, on the command line `desktop-app models components flux FOLDER`, or "
+                    "--components FOLDER); single text-encoder and VAE files "
                     "(ComfyUI's models/text_encoders, models/vae) cannot serve as components.")
     assert not (tmp_path / "x.png").exists()
 

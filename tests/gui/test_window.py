@@ -343,7 +343,9 @@ def test_the_menus_are_in_their_places(qtbot, open_window, make_engine):
     def texts(menu):
         return [action.text() for action in menu.actions()]
 
-    assert [action.text() for action in window.menuBar().actions()] == ["&File", "&Image", "&View", "&Help"]
+    assert [action.text() for action in window.menuBar().actions()] == ["&File", "&Image", "&Models", "&View",
+                                                                         "&Help"]
+    assert texts(window.menus.models_menu) == ["&Components…"]
     assert texts(window.menus.file_menu) == ["&Upscale an Image…", "&Save As…", "", "Open &Output Folder",
                                              "Choose Output &Folder…", "", "&Quit"]
     assert texts(window.menus.image_menu) == ["&Generate", "&Cancel", "", "Export &Timeline…"]

@@ -73,8 +73,8 @@ def test_kohya_and_diffusers_loras_and_the_family_they_fit(tmp_path):
     flux = {"transformer.single_transformer_blocks.0.attn.to_k.lora_A.weight": (4, 64),
             "transformer.single_transformer_blocks.0.attn.to_k.lora_B.weight": (64, 4)}
     assert model_files.inspect(write_safetensors(tmp_path / "e.safetensors", flux)).family == "flux"
-    sd3 = {"transformer.transformer_blocks.0.attn.add_k_proj.lora_A.weight": (4, 64),
-           "transformer.transformer_blocks.0.attn.add_k_proj.lora_B.weight": (64, 4)}
+    sd3 = {"transformer.transformer_blocks.0.attn.add_k_proj.lora_A.weight": (4, 1536),  # SD3 Medium's width
+           "transformer.transformer_blocks.0.attn.add_k_proj.lora_B.weight": (1536, 4)}
     assert model_files.inspect(write_safetensors(tmp_path / "f.safetensors", sd3)).family == "sd3"
     xl_kohya = {"lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k.lora_down.weight": (8, 2048),
                 "lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k.lora_up.weight": (640, 8),

@@ -11,12 +11,13 @@ import torch
 from desktop_app.engine.families.base import EngineFamily, call_parameters
 from desktop_app.engine.request import GenerationRequest
 from desktop_app.errors import RequestError
+from desktop_app.models.families import FAMILIES
 
 FLOW_SAMPLERS = ("Euler",)  # the flow-matching Euler the models ship with
 OWN_SCHEDULERS = ("FlowMatch", "SCMScheduler")  # kept as the model ships them (Sana Sprint's is SCM)
 # the families the engine applies LoRAs to: their pipelines' own LoRA loaders (FluxLoraLoaderMixin, which
 # Chroma's pipeline shares, and SD3LoraLoaderMixin), their LoRAs told apart by engine/lora_families.py
-LORA_FAMILIES = ("flux", "chroma", "sd3")
+LORA_FAMILIES = tuple(k for k, f in FAMILIES.items() if f.loras and f.denoiser_folder == "transformer")
 
 
 class TransformerFamily(EngineFamily):

@@ -6,9 +6,10 @@ out, so that a prompt whose weights are all 1 gives the pipeline's own embedding
 - T5 (Flux.1, SD3's third encoder, Chroma): one sequence of the pipeline's ``max_sequence_length``. Its tokens are
   the plain prompt's own (the syntax taken out, a BREAK a space), each weighted by the text it came from; what
   does not fit is cut as the pipeline cuts it, and said in the log as the pipeline says it.
-- CLIP (SD3's two encoders): windows of 75 tokens as the SD family cuts them (BREAK, A1111's comma backtrack),
-  their penultimate hidden states one after the other along the sequence.
-- The pooled CLIP vector (Flux, SD3) is the pipeline's own, of the plain prompt.
+- CLIP (SD3's two encoders, SDXL's in sd.py): windows of 75 tokens as the SD family cuts them (BREAK, A1111's
+  comma backtrack), their penultimate hidden states one after the other along the sequence.
+- The pooled CLIP vector (Flux, SD3) is the pipeline's own, of the plain prompt; SDXL's is A1111's, of the first
+  window (``clip_windows``).
 """
 
 from __future__ import annotations
@@ -167,15 +168,27 @@ def clip_hidden(tokenizer, encoder, chunks: list[tuple[list[int], list[float]]],
     """Each window laid out as the tokenizer pads one prompt (start, tokens, end, padding), through the encoder
     as SD3's pipeline runs it (its ``-skip`` hidden state: the penultimate), emphasised on its own; the windows
     one after the other along the sequence: (1, windows x length, width)."""
+    return clip_windows(tokenizer, encoder, chunks, device, dtype, skip)[0]
+
+
+def clip_windows(tokenizer, encoder, chunks: list[tuple[list[int], list[float]]], device: torch.device,
+                 dtype: torch.dtype, skip: int = 2) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``clip_hidden``'s windows, and the pooled vector of the first window as the encoder gives it (a
+    CLIPTextModelWithProjection's ``text_embeds``, unweighted: A1111's pooled for SDXL; None for an encoder
+    without a projection), from the same run of the encoder."""
     window = tokenizer.model_max_length
     start, end = tokenizer("")["input_ids"]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end
     where = _execution_device(encoder, device)
-    out = []
-    for ids, weights in chunks:
+    out, pooled = [], None
+    for k, (ids, weights) in enumerate(chunks):
         used = len(ids) + 2
         row = torch.tensor([[start, *ids, end] + [pad] * (window - used)], dtype=torch.long, device=where)
         with torch.no_grad():
-            z = encoder(row, output_hidden_states=True).hidden_states[-skip].to(dtype=dtype, device=device)
+            output = encoder(row, output_hidden_states=True)
+        if k == 0:
+            pooled = getattr(output, "text_embeds", None)
+            pooled = None if pooled is None else pooled.to(device)
+        z = output.hidden_states[-skip].to(dtype=dtype, device=device)
         out.append(emphasize(z, [1.0, *weights] + [1.0] * (window - used + 1)))
-    return torch.cat(out, dim=1)
+    return torch.cat(out, dim=1), pooled
