@@ -155,8 +155,8 @@ def save_image(image, path: Path, recipe: dict) -> Path:
     from PIL import Image
 
     fmt = UPSCALE_FORMATS[path.suffix.lower()]
-    if fmt == "PNG":
-        from desktop_app.studio.png_recipe import save_png
+    if fmt == "PNG":  # with its recipe chunk, then signed (C2PA content credentials)
+        from desktop_app.studio.outputs import save_png
 
         return save_png(image, path, recipe)
     if fmt in ("JPEG", "WEBP") and image.mode == "I;16":  # 8 bits: keep the high byte (convert would clip)
@@ -167,11 +167,10 @@ def save_image(image, path: Path, recipe: dict) -> Path:
         image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
     if fmt == "JPEG" and image.mode == "RGBA":
         image = image.convert("RGB")
-    from desktop_app.paths import write_atomically
-    from desktop_app.studio.png_recipe import TEMP_PREFIX
+    from desktop_app.studio.outputs import write_signed
 
     options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
-    return write_atomically(path, lambda stream: image.save(stream, format=fmt, **options), prefix=TEMP_PREFIX)
+    return write_signed(path, lambda stream: image.save(stream, format=fmt, **options), fmt, recipe)
 
 
 run = upscale  # the command's entry point, as in every command module

@@ -41,6 +41,8 @@ class Recipe:
     # their paths, the strength and the mask's feather); None for text to image and in older recipes
     init_image_sha256: str | None = None
     mask_sha256: str | None = None
+    # a transformer file's components folder: {"path", "hash"} (models/model_hash.components_record)
+    components: dict | None = None
 
     job = "generate"
 
@@ -68,7 +70,8 @@ class Recipe:
         _put(data, memory_fallbacks=list(self.memory_fallbacks), notices=list(self.notices),
              refiner_model=self.refiner_model, hires=self.hires, upscaler=self.upscaler,
              memory_plan=self.memory_plan)
-        _put(data, init_image_sha256=self.init_image_sha256, mask_sha256=self.mask_sha256)
+        _put(data, init_image_sha256=self.init_image_sha256, mask_sha256=self.mask_sha256,
+             components=self.components)
         return data
 
     @classmethod
@@ -90,7 +93,8 @@ class Recipe:
             refiner_model=data.get("refiner_model"), hires=data.get("hires"), upscaler=data.get("upscaler"),
             memory_plan=str(data["memory_plan"]) if data.get("memory_plan") else None,
             init_image_sha256=_text_or_none(data.get("init_image_sha256")),
-            mask_sha256=_text_or_none(data.get("mask_sha256")))
+            mask_sha256=_text_or_none(data.get("mask_sha256")),
+            components=dict(data["components"]) if isinstance(data.get("components"), dict) else None)
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from desktop_app.engine.loader import LoadedModel
 from desktop_app.engine.image_inputs import load_inputs
 from desktop_app.engine.image_job import ImageJob, job_classes, make_job, twin
 from desktop_app.engine.lora import apply_embeddings, apply_loras
-from desktop_app.models.model_hash import model_hash
+from desktop_app.models.model_hash import components_record, model_hash
 from desktop_app.engine.preview import DEFAULT_PREVIEW_SHARE, PreviewPacer, capture_x0
 from desktop_app.engine.recipe import Recipe
 from desktop_app.engine.request import MAX_SEED, GenerationRequest
@@ -63,6 +63,7 @@ class GenerationRun:
         self.job: ImageJob | None = None  # image to image or inpainting (image_job.py); None: text to image
         # 2. text, 3. noise
         self.text_kwargs: dict = {}
+        self.refiner_text_kwargs: dict = {}  # the SDXL refiner's own (its one encoder, 1280 wide)
         self.seeds: list[int] = []
         self.generators: list = []
         self.noise: dict = {}  # per-image tensors for the pipeline call (the SD families' initial latents)
@@ -142,6 +143,8 @@ class GenerationRun:
         self.emit(StageStarted("text", token_detail(getattr(self.pipe, "tokenizer", None), self.request.prompt)))
         with self.timed("text"):
             self.text_kwargs = self.family.encode_text(self.pipe, self.request, self.device)
+            if self.refine is not None:
+                self.refiner_text_kwargs = self.family.encode_text(self.refine, self.request, self.device)
 
     # ---- 3. noise -------------------------------------------------------------------------------------
 
@@ -205,6 +208,9 @@ class GenerationRun:
                       num_inference_steps=request.steps, guidance_scale=request.guidance_scale,
                       output_type="pil", **self.family.step_callback(target, self._step_end))
         kwargs.update(self.family.call_options(self.pipe, request))  # the family's own, over the common ones
+        if not one_at_a_time and not self.family.repeats_given_embeddings and "prompt_embeds" in kwargs:
+            # one row per image, and the pipeline told the batch is the prompts' (one image each)
+            kwargs = dict(repeat_embeddings(kwargs, len(self.generators)), num_images_per_prompt=1)
         if self.job is not None:  # image to image, inpainting: the start image, strength, mask; pasted back
             images = call_batched(target, self.job.arguments(kwargs), self.generators, one_at_a_time)
             return self.job.finish(images)
@@ -214,9 +220,9 @@ class GenerationRun:
 
     def _call_refiner(self, one_at_a_time: bool) -> list:
         request = self.request
-        kwargs = dict(self.text_kwargs, num_inference_steps=request.steps, guidance_scale=request.guidance_scale,
-                      denoising_start=request.refiner_switch, callback_on_step_end=self._step_end,
-                      output_type="pil")
+        kwargs = dict(self.refiner_text_kwargs, num_inference_steps=request.steps,
+                      guidance_scale=request.guidance_scale, denoising_start=request.refiner_switch,
+                      callback_on_step_end=self._step_end, output_type="pil")
         return call_batched(self.refine, kwargs, self.generators, one_at_a_time,
                             image=torch.stack(self._handover))
 
@@ -304,11 +310,21 @@ def call_batched(pipe, kwargs: dict, generators: list, one_at_a_time: bool, **pe
     """``pipe(**kwargs)`` on the whole batch, or once per image with its own generator and its slice of each
     ``per_image`` tensor (the initial noise; a refiner's latents). The images, or latents, as a list."""
     if not one_at_a_time:
-        return list(pipe(**kwargs, num_images_per_prompt=len(generators), generator=generators,
-                         **per_image).images)
+        kwargs = {"num_images_per_prompt": len(generators), **kwargs}
+        return list(pipe(**kwargs, generator=generators, **per_image).images)
     return [image for k, generator in enumerate(generators) for image in pipe(
         **kwargs, num_images_per_prompt=1, generator=generator,
         **{name: value[k:k + 1] for name, value in per_image.items()}).images]
+
+
+def repeat_embeddings(kwargs: dict, count: int) -> dict:
+    """``kwargs`` with each given prompt embedding (and its attention mask) of one row repeated for the ``count``
+    images of a batch: the pipelines that take them as they are (SD3, Chroma) do not repeat them themselves."""
+    def repeated(name, value):
+        given = name.endswith(("prompt_embeds", "attention_mask")) and torch.is_tensor(value)
+        return value.repeat_interleave(count, 0) if given and value.shape[0] == 1 else value
+
+    return {name: repeated(name, value) for name, value in kwargs.items()}
 
 
 def token_detail(tokenizer, prompt: str) -> str:
@@ -354,6 +370,7 @@ def make_recipe(request: GenerationRequest, model: LoadedModel, seeds: list[int]
         app_version=desktop_app.__version__, timings={k: round(v, 4) for k, v in timings.items()},
         output_size=tuple(images[0].size) if images else None,
         model_hash=model_hash(model.path) or None,  # hashed once per model, then cached
+        components=components_record(model.components) if model.components is not None else None,
         **records)
 
 

@@ -11,6 +11,9 @@ The rule that no finished image is lost:
    reason to drop the image (``keep_image_as`` collects history errors instead of raising them);
 3. an image that could not be written where asked is written to a fallback folder (``keep_elsewhere``:
    ``<user folder>/unsaved``, else the system's temporary folder) that the message names.
+
+Every image written here carries C2PA content credentials (``save_png``, ``write_signed``: signed as the last step
+of the one atomic write, after the recipe chunk; ``credentials.py``); without them the image is still written.
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
-from desktop_app.studio import png_recipe
+from desktop_app.studio import credentials, png_recipe
 from desktop_app.studio.history import History
 from desktop_app.errors import printable
+from desktop_app.paths import write_atomically
 
 FOLDER_NAME = "desktop-app"
 
@@ -137,7 +141,7 @@ def keep_elsewhere(image, recipe: dict, seed: int | None, name: str) -> Path:
             one = dict(recipe or {})
             if seed is not None:
                 one["seed"] = seed
-            return png_recipe.save_png(image, path, one, seed)
+            return save_png(image, path, one, seed)
         except OSError as exc:
             error = exc
     raise error if error is not None else OSError("no folder to keep the image in")
@@ -170,7 +174,7 @@ def keep_image_as(image, recipe: dict, seed: int | None, path: Path, history: Hi
         except HISTORY_ERRORS as exc:
             _note(history_errors, exc)
     try:
-        path = png_recipe.save_png(image, path, one, seed)
+        path = save_png(image, path, one, seed)
     except BaseException:
         if entry is not None:
             try:
@@ -184,6 +188,37 @@ def keep_image_as(image, recipe: dict, seed: int | None, path: Path, history: Hi
         except HISTORY_ERRORS as exc:  # the file is complete: the next recover finishes the row
             _note(history_errors, exc)
     return path
+
+
+def save_png(image, path: Path, recipe: dict | None = None, seed: int | None = None) -> Path:
+    """``png_recipe.save_png`` with content credentials: the PNG with its recipe chunks is encoded into the
+    temporary file (``png_recipe._write``), then signed in place (a ``caBX`` chunk that covers every other byte),
+    then renamed into place. Without credentials (``credentials.sign_bytes``) the unsigned PNG is written."""
+    path = png_recipe.png_path(path)
+    info = png_recipe.png_info(recipe, seed)
+    one = dict(recipe or {})
+    if seed is not None:
+        one["seed"] = seed
+
+    def write(stream) -> None:
+        png_recipe._write(image, stream, info)
+        credentials.sign_in_place(stream, "image/png", one, path.name)
+
+    return write_atomically(path, write, prefix=png_recipe.TEMP_PREFIX, suffix=".png")
+
+
+def write_signed(path: Path, write, image_format: str, recipe: dict | None = None) -> Path:
+    """Write ``path`` atomically with ``write(stream)`` (an encoder: ``image.save(stream, format="JPEG")``), then
+    sign it with content credentials when ``image_format`` is one C2PA covers (PNG, JPEG, WEBP, TIFF)."""
+    path = Path(path)
+    mime = credentials.MIME_TYPES.get(str(image_format).upper())
+
+    def write_and_sign(stream) -> None:
+        write(stream)
+        if mime is not None:
+            credentials.sign_in_place(stream, mime, recipe, path.name)
+
+    return write_atomically(path, write_and_sign, prefix=png_recipe.TEMP_PREFIX)
 
 
 def _note(errors: list | None, exc: BaseException) -> None:

@@ -24,6 +24,7 @@ DEFAULTS: dict = {
     "runs": 1,
     "geometry": None,  # QMainWindow.saveGeometry(), base64
     "window_state": None,  # QMainWindow.saveState() (docks), base64
+    "content_credentials": True,  # sign every image with a C2PA manifest (studio/credentials.py reads it)
 }
 
 
@@ -66,6 +67,7 @@ VALID = {
     "runs": _runs,
     "geometry": _base64,
     "window_state": _base64,
+    "content_credentials": lambda value: isinstance(value, bool),
 }
 QUIET = ("version", "theme")  # an unknown theme (a newer version's) falls back without a word
 

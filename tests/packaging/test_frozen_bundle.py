@@ -91,6 +91,11 @@ def test_frozen_app_runs_a_gguf_transformer_file_with_its_components(tmp_path):
                             timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads(Image.open(out).text["recipe"])["family"] == "flux"
+    # the bundle signs with content credentials (c2pa's native library and the local authority) and checks them
+    info = subprocess.run([str(EXE), "info", str(out), "--json"], env=frozen_env(tmp_path), capture_output=True,
+                          text=True, timeout=300)
+    assert info.returncode == 0, info.stdout + info.stderr
+    assert json.loads(info.stdout)["c2pa"]["valid"] is True, info.stdout
 
 
 def test_bundle_has_the_qt_platforms_model_and_licence():

@@ -17,6 +17,9 @@ class EngineFamily:
     hires_fix = True  # the hires fix's img2img pass exists for it here
     loras = True  # the engine applies LoRAs to it (transformers: flow.LORA_FAMILIES, with a pipeline LoRA loader)
     linear_preview: tuple | None = None  # (factors rows = latent channels, RGB bias): published latent -> RGB
+    # the pipeline repeats the prompt embeddings it is given for each image of a batch (SD3's and Chroma's do not:
+    # the engine repeats them itself)
+    repeats_given_embeddings = True
 
     def make_scheduler(self, sampler: str, base_config):
         """The scheduler for ``sampler`` from the model's own scheduler config."""

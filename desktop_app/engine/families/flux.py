@@ -36,11 +36,9 @@ class FluxFamily(FlowFamily):
             return chroma_weighted_kwargs(pipe, prompts, device, self.call_options(pipe, request))
         return super().encode_text(pipe, request, device)  # plain prompts; the subclasses' own encoders
 
-    def unsupported(self, request: GenerationRequest) -> tuple[str, str] | None:
-        problem = super().unsupported(request)
-        if problem is None and self.key == "chroma":
-            return weighted_encoders.batch_refusal(self.display(), request)
-        return problem
+    @property
+    def repeats_given_embeddings(self) -> bool:
+        return self.key != "chroma"
 
     def size_multiple(self, pipe) -> int:
         return 2 * int(getattr(pipe, "vae_scale_factor", 8))  # 2x2 latent patches per token

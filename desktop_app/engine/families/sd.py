@@ -23,11 +23,9 @@ class SdFamily(EngineFamily):
         Other pipelines get the prompts without the syntax and encode them themselves."""
         from diffusers import StableDiffusionPipeline
 
-        if _is_xl(pipe) and not (request.refiner and pipe.tokenizer is not None):
+        if _is_xl(pipe):  # the base and the refiner, each its own (run_steps encodes for each)
             return _xl_encode(pipe, request, device)
         if not isinstance(pipe, StableDiffusionPipeline):
-            # and an SDXL base run with a refiner, which is handed the base's text arguments
-            # (run_steps._call_refiner): text, the syntax taken out, that both can read
             return {"prompt": prompt_weights.plain_text(request.prompt),
                     "negative_prompt": prompt_weights.plain_text(request.negative_prompt) or None}
         guided = request.guidance_scale > 1 and pipe.unet.config.time_cond_proj_dim is None

@@ -34,8 +34,7 @@ class Sd3Family(FlowFamily):
             return super().encode_text(pipe, request, device)
         return weighted_kwargs(pipe, prompts, device, self.call_options(pipe, request))
 
-    def unsupported(self, request: GenerationRequest) -> tuple[str, str] | None:
-        return super().unsupported(request) or weighted_encoders.batch_refusal("SD3", request)
+    repeats_given_embeddings = False
 
 
 def weighted_kwargs(pipe, prompts: list[str], device: torch.device, options: dict | None = None) -> dict:

@@ -31,16 +31,6 @@ def needs_weighting(*prompts: str) -> bool:
     return not all(map(prompt_weights.is_plain, prompts))
 
 
-def batch_refusal(display: str, request) -> tuple[str, str] | None:
-    """(field, message) when the request weights a prompt for a batch of images on a family whose pipeline
-    does not repeat the embeddings it is given for each image (SD3, Chroma: it would stop on mismatched sizes)."""
-    negative = request.negative_prompt if request.guidance_scale > 1 else ""
-    if request.batch_size > 1 and needs_weighting(request.prompt, negative):
-        return "batch_size", (f"prompt weighting on {display} makes one image at a time in this version: set the "
-                              "batch size to 1, or write the prompt without weights")
-    return None
-
-
 def call_default(pipe, name: str, options: dict | None = None):
     """The value the pipeline call takes for ``name``: the family's call option, else the call's default."""
     if options and name in options:
