@@ -60,6 +60,11 @@ def logs_dir() -> Path:
     return _sub("logs")
 
 
+def work_dir() -> Path:
+    """Files the window writes for a request: painted masks, a canvas image used as the start image."""
+    return _sub("work")
+
+
 def settings_path() -> Path:
     """settings.json in the user folder (the folder is created; the file is not)."""
     return home() / "settings.json"

@@ -63,4 +63,5 @@ def fill_form(form, values: dict) -> list[str]:
     if isinstance(strength, (int, float)) and 0 <= strength <= 1:
         form.hires_strength_spin.setValue(float(strength))
     skipped += form.refiner_choice.apply(values)
+    skipped += form.start_box.apply(values)  # image to image: the start image and mask, when still there (named)
     return skipped

@@ -30,6 +30,7 @@ from desktop_app.models import few_step, resolve
 from desktop_app.gui.lora_picker import LoraPicker
 from desktop_app.gui.path_combo import path_index
 from desktop_app.gui.refiner_choice import RefinerChoice
+from desktop_app.gui.start_image_box import START_FIELD_WIDGETS, StartImageBox
 
 BROWSE = "__browse__"
 UPSCALE_DEFAULT = "default"
@@ -51,7 +52,7 @@ FIELD_WIDGETS = {
     "hires_strength": ("Hires strength", "hires_strength_spin"),
     "refiner": ("Refiner", "refiner_choice"),
     "refiner_switch": ("Refiner switch", "refiner_choice"),
-}
+} | START_FIELD_WIDGETS
 
 
 # the request's own defaults, for models that declare none (the command line falls back to them too)
@@ -232,6 +233,11 @@ class GenerationForm(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(prompt_box)
+        self.start_box = StartImageBox()  # image to image and inpainting: the start image, its strength and mask
+        self.strength_spin, self.mask_blur_spin = self.start_box.strength_spin, self.start_box.mask_blur_spin
+        self.fit_combo = self.start_box.fit_combo
+        self.start_box.follow_size(self.width_spin, self.height_spin)
+        layout.addWidget(self.start_box)
         layout.addWidget(image_box)
         layout.addWidget(sampling_box)
         self.lora_picker = LoraPicker()  # the LoRAs found, each with a checkbox, a weight and its trigger word
@@ -266,6 +272,7 @@ class GenerationForm(QWidget):
             refiner=self.refiner_choice.refiner(),
             refiner_switch=self.refiner_choice.switch(),
             loras=self.lora_picker.choices(),
+            **self.start_box.request_fields(),  # the start image, strength, fit; a painted mask is written now
         )
 
     def upscaler(self) -> str:
@@ -393,6 +400,7 @@ class GenerationForm(QWidget):
         limits = info.get("limits", {})
         negative, samplers, transformer, family = model_info.family_traits(model)  # one read of the folder
         self.lora_picker.set_family(family)  # first: a family without LoRAs sends none, LCM-LoRA included
+        self.start_box.set_family(family)  # a family without image to image (or inpainting) sends no start image
         defaults = self._declared(model)  # a Turbo or LCM model (or an LCM-LoRA): its few steps and sampler
         self._offer_samplers(samplers)
         self._few_step_kind = few_step.few_step_kind(model, self.lora_picker.names_checked())

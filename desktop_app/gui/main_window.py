@@ -25,6 +25,7 @@ from desktop_app.gui.models_panel import ModelsPanel
 from desktop_app.gui.run_controller import RunController, open_history, runs_of
 from desktop_app.gui.run_view import RunView
 from desktop_app.gui.side_dock import add_side_dock
+from desktop_app.gui.start_image_wiring import wire_start_image
 from desktop_app.gui.status_labels import StatusLabels
 from desktop_app.gui.timeline_bar import TimelineBar
 from desktop_app.gui.training_panel import TrainingPanel
@@ -174,6 +175,7 @@ class MainWindow(QMainWindow):
         self.models_panel.use_requested.connect(self.form.select_model)
         self.models_panel.changed.connect(self.form.refiner_choice.refresh)  # a refiner added or removed
         self.training_panel.lora_saved.connect(lambda _name: self.models_panel.refresh(hf_cache=False))
+        self.start_image = wire_start_image(self)  # the start image, the mask painted on the canvas, their menus
 
     # ---- what tests and other modules reach: the controller's state ------------------------------------
 

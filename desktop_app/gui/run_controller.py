@@ -297,8 +297,8 @@ class RunController(QObject):
         result = self.result
         seeds = list(result.seeds or [])
         image = result.images[index]
-        saved = saving.save_png(image, Path(path), result.recipe.to_dict(),
-                                seeds[index] if index < len(seeds) else None)
+        saved = outputs.save_png(image, Path(path), result.recipe.to_dict(),
+                                 seeds[index] if index < len(seeds) else None)
         self.unsaved = [(kept, seed) for kept, seed in self.unsaved if kept is not image]
         if not self.unsaved and self.holding:
             self.holding = False

@@ -123,6 +123,10 @@ class RunView(QFrame):
         layout = self.layout()
         layout.insertWidget(layout.indexOf(self.canvas) + 1, widget)
 
+    def add_above_canvas(self, widget: QWidget) -> None:
+        layout = self.layout()
+        layout.insertWidget(layout.indexOf(self.canvas), widget)
+
     # ---- a run -------------------------------------------------------------------------------------------
 
     @Slot(object)

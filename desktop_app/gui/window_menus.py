@@ -25,6 +25,14 @@ class WindowMenus(QObject):
         self.upscale_action = self._action("&Upscale an Image…", QKeySequence("Ctrl+U"))
         self.upscale_action.setToolTip("Enlarge an image file with the upscaler model (Ctrl+U)")
         self.open_folder_action = self._action("Open &Output Folder", QKeySequence("Ctrl+Shift+O"))
+        # image to image and inpainting (start_image_wiring.py connects them)
+        self.open_start_action = self._action("Open as S&tart Image…", QKeySequence("Ctrl+I"))
+        self.open_start_action.setToolTip("Start the next image from an image file (image to image) (Ctrl+I)")
+        self.open_mask_action = self._action("Open &Mask…")
+        self.open_mask_action.setToolTip("An image file as the inpainting mask: white is repainted")
+        self.use_start_action = self._action("Use as S&tart Image", QKeySequence("Ctrl+Shift+I"))
+        self.use_start_action.setToolTip("Start the next image from the one on the canvas (Ctrl+Shift+I)")
+        self.use_start_action.setEnabled(False)
         self.choose_folder_action = self._action("Choose Output &Folder…")
         self.quit_action = self._action("&Quit", QKeySequence.StandardKey.Quit)
         self.about_action = self._action("&About")
@@ -35,7 +43,8 @@ class WindowMenus(QObject):
         self.components_dialog = None  # the open dialog (tests reach it here)
 
         self.file_menu = bar.addMenu("&File")
-        for action in (self.upscale_action, self.save_action, None, self.open_folder_action,
+        for action in (self.open_start_action, self.open_mask_action, None, self.upscale_action, self.save_action,
+                       None, self.open_folder_action,
                        self.choose_folder_action, None, self.quit_action):
             if action is None:
                 self.file_menu.addSeparator()
@@ -44,6 +53,7 @@ class WindowMenus(QObject):
         self.image_menu = bar.addMenu("&Image")
         self.image_menu.addAction(self.generate_action)
         self.image_menu.addAction(self.cancel_action)
+        self.image_menu.addAction(self.use_start_action)
         self.models_menu = bar.addMenu("&Models")
         self.models_menu.addAction(self.components_action)
         self.view_menu = bar.addMenu("&View")

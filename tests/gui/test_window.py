@@ -346,7 +346,9 @@ def test_the_menus_are_in_their_places(qtbot, open_window, make_engine):
     assert [action.text() for action in window.menuBar().actions()] == ["&File", "&Image", "&Models", "&View",
                                                                          "&Help"]
     assert texts(window.menus.models_menu) == ["&Components…"]
-    assert texts(window.menus.file_menu) == ["&Upscale an Image…", "&Save As…", "", "Open &Output Folder",
-                                             "Choose Output &Folder…", "", "&Quit"]
-    assert texts(window.menus.image_menu) == ["&Generate", "&Cancel", "", "Export &Timeline…"]
+    assert texts(window.menus.file_menu) == ["Open as S&tart Image…", "Open &Mask…", "", "&Upscale an Image…",
+                                             "&Save As…", "", "Open &Output Folder", "Choose Output &Folder…", "",
+                                             "&Quit"]
+    assert texts(window.menus.image_menu) == ["&Generate", "&Cancel", "Use as S&tart Image", "",
+                                              "Export &Timeline…"]
     assert texts(window.menus.view_menu) == ["&Gallery", "&Models", "&Theme", "&Fine-tune"]
