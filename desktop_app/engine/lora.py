@@ -9,7 +9,8 @@ Before loading, each file is checked: a safetensors file in fact (the content de
 for the model's family, read from its header (lora_families.py: key names and shapes): an SD LoRA on Flux.1 or
 SD3 and the reverse are refused naming both families; among the SD families, the LoRA's cross-attention width
 tells them apart (768 SD 1.x, 1024 SD 2.x, 2048 SDXL). The transformer families load through their pipelines'
-own loaders (FluxPipeline, StableDiffusion3Pipeline ...), which convert kohya's and ComfyUI's Flux layouts.
+own loaders (FluxPipeline, StableDiffusion3Pipeline, SanaPipeline, ZImagePipeline, QwenImagePipeline,
+Flux2KleinPipeline ...), which convert kohya's and ComfyUI's layouts where they know them.
 """
 
 from __future__ import annotations

@@ -8,6 +8,14 @@ Key layouts known here: diffusers/peft (``transformer.single_transformer_blocks.
 kohya (``lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight``), ComfyUI and BFL's
 (``diffusion_model.double_blocks.0.img_attn.qkv.lora_A.weight``), SD3's makers' (``joint_blocks.0.x_block...``),
 and the SD UNet layouts. diffusers' own loaders convert them; this module only reads the names.
+
+Sana's, Z-Image's, Qwen-Image's and FLUX.2's LoRAs are known by the layers only each has (Sana: ``attn1``/``attn2``
+and its convolutional feed-forward; Z-Image: ``layers.N.attention`` and its refiners; Qwen-Image: ``img_mod``,
+``img_mlp``; FLUX.2: ``to_qkv_mlp_proj``, its single blocks' ``attn.to_out``, ``ff.linear_in``). Where names are
+shared, the families that have them all take the LoRA and the widths decide: diffusers' joint attention
+(``transformer_blocks.N.attn.add_q_proj``: Flux.1, SD3, Qwen-Image, FLUX.2 alike; 3072 wide in Flux.1, Qwen-Image
+and FLUX.2 [klein] 4B), and BFL's ``double_blocks``/``single_blocks`` (Flux.1 and FLUX.2, told apart by their MLP
+widths where the LoRA has MLP layers). Sana's attention names are PixArt-Sigma's too (PixArt takes no LoRAs).
 """
 
 from __future__ import annotations
@@ -18,18 +26,39 @@ from pathlib import Path
 from desktop_app.errors import ModelError
 
 # LoRA families this module tells apart beyond models.model_files' answer, by the layer names only each has (in
-# this order: Flux.1's makers' layout has ".img_mod." and ".img_mlp." too, as Qwen-Image's blocks)
-_MARKS = (("flux2", ("to_qkv_mlp_proj", "double_stream_modulation", "single_stream_modulation", ".ff.linear_in")),
+# this order: Flux.1's makers' layout has ".img_mod." and ".img_mlp." too, as Qwen-Image's blocks; FLUX.2's
+# single blocks' attention has a "to_out", Flux.1's none; Sana's feed-forward is a convolution, in either layout)
+_MARKS = (("flux2", ("to_qkv_mlp_proj", "double_stream_modulation", "single_stream_modulation",
+                     re.compile(r"ff(?:_context)?[._]linear_(?:in|out)[._]"),
+                     re.compile(r"single_transformer_blocks[._]\d+[._]attn[._]to_out"))),
           ("flux", ("double_blocks", "single_blocks", "single_transformer_blocks")),
           ("sd3", ("joint_blocks", "context_block", "x_block")),
           ("qwen-image", (".img_mod.", ".txt_mod.", ".img_mlp.", ".txt_mlp.")),
-          ("z-image", ("noise_refiner", "context_refiner", ".attention.to_", "_attention_to_")))
+          ("z-image", ("noise_refiner", "context_refiner", ".attention.to_", "_attention_to_")),
+          ("sana", ("conv_inverted", "conv_depth", "conv_point", "inverted_conv", "depth_conv", "point_conv")))
+# diffusers' names of Sana's (and PixArt-Sigma's) self- and cross-attention: an SD UNet has them too, under its
+# down/mid/up blocks, which lora_family looks for first
+# the families whose transformers have the joint attention's diffusers names (transformer_blocks.N.attn.add_q_proj)
+_JOINT = ("flux", "chroma", "sd3", "qwen-image", "flux2-klein", "flux2")
+_SANA_ATTENTION = re.compile(r"(?:^|[._])transformer_blocks[._]\d+[._]attn[12][._]")
 _UNET_MARKS = ("down_blocks", "up_blocks", "mid_block", "input_blocks", "output_blocks", "middle_block")
 SD_FAMILIES = ("sd1", "sd2", "sd2-v", "sdxl", "sdxl-refiner", "embedded", "sd")
 _OWN_NAMES = {"sd": "Stable Diffusion (a UNet)", "sd2-v": "SD 2.x", "unknown": "an unknown family",
               "flux2": "FLUX.2", "transformer": "a diffusion transformer (SD3 or Flux.1 layer names)"}
 # the model's family -> the LoRA families it takes (Chroma is Flux.1 [schnell]'s blocks: Flux LoRAs apply)
-TAKES = {"flux": ("flux",), "chroma": ("flux",), "sd3": ("sd3",)}
+TAKES = {"flux": ("flux",), "chroma": ("flux",), "sd3": ("sd3",), "sana-sprint": ("sana",),
+         "flux2-klein": ("flux2",), "flux2": ("flux2",)}
+# a makers'-layout (BFL, kohya) Flux LoRA's MLP widths over the hidden width: Flux.1's MLP is 4 wide, FLUX.2's a
+# 3-wide SwiGLU (its up-projection 6): the single blocks' linear1 gives 3 + 4 = 7 or 3 + 6 = 9, linear2 reads
+# 1 + 4 = 5 or 1 + 3 = 4; the double blocks' img_mlp.0 gives 4 or 6 and img_mlp.2 reads 4 or 3
+_GENERATION = ((re.compile(r"single_blocks[._]\d+[._]linear1\.lora_(?:up|B)\.weight$"), 0,
+                {7: "flux", 9: "flux2"}),
+               (re.compile(r"single_blocks[._]\d+[._]linear2\.lora_(?:down|A)\.weight$"), 1,
+                {5: "flux", 4: "flux2"}),
+               (re.compile(r"(?:img|txt)_mlp[._]0\.lora_(?:up|B)\.weight$"), 0, {4: "flux", 6: "flux2"}),
+               (re.compile(r"(?:img|txt)_mlp[._]2\.lora_(?:down|A)\.weight$"), 1, {4: "flux", 3: "flux2"}))
+_MAKERS_HIDDEN = re.compile(r"(?:img_attn[._]qkv|txt_attn[._]qkv|single_blocks[._]\d+[._]linear1)\.lora_(?:down|A)"
+                            r"\.weight$")
 # a LoRA's down-projection into the transformer's hidden width, in the makers' layouts (kohya, ComfyUI, SD3)
 _HIDDEN_DOWN = re.compile(r"(?:img_attn[._]qkv|txt_attn[._]qkv|single_blocks[._]\d+[._]linear1|"
                           r"x_block[._]attn[._]qkv|context_block[._]attn[._]qkv)\.lora_(?:down|A)\.weight$")
@@ -60,16 +89,59 @@ def lora_family(shapes: dict[str, list[int]], given: str = "unknown") -> str:
     shapes decide), or ``given``."""
     keys = list(shapes)
     joined = " ".join(keys)
-    for family, marks in _MARKS:
-        if any(mark in joined for mark in marks):
-            return family
+    marked = _marked(joined)
+    if marked:
+        return _flux_generation(shapes) or "flux" if marked == "flux" else marked
     if given in SD_FAMILIES:
         return given
     if any(mark in joined for mark in _UNET_MARKS) or any(k.startswith("unet.") for k in keys):
         return "sd"
+    if _SANA_ATTENTION.search(joined):
+        return "sana"
     if any(k.startswith("transformer.") or "transformer_blocks." in k for k in keys):
         return _published_family(shapes)
     return "unknown" if given in _FAMILIES else given
+
+
+def _marked(joined: str) -> str | None:
+    for family, marks in _MARKS:
+        if any(mark.search(joined) if isinstance(mark, re.Pattern) else mark in joined for mark in marks):
+            return family
+    return None
+
+
+def _flux_generation(shapes: dict[str, list[int]]) -> str | None:
+    """"flux" or "flux2" for a LoRA in Flux's makers' layout (the same names in both) when its MLP widths, or its
+    hidden width, are one generation's alone; None when they do not say (attention layers alone, at 3072 wide:
+    Flux.1's and FLUX.2 [klein] 4B's width, or at a width of no published model)."""
+    from desktop_app.models.families import FAMILIES
+
+    hidden = next((shape[1] for key, shape in shapes.items() if _MAKERS_HIDDEN.search(key) and len(shape) == 2), 0)
+    if not hidden:
+        return None
+    for pattern, dim, ratios in _GENERATION:
+        for key, shape in shapes.items():
+            times, rest = divmod(shape[dim], hidden) if pattern.search(key) and len(shape) == 2 else (0, 1)
+            if not rest and times in ratios:
+                return ratios[times]
+    widths = {key: {v.width for v in FAMILIES[key].variants} for key in ("flux", "flux2-klein", "flux2")}
+    return "flux2" if hidden in (widths["flux2-klein"] | widths["flux2"]) - widths["flux"] else None
+
+
+def _could_be(shapes: dict[str, list[int]], lora: str) -> set[str]:
+    """The families a LoRA may be for beside ``lora`` when its names are shared: Flux's makers' layout (Flux.1 and
+    FLUX.2) where the widths do not tell, and the joint attention's diffusers names (Flux.1, SD3, Qwen-Image,
+    FLUX.2: transformer_blocks.N.attn.to_q, .add_q_proj ...) at a width published models of several have."""
+    from desktop_app.models.lora_width import joint_attention_families
+
+    joined = " ".join(shapes)
+    marked = _marked(joined)
+    if marked == "flux":  # the makers' layout (diffusers' names of Flux.1's single blocks are its alone)
+        makers = any(_MAKERS_HIDDEN.search(key) for key in shapes)
+        return {lora, "flux2"} if makers and _flux_generation(shapes) is None else {lora}
+    if marked is None and lora in ("flux", "sd3"):
+        return {lora} | joint_attention_families(shapes)
+    return {lora}
 
 
 def _published_family(shapes: dict[str, list[int]]) -> str:
@@ -92,7 +164,9 @@ def check_family(name: str, path: Path, given: str, model) -> str:
         if lora in _FAMILIES or lora == "transformer":
             raise _family_error(name, lora, model)
         return lora
-    if lora in SD_FAMILIES or (lora in _FAMILIES and lora not in TAKES.get(model.family, (model.family,))):
+    takes = {*TAKES.get(model.family, (model.family,)), model.family}
+    if lora in SD_FAMILIES or (lora in _FAMILIES and not takes & _could_be(shapes, lora)) or (
+            lora == "transformer" and model.family not in _JOINT):
         raise _family_error(name, lora, model)
     _check_widths(name, shapes, transformer, model)
     return lora

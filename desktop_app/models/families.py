@@ -240,7 +240,8 @@ FLOW_MATCHING = frozenset({"sd3", "flux", "chroma", "flux2-klein", "flux2", "z-i
                            "sana-sprint"})
 # take LoRAs here: the SD UNets, and the transformers whose LoRAs the engine loads (their pipelines' own loaders)
 # and tells apart by their layers (engine/lora_families.py); the others' LoRAs are refused naming the family
-LORAS = frozenset({"sd1", "sd2", "sd2-v", "sdxl", "sdxl-refiner", "embedded", "flux", "chroma", "sd3"})
+LORAS = frozenset({"sd1", "sd2", "sd2-v", "sdxl", "sdxl-refiner", "embedded", "flux", "chroma", "sd3", "sana",
+                    "sana-sprint", "z-image", "qwen-image", "flux2-klein"})
 FAMILIES = {key: replace(family, flow_matching=key in FLOW_MATCHING, loras=key in LORAS)
             for key, family in FAMILIES.items()}
 

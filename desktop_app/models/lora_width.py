@@ -25,3 +25,14 @@ def joint_attention_family(shapes: dict[str, list[int]]) -> str:
     widths = {shape[1] for key, shape in shapes.items() if JOINT_ATTENTION_A.search(key) and len(shape) == 2}
     found = {family for family in _FAMILIES if any(v.width in widths for v in FAMILIES[family].variants)}
     return found.pop() if len(found) == 1 else "unknown"
+
+
+# the families whose transformers name their joint attention so (FLUX.2's double blocks and Qwen-Image's too)
+SHARING = ("flux", "sd3", "qwen-image", "flux2-klein", "flux2")
+
+
+def joint_attention_families(shapes: dict[str, list[int]]) -> set[str]:
+    """Every family of SHARING with a published model of the joint attention's input width (3072: Flux.1,
+    Qwen-Image and FLUX.2 [klein] 4B alike); empty when there is no such layer or no published model has it."""
+    widths = {shape[1] for key, shape in shapes.items() if JOINT_ATTENTION_A.search(key) and len(shape) == 2}
+    return {family for family in SHARING if any(v.width in widths for v in FAMILIES[family].variants)}

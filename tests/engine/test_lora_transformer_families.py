@@ -245,7 +245,6 @@ def test_a_lora_for_a_wider_flux_is_refused_and_the_model_keeps_its_layers(folde
 
 @pytest.mark.parametrize("family, says", [
     ("pixart", "loras: PixArt-Sigma models take no LoRAs: diffusers has no LoRA loader for them"),
-    ("sana", "loras: LoRAs on Sana models are not supported yet"),
 ])
 def test_a_family_without_loras_refuses_them_naming_the_family(family, says, folders, loras, generate):
     changes = {"sampler": "DPM++ 2M"} if family == "pixart" else {"width": 64, "height": 64}

@@ -1,6 +1,7 @@
-"""The LoRA picker follows the model's family: on for the SD UNets, Flux.1, Chroma and SD3 (the families the
-engine applies LoRAs to), off with a line naming the family for the other transformers, whose ticked LoRAs are
-kept for the next model but not sent (the engine would refuse them)."""
+"""The LoRA picker follows the model's family: on for the SD UNets, Flux.1, Chroma, SD3, Sana, Sana Sprint,
+Z-Image, Qwen-Image and FLUX.2 [klein] (the families the engine applies LoRAs to), off with a line naming the
+family for the other transformers (PixArt-Sigma), whose ticked LoRAs are kept for the next model but not sent
+(the engine would refuse them)."""
 
 from __future__ import annotations
 
@@ -75,13 +76,14 @@ def test_the_families_that_take_loras_are_those_the_engine_applies_them_to():
     from desktop_app.engine.families.flow import LORA_FAMILIES
 
     takers = {key for key, f in families.FAMILIES.items() if f.loras}
-    assert set(LORA_FAMILIES) == {"flux", "chroma", "sd3"} == takers - families.SD_FAMILIES
+    assert set(LORA_FAMILIES) == {"flux", "chroma", "sd3", "sana", "sana-sprint", "z-image", "qwen-image",
+                                  "flux2-klein"} == takers - families.SD_FAMILIES
     assert families.SD_FAMILIES <= takers
 
 
 def test_ticks_are_kept_across_a_family_without_loras(form, tmp_path):
     tick(form, "ink", 0.6)
-    form.select_model(str(model_folder(tmp_path, "qwen-image")))
+    form.select_model(str(model_folder(tmp_path, "pixart-sigma")))
     assert form.build_request().loras == () and form.lora_picker.names_checked() == []
     form.select_model(str(model_folder(tmp_path, "flux")))
     assert form.lora_picker.isEnabled() and form.build_request().loras == (LoraChoice("ink", 0.6),)
@@ -90,17 +92,17 @@ def test_ticks_are_kept_across_a_family_without_loras(form, tmp_path):
 
 
 def test_a_transformer_file_is_known_by_its_header(form, tmp_path):
-    """A single transformer file's family comes from its tensor names (no torch): Z-Image takes no LoRAs."""
+    """A single transformer file's family comes from its tensor names (no torch): Z-Image takes LoRAs."""
     file = tmp_path / "z_image_turbo.safetensors"
     save_file({name: np.zeros(shape, np.float16) for name, shape in Z_IMAGE_FILE.items()}, str(file))
     form.select_model(str(file))
-    assert not form.lora_picker.isEnabled() and "Z-Image models take no LoRAs" in form.lora_picker.toolTip()
+    assert form.lora_picker.isEnabled() and form.lora_picker.toolTip() == ""
     assert form.sampler_combo.count() == 1 and form.sampler_combo.currentText() == "Euler"  # its own sampler
     assert not form.negative_edit.isEnabled()  # Z-Image takes no negative prompt
 
 
 def test_a_recipe_with_loras_on_a_model_without_them_names_them_as_skipped(form, tmp_path):
-    folder = model_folder(tmp_path, "sana")
+    folder = model_folder(tmp_path, "pixart-sigma")
     skipped = form.apply_request({"model": str(folder), "loras": [{"name": "ink", "weight": 0.5}]})
     assert skipped == ["loras"] and form.build_request().loras == ()
     assert form.apply_request({"model": str(folder), "loras": []}) == []
