@@ -1,0 +1,182 @@
+"""The numbers and pictures of the explain report (issue 18), from one real run on the user's prompt, model and
+seed, and a few runs beside it (guidance). ``explain(request)`` returns plain data (numpy arrays, PIL images,
+dicts) that ``studio/explain_report.py`` writes as HTML, PDF, PNG and JSON; nothing here writes files.
+
+The run is the engine's own: the steps of ``Engine.run`` (run_steps.GenerationRun: load, text, noise, denoise),
+with the scheduler's ``step`` recorded (recorder.py), so the report shows the image that ``generate`` makes with
+the same request, and the tokens, noise, latents and predictions that made it.
+
+Sections (numbered as in the issue): 1 tokens and embeddings, 3 the starting noise, 4 forward diffusion and the
+schedule, 5 reverse diffusion, 6 guidance, 8 the latent and the upscaler. 2 (text-image similarity) and 7
+(cross-attention maps) are not made here yet: the report says why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+
+import numpy as np
+import torch
+
+from desktop_app.engine.events import Emit, StageStarted
+from desktop_app.engine.explain.numbers import (
+    LatentDecoder,
+    chosen_timesteps,
+    forward_diffusion,
+    schedule_numbers,
+    token_numbers,
+)
+from desktop_app.engine.explain.recorder import record_steps
+from desktop_app.engine.request import GenerationRequest
+from desktop_app.errors import RequestError
+
+FRAMES = 8  # reverse-diffusion frames shown (every step's numbers are kept)
+HIGH_GUIDANCE = 2.0  # the "high" guidance column: this many times the run's own (at most 30)
+
+
+def explain(request: GenerationRequest, engine=None, emit: Emit | None = None, frames: int = FRAMES,
+            cancel: threading.Event | None = None) -> dict:
+    """Run ``request`` (one image, text to image) and gather every section's data. ``engine``: an
+    ``Engine`` to reuse (one on "auto" by default). RequestError for what the report cannot explain."""
+    from desktop_app.engine.generate import Engine, check_request
+    from desktop_app.engine.run_steps import GenerationRun
+
+    emit = emit or _ignore
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    if request.init_image or request.refiner:
+        raise RequestError("init_image" if request.init_image else "refiner",
+                           "the explain report follows a text-to-image run; leave out the start image and refiner")
+    request = dataclasses.replace(request, batch_size=1, upscale=None, hires_scale=None, preview=False)
+    engine = engine or Engine(preview_share=None)
+
+    # 1. load the model, and check the request and the family against it
+    model = engine.load(request.model, emit, (request.width, request.height, 1))
+    check_request(request, model)
+    if getattr(model.pipe, "unet", None) is None:
+        raise RequestError("model", f"the explain report covers the UNet models (the embedded model, Stable "
+                                    f"Diffusion 1.x, 2.x, XL) for now; {model.display_name} is {model.family}")
+    run = GenerationRun(request, emit, cancel, engine.device, None)
+    run.set_model(model, None)
+    run.apply_loras()
+    timings["load"] = time.perf_counter() - clock
+    pipe = run.pipe
+
+    with torch.inference_mode():
+        # 2. text: tokens, their embeddings, the encoder's output
+        run.encode_text()
+        tokens = token_numbers(pipe, request.prompt, run.text_kwargs["prompt_embeds"])
+
+        # 3. noise: this seed's starting latent
+        run.make_noise()
+        noise = run.noise["latents"][0].float().cpu().numpy()
+
+        # 4. denoise, every scheduler step recorded
+        with record_steps(pipe.scheduler) as recorder:
+            run.denoise(None)
+        timings["run"] = run.timings.get("denoise", 0.0) + run.timings.get("decode", 0.0)
+        image = run.images[0]
+
+        # 5. the pictures of the run's latents, and forward diffusion of its result
+        emit(StageStarted("explain", "decoding the frames and the noised results"))
+        began = time.perf_counter()
+        size = (request.width, request.height)
+        decode = LatentDecoder(pipe.vae, size)
+        shown = _frame_indices(len(recorder.steps), frames)
+        reverse = [_frame(recorder.steps[k], decode) for k in shown]
+        used = [(step.timestep, step.alpha_bar) for step in recorder.steps]
+        schedule = schedule_numbers(model.base_scheduler_config, used)
+        forward = forward_diffusion(model.base_scheduler_config, recorder.final, noise,
+                                    chosen_timesteps(len(schedule["timesteps"])))
+        for item in forward:
+            item["image"] = decode(item["latent"])
+        timings["decode"] = time.perf_counter() - began
+
+    # 6. guidance: the same seed with no prompt, with the prompt unguided, at this run's guidance, and high
+    began = time.perf_counter()
+    guidance = _guidance_row(engine, request, image, emit, cancel)
+    timings["guidance"] = time.perf_counter() - began
+
+    # 7. the latent, and the upscaler's before and after
+    began = time.perf_counter()
+    upscaled = None
+    if model.upscaler is not None:
+        from desktop_app.engine.upscale import upscale_image
+
+        upscaled = upscale_image(model.upscaler, image, cancel=cancel)
+    timings["upscale"] = time.perf_counter() - began
+    timings["total"] = time.perf_counter() - clock
+    return {
+        "request": {"prompt": request.prompt, "negative_prompt": request.negative_prompt, "seed": run.seeds[0],
+                    "steps": request.steps, "guidance": request.guidance_scale, "sampler": request.sampler,
+                    "model": model.display_name, "family": model.family, "size": list(size),
+                    "device": str(engine.device), "dtype": str(model.dtype).removeprefix("torch.")},
+        "tokens": tokens,
+        "noise": {"latent": noise, "seed": run.seeds[0]},
+        "schedule": schedule,
+        "forward": {"items": forward, "clean": image},
+        "reverse": {"frames": reverse, "steps": [_numbers(step) for step in recorder.steps],
+                    "latents": {name: np.stack([getattr(step, name) for step in recorder.steps])
+                                for name in ("x_t", "eps", "x0")},
+                    "prediction_type": recorder.prediction_type},
+        "guidance": guidance,
+        "latent": {"latent": recorder.final, "image": image, "vae_scale_factor": model.vae_scale_factor,
+                   "upscaled": upscaled,
+                   "upscaler": _upscaler_name(model.upscaler)},
+        "attention": None,
+        "timings": {name: round(value, 3) for name, value in timings.items()},
+    }
+
+
+def _frame_indices(count: int, wanted: int) -> list[int]:
+    """``wanted`` step indices spread evenly from the first step to the last."""
+    if count <= wanted:
+        return list(range(count))
+    return sorted({round(k * (count - 1) / (wanted - 1)) for k in range(wanted)})
+
+
+def _frame(step, decode) -> dict:
+    return {**_numbers(step), "x_t_image": decode(step.x_t), "x0_image": decode(step.x0), "eps": step.eps,
+            "x_t": step.x_t, "x0": step.x0}
+
+
+def _numbers(step) -> dict:
+    return {"step": step.index + 1, "timestep": step.timestep, "alpha_bar": step.alpha_bar,
+            "x0_from_scheduler": step.x0_from_scheduler,
+            "x_t_std": float(step.x_t.std()), "eps_std": float(step.eps.std()), "x0_std": float(step.x0.std())}
+
+
+def _guidance_row(engine, request: GenerationRequest, image, emit: Emit, cancel) -> list[dict]:
+    """The same seed four ways; the run's own image is the third (not run again)."""
+    high = min(30.0, max(request.guidance_scale * HIGH_GUIDANCE, request.guidance_scale + 1))
+    settings = [("no prompt", "", 1.0), ("prompt, unguided", request.prompt, 1.0),
+                ("prompt (this run)", request.prompt, request.guidance_scale),
+                ("prompt, high", request.prompt, high)]
+    row = []
+    for label, prompt, scale in settings:
+        if prompt == request.prompt and scale == request.guidance_scale:
+            picture = image
+        else:
+            emit(StageStarted("explain", f"guidance: {label} ({scale:g})"))
+            finished = engine.run(dataclasses.replace(request, prompt=prompt, guidance_scale=scale), _ignore,
+                                  cancel)
+            if finished is None:
+                from desktop_app.errors import CancelledError
+
+                raise CancelledError("cancelled")
+            picture = finished.images[0]
+        row.append({"label": label, "prompt": prompt, "guidance": scale, "image": picture})
+    return row
+
+
+def _upscaler_name(descriptor) -> str | None:
+    if descriptor is None:
+        return None
+    name = getattr(getattr(descriptor, "architecture", None), "name", None) or type(descriptor).__name__
+    return f"{name} {int(getattr(descriptor, 'scale', 1))}x"
+
+
+def _ignore(event) -> None:
+    pass

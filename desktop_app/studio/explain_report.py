@@ -1,0 +1,281 @@
+"""The explain report written out: ``DIR/index.html`` (self-contained: the figures are data URIs),
+``DIR/report.pdf`` (each section a titled page with a short plain-language caption, written with fpdf2), the
+figures as PNG, and the numbers behind them (``tokens.json``, ``schedule.json``, ``frames.json`` and
+``frames.npz``). Torch-free: it takes the plain data ``engine/explain`` returns (dicts, numpy arrays, PIL images).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from desktop_app.paths import write_atomically
+from desktop_app.studio import explain_figures as figures
+
+PDF_FONT = "Helvetica"
+
+
+@dataclass
+class Section:
+    number: int
+    title: str
+    caption: str
+    figures: list[tuple[str, Image.Image]] = field(default_factory=list)  # (file name, picture)
+
+
+def build_sections(data: dict) -> list[Section]:
+    """The eight sections in order, each with its caption (numbers of this run in it) and figures."""
+    request, tokens = data["request"], data["tokens"]
+    sections = [_tokens(request, tokens), _similarity(data), _noise(data), _forward(data), _reverse(data),
+                _guidance(data), _attention(data), _latent(data)]
+    return sections
+
+
+def write_report(data: dict, folder: Path | str) -> list[Path]:
+    """Write every file of the report into ``folder`` (made when missing); returns the paths written."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    sections = build_sections(data)
+    written = []
+    for section in sections:
+        for name, picture in section.figures:
+            written.append(_write(folder / name, lambda stream, p=picture: p.save(stream, format="PNG")))
+    for name, value in numbers(data).items():
+        text = json.dumps(value, indent=1, ensure_ascii=False)
+        written.append(_write(folder / name, lambda stream, t=text: stream.write(t.encode("utf-8"))))
+    arrays = frame_arrays(data)
+    written.append(_write(folder / "frames.npz", lambda stream: np.savez_compressed(stream, **arrays)))
+    page = html_page(data, sections)
+    written.append(_write(folder / "index.html", lambda stream: stream.write(page.encode("utf-8"))))
+    pdf = pdf_bytes(data, sections)
+    written.append(_write(folder / "report.pdf", lambda stream: stream.write(pdf)))
+    return written
+
+
+def numbers(data: dict) -> dict[str, dict]:
+    """The JSON files: name -> content."""
+    reverse = data["reverse"]
+    frames = {"prediction_type": reverse["prediction_type"], "steps": reverse["steps"],
+              "shown": [{key: frame[key] for key in ("step", "timestep", "alpha_bar")} |
+                        {"files": ["reverse.png"]} for frame in reverse["frames"]],
+              "forward": [{"timestep": item["timestep"], "alpha_bar": item["alpha_bar"]}
+                          for item in data["forward"]["items"]],
+              "guidance": [{key: item[key] for key in ("label", "prompt", "guidance")}
+                           for item in data["guidance"]],
+              "arrays": "frames.npz: x_t, eps, x0 (one row per step), noise, final_latent, forward (one row per "
+                        "forward timestep)"}
+    return {"tokens.json": data["tokens"], "schedule.json": data["schedule"], "frames.json": frames,
+            "run.json": {"request": data["request"], "timings": data["timings"]}}
+
+
+def frame_arrays(data: dict) -> dict[str, np.ndarray]:
+    latents = data["reverse"]["latents"]
+    return {"x_t": latents["x_t"], "eps": latents["eps"], "x0": latents["x0"],
+            "timesteps": np.array([step["timestep"] for step in data["reverse"]["steps"]]),
+            "alpha_bar": np.array([step["alpha_bar"] for step in data["reverse"]["steps"]]),
+            "noise": data["noise"]["latent"], "final_latent": data["latent"]["latent"],
+            "forward": np.stack([item["latent"] for item in data["forward"]["items"]]),
+            "forward_timesteps": np.array([item["timestep"] for item in data["forward"]["items"]])}
+
+
+# ---- the sections ---------------------------------------------------------------------------------------------
+
+
+def _tokens(request: dict, tokens: dict) -> Section:
+    count, room = len(tokens["tokens"]), tokens["room"]
+    shape = " x ".join(map(str, tokens["output_shape"]))
+    past = (f" This prompt has {count} tokens, more than one window holds: the {len(tokens['truncated'])} past "
+            f"the red line would be cut off by a plain pipeline; this app reads them in {tokens['windows']} "
+            f"windows and puts the encodings side by side." if tokens["truncated"] else "")
+    caption = (f"The prompt is first cut into tokens, pieces of words the model knows by number (the id). Each "
+               f"token id picks a list of {tokens['embedding_width']} numbers, its embedding; the strips show the "
+               f"first {tokens['strip_dims']} (red above zero, blue below). The text encoder "
+               f"({tokens['text_encoder']}) reads up to {room} tokens at a time and turns them, together, into "
+               f"{shape} numbers: this, not the words, is what steers the image.{past}")
+    return Section(1, "Tokens and embeddings", caption, [("tokens.png", figures.token_figure(tokens))])
+
+
+def _similarity(data: dict) -> Section:
+    return Section(2, "Text and image encodings (not available yet)",
+                   "Not available yet. Matching texts and images by the dot product of their encodings needs an "
+                   "image encoder trained together with the text encoder (a contrastive image tower). The "
+                   f"model {data['request']['model']} has a text encoder only, so there is nothing honest to "
+                   "compare an image's encoding with yet; this page will show that matrix once the embedded "
+                   "model ships its image tower.")
+
+
+def _noise(data: dict) -> Section:
+    noise = data["noise"]["latent"]
+    shape = " x ".join(map(str, noise.shape))
+    caption = (f"Every image starts as pure random noise, drawn from the seed ({data['noise']['seed']}): "
+               f"{shape} numbers (channels x height x width of the latent, a small picture the model works in), "
+               f"each from a bell curve around zero. The same seed always gives the same noise, and so the same "
+               f"image for the same prompt and settings. There is nothing of any picture in it yet.")
+    return Section(3, "The starting noise", caption, [
+        ("noise.png", figures.channels_figure(noise, f"the noise of seed {data['noise']['seed']}, channel by "
+                                                     "channel")),
+        ("noise_histogram.png", figures.histogram_figure(noise, "how the noise values are spread"))])
+
+
+def _forward(data: dict) -> Section:
+    items = data["forward"]["items"]
+    schedule = data["schedule"]
+    labels = [f"t = {item['timestep']}\nalpha-bar = {item['alpha_bar']:.3f}" for item in items]
+    grid = figures.labelled_grid([("", [item["image"] for item in items])], labels,
+                                 title="the result, noised by the model's own schedule")
+    caption = (f"Training teaches the model the opposite of what generating does: a clean image is mixed with "
+               f"noise, x_t = sqrt(alpha-bar) x clean + sqrt(1 - alpha-bar) x noise, and the model learns to "
+               f"tell the noise apart. The pictures show this run's result mixed with its seed's noise at a few "
+               f"timesteps (the scheduler's add_noise). alpha-bar is the share of signal left: 1 at t = 0, close "
+               f"to 0 at the end. The plot draws this model's schedule ({schedule['beta_schedule']}, "
+               f"{len(schedule['timesteps'])} timesteps) beside the linear and cosine schedules; the dots are "
+               f"the {len(schedule['used_timesteps'])} steps this run took.{_same_curve(schedule)}")
+    return Section(4, "Forward diffusion and the noise schedule", caption,
+                   [("forward.png", grid), ("schedule.png", figures.schedule_figure(schedule))])
+
+
+def _same_curve(schedule: dict) -> str:
+    own, cosine = np.array(schedule["alpha_bar"]), np.array(schedule["cosine_alpha_bar"])
+    if own.shape == cosine.shape and np.abs(own - cosine).max() < 0.01:
+        return " This model was trained on the cosine schedule: its curve and the cosine one coincide."
+    return ""
+
+
+def _reverse(data: dict) -> Section:
+    frames = data["reverse"]["frames"]
+    labels = [f"step {frame['step']}\nt = {frame['timestep']:.0f}" for frame in frames]
+    rows = [("noisy x_t", [frame["x_t_image"] for frame in frames]),
+            ("predicted clean", [frame["x0_image"] for frame in frames]),
+            ("predicted noise", [figures.false_colour(frame["eps"]) for frame in frames])]
+    total = len(data["reverse"]["steps"])
+    caption = (f"Generating runs the mixing backwards in {total} steps. At each step the model looks at the noisy "
+               f"latent x_t (top row, shown through the decoder) and predicts the noise in it (bottom row, the "
+               f"latent's first three channels as colour); removing that noise gives its current guess of the "
+               f"clean image (middle row): x0 = (x_t - sqrt(1 - alpha-bar) x noise) / sqrt(alpha-bar). The "
+               f"sampler then steps to a slightly less noisy x_t, and the guess sharpens step by step. The "
+               f"image is made by this denoising, not pasted from stored pictures.")
+    return Section(5, "Reverse diffusion", caption, [("reverse.png", figures.labelled_grid(rows, labels))])
+
+
+def _guidance(data: dict) -> Section:
+    row = data["guidance"]
+    labels = [f"{item['label']}\nguidance {item['guidance']:g}" for item in row]
+    grid = figures.labelled_grid([("", [item["image"] for item in row])], labels, side=160,
+                                 title=f"seed {data['request']['seed']}, four ways")
+    caption = ("The same seed, so the same starting noise, four ways. Without a prompt the model draws "
+               "whatever its training makes likely. With the prompt but no guidance it follows the words "
+               "loosely. Guidance (classifier-free) runs the model twice per step, with and without the prompt, "
+               "and pushes the result further in the direction the prompt adds; higher guidance follows the "
+               "prompt more strongly, at some cost to variety and naturalness. The prompt is what turns the "
+               "same noise into this image.")
+    return Section(6, "Guidance", caption, [("guidance.png", grid)])
+
+
+def _attention(data: dict) -> Section:
+    found = data.get("attention")
+    if found:
+        return Section(7, "Where the words landed", found["caption"], list(found.get("figures", [])))
+    return Section(7, "Where the words landed (not available yet)",
+                   "Not available yet. Per-token cross-attention maps need hooks on the UNet's attention layers "
+                   "that record, at every step, how strongly each image position attends to each token; that "
+                   "recorder is not part of this version, so this page shows nothing rather than a guess.")
+
+
+def _latent(data: dict) -> Section:
+    latent = data["latent"]
+    image, factor = latent["image"], latent["vae_scale_factor"]
+    channels = latent["latent"].shape[0]
+    shape = " x ".join(map(str, latent["latent"].shape))
+    pictures = [("latent.png", figures.channels_figure(latent["latent"], "the final latent, and its decode",
+                                                       [("decoded", image)]))]
+    up = ""
+    if latent["upscaled"] is not None:
+        pictures.append(("upscale.png", figures.zoom_figure(image, latent["upscaled"], latent["upscaler"])))
+        up = (f" Last, the model's upscaler ({latent['upscaler']}) enlarges the {image.width}x{image.height} "
+              f"result to {latent['upscaled'].width}x{latent['upscaled'].height}, drawing plausible fine detail.")
+    caption = (f"The model never works on pixels: it denoises a latent of {shape} numbers ({channels} channels, "
+               f"{factor} times smaller a side than the image). The VAE's decoder turns the final latent into "
+               f"the {image.width}x{image.height} image.{up}")
+    return Section(8, "Latent and upscale", caption, pictures)
+
+
+# ---- HTML and PDF ---------------------------------------------------------------------------------------------
+
+
+def html_page(data: dict, sections: list[Section]) -> str:
+    request = data["request"]
+    head = (f"<h1>How this image was made</h1><p class=meta>{html.escape(_summary(request))}</p>"
+            f"<p class=meta>made in {data['timings'].get('total', 0):.1f} s</p>")
+    parts = []
+    for section in sections:
+        images = "".join(f'<figure><img alt="{html.escape(name)}" src="{_data_uri(picture)}"></figure>'
+                         for name, picture in section.figures)
+        parts.append(f"<section id=s{section.number}><h2>{section.number}. {html.escape(section.title)}</h2>"
+                     f"<p>{html.escape(section.caption)}</p>{images}</section>")
+    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+             "figure{margin:1em 0}img{max-width:100%;image-rendering:pixelated;border:1px solid #ddd}"
+             ".meta{color:#555}section{margin-bottom:3em}")
+    return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>Explain: "
+            f"{html.escape(request['prompt'][:80])}</title><style>{style}</style></head><body>{head}"
+            f"{''.join(parts)}</body></html>")
+
+
+def pdf_bytes(data: dict, sections: list[Section]) -> bytes:
+    """A title page, then one page per section: its title, caption and figures (scaled to fit)."""
+    from fpdf import FPDF
+
+    pdf = FPDF(orientation="portrait", unit="mm", format="A4")
+    pdf.set_title(_latin("Explain: " + data["request"]["prompt"][:80]))
+    pdf.set_creator("desktop-app explain")
+    pdf.set_auto_page_break(False)
+    pdf.add_page()
+    pdf.set_font(PDF_FONT, "B", 22)
+    pdf.cell(0, 14, "How this image was made", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font(PDF_FONT, "", 11)
+    pdf.multi_cell(0, 6, _latin(_summary(data["request"])), new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(4)
+    pdf.image(data["latent"]["image"].convert("RGB").resize((512, 512), Image.Resampling.NEAREST), w=90)
+    for section in sections:
+        pdf.add_page()
+        pdf.start_section(_latin(f"{section.number}. {section.title}"))
+        pdf.set_font(PDF_FONT, "B", 18)
+        pdf.cell(0, 12, _latin(f"{section.number}. {section.title}"), new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font(PDF_FONT, "", 11)
+        pdf.multi_cell(0, 5.5, _latin(section.caption), new_x="LMARGIN", new_y="NEXT")
+        pdf.ln(3)
+        room_h = pdf.h - pdf.b_margin - pdf.get_y() - 10
+        for _, picture in section.figures:
+            height = room_h / len(section.figures) - 4
+            width = min(pdf.epw, picture.width / picture.height * height)
+            pdf.image(picture.convert("RGB"), w=width, h=width * picture.height / picture.width)
+            pdf.ln(3)
+    return bytes(pdf.output())
+
+
+def _summary(request: dict) -> str:
+    return (f'"{request["prompt"]}" - model {request["model"]}, seed {request["seed"]}, {request["steps"]} steps '
+            f'of {request["sampler"]}, guidance {request["guidance"]:g}, '
+            f'{request["size"][0]}x{request["size"][1]}, '
+            f'on {request["device"]} ({request["dtype"]})')
+
+
+def _latin(text: str) -> str:
+    """PDF core fonts hold Latin-1 only: other characters become '?'."""
+    return text.encode("latin-1", "replace").decode("latin-1")
+
+
+def _data_uri(picture: Image.Image) -> str:
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _write(path: Path, fill) -> Path:
+    return write_atomically(path, fill)
