@@ -8,19 +8,19 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
-from desktop_app.bench import gpu, memory, overhead, previews, responsiveness, startup, throughput, training
+from desktop_app.bench import cpu, gpu, memory, overhead, previews, responsiveness, startup, throughput, training
 from desktop_app.bench.common import Settings, load_average, machine
 
 SCHEMA = 1
 # the issue's numbering; one module per section
 SECTIONS = {
     "overhead": overhead, "previews": previews, "responsiveness": responsiveness, "startup": startup,
-    "throughput": throughput, "memory": memory, "training": training, "gpu": gpu,
+    "throughput": throughput, "memory": memory, "training": training, "gpu": gpu, "cpu": cpu,
 }
 TITLES = {
     "overhead": "1 Engine overhead", "previews": "2 Preview cost", "responsiveness": "3 Window responsiveness",
     "startup": "4 Start-up", "throughput": "5 Throughput", "memory": "6 Memory", "training": "7 Fine-tuning",
-    "gpu": "8 GPU (CUDA)",
+    "gpu": "8 GPU (CUDA)", "cpu": "9 CPU path (bf16 units, channels-last)",
 }
 
 
@@ -184,7 +184,30 @@ def rows(report: dict) -> list[str]:
             if model.get("error") and model.get("error") != s["status"]:
                 lines.append(f"{name}: {model['error']}")
         add(TITLES["gpu"], *lines)
+    if not failed("cpu"):
+        add(TITLES["cpu"], *cpu_lines(sections["cpu"]))
     return out
+
+
+def cpu_lines(s: dict) -> list[str]:
+    """The CPU section's lines: the chosen path and why, then each figure with its candidates."""
+    lines = [f"chosen: {s['chosen_path']} ({s['why']})",
+             "matmul " + ", ".join(f"{name} {_s(rate, 'GFLOP/s', 1)}"
+                                   for name, rate in (s.get("matmul_gflops") or {}).items())]
+    for key, label in (("sd15", "SD 1.5 UNet step"), ("embedded", "embedded whole image"),
+                       ("upscaler", "embedded upscaler")):
+        part = s.get(key) or {}
+        figure = f"{key}_step_ratio" if key == "sd15" else f"{key}_ratio"
+        target = cpu.TARGETS.get(figure)
+        paths = "; ".join(f"{name} {_s(run.get('s'))} ratio {run.get('ratio')}"
+                          + (f" PSNR {run['psnr_db']} dB" if run.get("psnr_db") is not None else "")
+                          for name, run in (part.get("paths") or {}).items())
+        lines.append(f"{label}: ratio {s.get(figure)} (target ≤ {target}){_verdict(s.get(figure), target)}"
+                     + (f" — {part['status']}" if part.get("status") else "") + f": {paths}")
+    sd15 = s.get("sd15") or {}
+    lines.append(f"SD 1.5 UNet fraction of matmul: float32 {sd15.get('fraction_fp32')}, "
+                 f"{sd15.get('fastest')} {sd15.get('fraction_fastest')}; PSNR of the fast image {s['psnr_db']} dB")
+    return lines
 
 
 def _gflop(flops) -> str:
@@ -283,10 +306,27 @@ def markdown(report: dict) -> str:
          f"{_md(sec['training'].get('ours_steps_per_s'), 'steps/s', 2)} / "
          f"{_md(sec['training'].get('bare_steps_per_s'), 'steps/s', 2)} = {sec['training'].get('ratio')}", "", ""),
         (8, "SD1.5 512² and SDXL 1024², fp16, 20 steps (CUDA)", sec["gpu"].get("status"), "", ""),
+        *_cpu_rows(sec.get("cpu") or {}),
     ]
     table = ["| # | figure | result (median [min–max], runs) | target | met |", "|---|---|---|---|---|"]
     table += ["| " + " | ".join("—" if cell is None else str(cell) for cell in row) + " |" for row in rows]
     return "\n".join([head, "", *table])
+
+def _cpu_rows(c: dict) -> list[tuple]:
+    """Section 9's rows: each ratio (fast path / float32 eager) with its target, the fractions and PSNR."""
+    sd15 = c.get("sd15") or {}
+    rows = [(9, "CPU path chosen", f"{c.get('chosen_path')} ({c.get('why')})", "", "")]
+    for key, label in (("sd15_step_ratio", f"SD 1.5 UNet step at {sd15.get('size')} px, batch 2: "
+                                           f"{sd15.get('fastest')} / float32"),
+                       ("embedded_ratio", "embedded whole image with upscale: the engine's path / float32"),
+                       ("upscaler_ratio", "embedded upscaler, 256 px: fastest path / float32")):
+        value, target = c.get(key), cpu.TARGETS[key]
+        rows.append((9, label, value, f"≤ {target}", _met(None if value is None else value <= target)))
+    rows.append((9, "SD 1.5 UNet fraction of matmul: float32 · fastest · PSNR (dB) sd15 / image / upscaler",
+                 f"{sd15.get('fraction_fp32')} · {sd15.get('fraction_fastest')} · "
+                 + " / ".join(str(v) for v in (c.get("psnr_parts") or {}).values()), "", ""))
+    return rows
+
 
 def _training_stall(training) -> str:
     """The window's longest stall while a training ran, or why it was not measured."""

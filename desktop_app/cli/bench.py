@@ -16,7 +16,8 @@ def register(commands) -> None:
                                 description="Benchmarks (medians and spread over several runs): engine overhead "
                                             "against bare diffusers, preview cost, window responsiveness, "
                                             "start-up, throughput against the device's matmul rate, memory, "
-                                            "and on CUDA the SD1.5/SDXL section. Takes minutes; --quick is a "
+                                            "on CUDA the SD1.5/SDXL section, and the CPU path (bf16 units, "
+                                            "channels-last) against float32. Takes minutes; --quick is a "
                                             "short plumbing check.")
     model_options(bench)
     bench.add_argument("--quick", action="store_true", help="fewer runs and steps (a check, not a measurement)")
@@ -24,7 +25,7 @@ def register(commands) -> None:
     bench.add_argument("--out", metavar="FILE", help="also write the JSON report to FILE")
     bench.add_argument("--only", "--sections", dest="only", metavar="SECTIONS",
                        help="comma-separated sections to run (overhead, previews, responsiveness, startup, "
-                            "throughput, memory, training, gpu); the others keep their keys, marked not run")
+                            "throughput, memory, training, gpu, cpu); the others keep their keys, marked not run")
     for name, what in (("width", "image width"), ("height", "image height"), ("steps", "denoising steps")):
         bench.add_argument(f"--{name}", type=int, metavar="N",
                            help=f"{what} instead of the model's default (e.g. a small size for a model "

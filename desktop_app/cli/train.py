@@ -48,12 +48,19 @@ def register(commands) -> None:
     train.add_argument("--noise-offset", type=float, default=0.0, help="noise offset (0.05 is usual; 0 off)")
     train.add_argument("--checkpoint-every", type=int, default=50, metavar="N", help="checkpoint every N steps")
     train.add_argument("--sample-every", type=int, default=100, metavar="N", help="sample images every N steps")
+    train.add_argument("--accumulate", type=int, metavar="N",
+                       help="gradient accumulation: N batches per step (a step then learns from batch x N images)")
+    train.add_argument("--processes", type=int, metavar="N",
+                       help="training processes (default 1): one per GPU, or N CPU processes on a machine without "
+                            "one; a step learns from batch x accumulate x N images")
     train.add_argument("--json", action="store_true", help="print the events as JSON lines on stdout")
 
 
 def make_config(args: argparse.Namespace):
     """The TrainConfig for the arguments: a resumed job's saved settings, or the device preset plus options."""
     from desktop_app.engine.device import choose_device
+    from dataclasses import asdict
+
     from desktop_app.training.config import TrainConfig, check_job_name, job_path, preset
     from desktop_app.training.support import check_model
 
@@ -69,6 +76,9 @@ def make_config(args: argparse.Namespace):
             check_model(config.model)
             if args.steps:
                 config.steps = args.steps
+            for name in ("accumulate", "processes"):  # checked again: TrainConfig's own rules
+                if getattr(args, name, None) is not None:
+                    config = TrainConfig.from_dict({**asdict(config), name: getattr(args, name)})
             return config
     if not args.images or not args.token:
         raise BadInput("--images DIR and --token TOKEN are needed (see desktop-app train --help)")
@@ -76,7 +86,9 @@ def make_config(args: argparse.Namespace):
     device = choose_device(args.device)
     values = preset(device.type)
     values.update({k: v for k, v in {"steps": args.steps, "rank": args.rank, "learning_rate": args.lr,
-                                     "batch_size": args.batch, "resolution": args.resolution}.items()
+                                     "batch_size": args.batch, "resolution": args.resolution,
+                                     "accumulate": getattr(args, "accumulate", None),
+                                     "processes": getattr(args, "processes", None)}.items()
                    if v is not None})
     if args.resolution is None:
         values["resolution"] = native_resolution(args.model, values["resolution"])
@@ -85,6 +97,23 @@ def make_config(args: argparse.Namespace):
                        train_text_encoder=args.train_text_encoder, prior_preservation=args.prior_preservation,
                        snr_gamma=args.snr_gamma, noise_offset=args.noise_offset,
                        checkpoint_every=args.checkpoint_every, sample_every=args.sample_every, **values)
+
+
+def train_processes(config, emit, control, resume: bool) -> dict:
+    """The job on ``config.processes`` processes through accelerate's launcher (training/launch.py); the last
+    event (finished, paused, cancelled or failed). The dataset is checked here first (seconds, no torch)."""
+    from desktop_app.training.config import job_path
+    from desktop_app.training.dataset import check_ready, scan
+    from desktop_app.training.launch import run_processes
+    from desktop_app.training.run import CONTROL_FILE
+
+    check_ready(scan(config.images), config.batch_size)
+    folder = job_path(config.name)
+    folder.mkdir(parents=True, exist_ok=True)
+    config_file = folder / "job.json"
+    config.save(config_file)
+    (folder / CONTROL_FILE).unlink(missing_ok=True)
+    return run_processes(config, config_file, folder / CONTROL_FILE, emit, control, resume)[1]
 
 
 def shell_quote(text: str) -> str:
@@ -157,7 +186,13 @@ def run(args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
-        event = train(config, Bar(sys.stderr, args.json), lambda: command[0], resume=args.resume)
+        if config.processes > 1:
+            event = train_processes(config, Bar(sys.stderr, args.json), lambda: command[0], args.resume)
+            if event["event"] == "failed":
+                print(f"\n{PROG}: error: {' '.join(str(event['message']).split())}", file=sys.stderr)
+                return 2 if event.get("kind") == "bad_input" else 1
+        else:
+            event = train(config, Bar(sys.stderr, args.json), lambda: command[0], resume=args.resume)
     except (RequestError, ModelError, DatasetError) as exc:
         raise BadInput(" ".join(str(exc).split())) from None
     except TrainingError as exc:

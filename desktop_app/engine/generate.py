@@ -83,6 +83,8 @@ class Engine:
         folder = check_folder(name)  # a missing model is reported before the "load" stage shows
         parts = _components_for(folder)  # a transformer file's text encoders and VAE, as named now
         dtype = self.dtype
+        if self.device.type == "cpu":  # bfloat16 for a large model on a CPU with bf16 units (device.py)
+            dtype = devices.dtype_for_model(self._choice, _largest_component(folder, parts))
         if dtype == torch.float16 and is_embedded(read_index(folder)):
             # the embedded model is small enough for float32 anywhere, and float16's range is too narrow for
             # its cosine schedule (Euler starts from sigma ~2e4); GPUs with bfloat16 never get here
@@ -256,6 +258,16 @@ def _components_for(path: Path) -> Path | None:
     from desktop_app.models import components
 
     return components.check_model(path) if path.is_file() else None
+
+
+def _largest_component(folder: Path, parts: Path | None) -> int | None:
+    """The bytes of the model's largest component at float32 (its denoiser), from the files' headers."""
+    from desktop_app.engine.memory_plan import weights_on_disk
+
+    try:
+        return max(weights_on_disk(folder, 4, parts).components.values(), default=None)
+    except (OSError, ValueError):
+        return None
 
 
 def _ignore(event) -> None:

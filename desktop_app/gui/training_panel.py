@@ -116,12 +116,16 @@ class TrainingPanel(QWidget):
         self.lr = QDoubleSpinBox(decimals=6, minimum=1e-6, maximum=0.1, singleStep=1e-4)
         self.steps = _spin(1, 100_000)
         self.batch = _spin(1, 64)
+        self.accumulate = _spin(1, 256)
+        self.accumulate.setToolTip("Add up this many batches before each step: a step learns from batch x this")
+        self.processes = _spin(1, 64)
+        self.processes.setToolTip("Train on this many processes (one per GPU; CPU processes without a GPU)")
         self.seed = _spin(0, 2**31 - 1)
         self.crop = QComboBox()
         self.crop.addItems(["center", "random"])
         for label, widget in (("Resolution", self.resolution), ("Rank", self.rank), ("Learning rate", self.lr),
-                              ("Steps", self.steps), ("Batch", self.batch), ("Seed", self.seed),
-                              ("Crop", self.crop)):
+                              ("Steps", self.steps), ("Batch", self.batch), ("Accumulate", self.accumulate),
+                              ("Processes", self.processes), ("Seed", self.seed), ("Crop", self.crop)):
             form.addRow(label, widget)
         layout.addLayout(form)
 
@@ -257,6 +261,7 @@ class TrainingPanel(QWidget):
         self.model_edit.setText(config.model)
         for box, value in ((self.resolution, config.resolution), (self.rank, config.rank),
                            (self.steps, config.steps), (self.batch, config.batch_size), (self.seed, config.seed),
+                           (self.accumulate, config.accumulate), (self.processes, config.processes),
                            (self.class_images, config.class_images), (self.sample_every, config.sample_every),
                            (self.sample_steps, config.sample_steps),
                            (self.checkpoint_every, config.checkpoint_every)):
@@ -279,6 +284,7 @@ class TrainingPanel(QWidget):
             class_word=self.class_edit.text().strip(), model=self.model_edit.text().strip() or "default",
             device=self.device_combo.currentText(), steps=self.steps.value(), rank=self.rank.value(),
             learning_rate=self.lr.value(), batch_size=self.batch.value(), resolution=self.resolution.value(),
+            accumulate=self.accumulate.value(), processes=self.processes.value(),
             seed=self.seed.value(), crop=self.crop.currentText(), train_text_encoder=self.text_encoder.isChecked(),
             prior_preservation=self.prior.isChecked(), class_images=self.class_images.value(),
             snr_gamma=self.snr_gamma.value(), noise_offset=self.noise_offset.value(),

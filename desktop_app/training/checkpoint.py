@@ -8,12 +8,21 @@ JSON in the file's metadata, with a placeholder where each tensor was. Checkpoin
 (``checkpoint.pt``, a torch pickle) are still read, with ``torch.load(weights_only=True)`` (which refuses code),
 and any refusal is reported as a damaged or unsafe checkpoint: never with torch's advice to turn the check off.
 torch is imported inside the functions: the Fine-tune panel asks ``exists`` without loading it.
+
+Since the trainer runs on accelerate, a checkpoint is a folder ``checkpoints/step-NNNNNN-STAMP/`` written by
+``Accelerator.save_state`` (the optimizer, the gradient scaler and each process's RNG, loaded back with
+``torch.load(weights_only=True)``, which refuses code) plus ``training_state.safetensors`` (the LoRA weights, the
+step, the losses: the layout above). It is made in ``checkpoints/.staging`` and renamed into place once whole;
+the older folders go after that, so a kill at any moment leaves one whole checkpoint. A folder without its
+state file is not a checkpoint. The single files above are still read (a job paused before the change).
 """
 
 from __future__ import annotations
 
 import json
 import random
+import shutil
+import time
 import warnings
 from pathlib import Path
 
@@ -25,6 +34,9 @@ FILE_NAME = "checkpoint.safetensors"
 LEGACY_NAME = "checkpoint.pt"  # before safetensors: read on resume, never written
 STATE_KEY = "desktop_app_training_state"
 MAX_STATE = 64 * 2**20  # the metadata of a real checkpoint is kilobytes (losses: ~20 bytes a step)
+FOLDER = "checkpoints"  # accelerate's save_state folders live here
+STAGING = ".staging"
+STATE_FILE = "training_state.safetensors"
 
 
 def path_in(job_dir: Path) -> Path:
@@ -32,7 +44,10 @@ def path_in(job_dir: Path) -> Path:
 
 
 def existing(job_dir: Path) -> Path | None:
-    """The checkpoint file resume would read (the current format first), or None."""
+    """The checkpoint resume would read (an accelerate folder first, then the older files), or None."""
+    folder = latest_folder(job_dir)
+    if folder is not None:
+        return folder
     for name in (FILE_NAME, LEGACY_NAME):
         if (job_dir / name).is_file():
             return job_dir / name
@@ -67,6 +82,8 @@ def read(job_dir: Path) -> dict | None:
         return None
     if target.name == LEGACY_NAME:
         return _read_legacy(target)
+    if target.is_dir():
+        target = target / STATE_FILE
     from safetensors import SafetensorError, safe_open
 
     try:
@@ -104,6 +121,47 @@ def load(job_dir: Path) -> dict | None:
     except (ValueError, TypeError, RuntimeError, AttributeError) as exc:
         raise _damaged(target, exc) from None
     return state
+
+
+def latest_folder(job_dir: Path) -> Path | None:
+    """The newest whole accelerate checkpoint folder (it has its state file), or None."""
+    root = job_dir / FOLDER
+    if not root.is_dir():
+        return None
+    whole = [p for p in root.iterdir() if p.name.startswith("step-") and (p / STATE_FILE).is_file()]
+    return max(whole, key=lambda p: p.name, default=None)
+
+
+def staging(job_dir: Path) -> Path:
+    """An empty folder for ``Accelerator.save_state`` (the main process makes it before the others write)."""
+    folder = job_dir / FOLDER / STAGING
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
+
+
+def commit(job_dir: Path, staged: Path, state: dict) -> Path:
+    """Write ``state`` (LoRA tensors, step, losses...) into the staged folder, rename it into place, then remove
+    the older checkpoints (folders and files). Returns the new folder."""
+    from safetensors.torch import save as to_bytes
+
+    tensors: dict = {}
+    skeleton = _pack(state, tensors)
+    data = to_bytes(tensors, metadata={STATE_KEY: json.dumps(skeleton)})
+    write_atomically(staged / STATE_FILE, lambda stream: stream.write(data), prefix=f".{STATE_FILE}-")
+    target = job_dir / FOLDER / f"step-{int(state['step']):06d}-{time.time_ns():020d}"
+    staged.rename(target)
+    for old in (job_dir / FOLDER).iterdir():
+        if old != target and old.name.startswith("step-"):
+            shutil.rmtree(old, ignore_errors=True)
+    for name in (FILE_NAME, LEGACY_NAME):
+        (job_dir / name).unlink(missing_ok=True)
+    return target
+
+
+def damaged(target: Path, exc: BaseException) -> ModelError:
+    """The one message for a checkpoint that cannot be used (see ``_damaged``)."""
+    return _damaged(target, exc)
 
 
 def saved_step(job_dir: Path) -> int | str:

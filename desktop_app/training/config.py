@@ -55,6 +55,8 @@ class TrainConfig:
     mixed_precision: str = "no"  # "no", "auto" (bf16 where the GPU has it, else fp16), "fp16", "bf16"
     gradient_checkpointing: bool = False
     use_8bit_adam: bool = False
+    accumulate: int = 1  # micro-batches per optimizer step; a step's batch: batch_size x accumulate x processes
+    processes: int = 1  # training processes (accelerate's launcher): one per GPU, or CPU processes without one
     inject_nan_at: int = 0  # tests only: make the loss NaN at this step
 
     def __post_init__(self) -> None:
@@ -87,6 +89,10 @@ class TrainConfig:
         for name in ("checkpoint_every", "sample_every"):
             value = getattr(self, name)
             _check(_int(value) and value >= 0, name, f"must be a whole number, 0 for never, got {value!r}")
+        _check(_int(self.accumulate) and 1 <= self.accumulate <= 256, "accumulate",
+               f"must be 1 to 256, got {self.accumulate!r}")
+        _check(_int(self.processes) and 1 <= self.processes <= 64, "processes",
+               f"must be 1 to 64, got {self.processes!r}")
         _check(self.mixed_precision in ("no", "auto", "fp16", "bf16"), "mixed_precision",
                f"must be no, auto, fp16 or bf16, got {self.mixed_precision!r}")
 

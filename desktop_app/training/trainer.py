@@ -4,6 +4,11 @@
 polled once per step and returns None, "pause" or "cancel". Pause and cancel save a checkpoint and return;
 ``resume=True`` continues from the job's checkpoint. Each step draws its noise, timesteps and images from a
 generator seeded by (seed, step), so a resumed run repeats an uninterrupted one.
+
+The loop runs on ``accelerate`` (accelerated.py): mixed precision, gradient accumulation (``accumulate``
+micro-batches per step), DDP when accelerate's launcher starts several processes (launch.py), checkpoints by
+``save_state``/``load_state``. A step's batch is batch_size x accumulate x processes images, drawn as a whole,
+so the same global batch gives the same LoRA however it is split.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from desktop_app import paths
-from desktop_app.training import checkpoint, dataset, export
+from desktop_app.training import accelerated, checkpoint, dataset, export
 from desktop_app.training.config import TrainConfig, job_path
 from desktop_app.training.support import check_model
 from desktop_app.training.errors import TrainingError  # noqa: F401 - re-exported
@@ -53,22 +58,39 @@ def step_generator(seed: int, step: int, device: str = "cpu") -> torch.Generator
 def train(config: TrainConfig, emit: Emit, control: Callable[[], str | None] = lambda: None,
           resume: bool = False) -> dict:
     """Run (or resume) the job; returns the last event (finished, paused or cancelled). DatasetError and
-    RequestError for bad input before training starts; TrainingError when it stops on NaN or disk."""
+    RequestError for bad input before training starts; TrainingError when it stops on NaN or disk. Under
+    accelerate's launcher every process runs this; only the main one emits events (and writes files)."""
+    from desktop_app.engine import device as devices
+
+    started = time.perf_counter()
+    check_model(config.model)  # SDXL and other families the loop cannot train: refused before anything is made
+    folder = job_dir(config.name)
+    accelerator = accelerated.make(str(devices.choose_device(config.device)), config.mixed_precision,
+                                   config.accumulate)
+    try:
+        return _run(config, emit if accelerator.is_main_process else _silent, control, resume, accelerator,
+                    folder, started)
+    finally:
+        accelerated.reset()
+
+
+def _silent(event: dict) -> None:
+    """Processes other than the main one report nothing (one loss curve, one progress bar)."""
+
+
+def _run(config: TrainConfig, emit: Emit, control: Callable[[], str | None], resume: bool, accelerator,
+         folder: Path, started: float) -> dict:
     from diffusers import DDPMScheduler
     from diffusers.training_utils import cast_training_params, compute_snr
     from peft import LoraConfig, inject_adapter_in_model
     from peft.utils import set_peft_model_state_dict
 
-    from desktop_app.engine import device as devices
     from desktop_app.models import model_folder
     from desktop_app.errors import RequestError
     from desktop_app.engine.loader import load_model
     from desktop_app.models.model_hash import model_hash
 
-    started = time.perf_counter()
-    check_model(config.model)  # SDXL and other families the loop cannot train: refused before anything is made
-    folder = job_dir(config.name)
-
+    main = accelerator.is_main_process
     # 1. the dataset, checked before anything heavy loads
     scan = dataset.scan(config.images)
     for path, reason in scan.unusable:
@@ -78,13 +100,16 @@ def train(config: TrainConfig, emit: Emit, control: Callable[[], str | None] = l
     dataset.check_ready(scan, config.batch_size)
     data_hash = dataset.dataset_hash(scan.usable)
     state = checkpoint.load(folder) if resume else None
+    resume_from = checkpoint.existing(folder) if state is not None else None
     if resume and state is None:
         emit({"event": "warning", "message": f"no checkpoint in {folder}; starting from step 0"})
-    config.save(folder / "config.json")
+    if main:
+        config.save(folder / "config.json")
 
     # 2. the model, frozen, in the weight dtype; LoRA adapters in float32
-    device = devices.choose_device(config.device)
-    weight_dtype = _weight_dtype(config.mixed_precision, device)
+    device = accelerator.device
+    mixed = accelerator.mixed_precision
+    weight_dtype = accelerated.weight_dtype(mixed, device.type)
     if config.train_text_encoder and model_folder.is_embedded(model_folder.read_index(
             model_folder.check_folder(config.model))):
         raise RequestError("train_text_encoder", "the embedded model's text encoder (MiniLM) cannot take a LoRA "
@@ -98,8 +123,11 @@ def train(config: TrainConfig, emit: Emit, control: Callable[[], str | None] = l
     noise_scheduler = DDPMScheduler.from_config(model.base_scheduler_config)
     prediction = noise_scheduler.config.prediction_type
 
-    # 3. class images for prior preservation, drawn by the base model before the adapters exist
-    class_items = _class_images(config, pipe, folder, emit) if config.prior_preservation else []
+    # 3. class images for prior preservation, drawn by the base model before the adapters exist (main first)
+    class_items = []
+    if config.prior_preservation:
+        with accelerator.main_process_first():
+            class_items = _class_images(config, pipe, folder, emit)
 
     torch.manual_seed(config.seed)  # the adapters' gaussian initialisation: the same seed, the same LoRA
     unet.add_adapter(LoraConfig(r=config.rank, lora_alpha=config.rank, init_lora_weights="gaussian",
@@ -114,18 +142,21 @@ def train(config: TrainConfig, emit: Emit, control: Callable[[], str | None] = l
     if config.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
     params = [p for m in trained for p in m.parameters() if p.requires_grad]
+    text_params = [p for p in text_encoder.parameters() if p.requires_grad] if config.train_text_encoder else []
     lora_bytes = sum(p.numel() for p in params) * 4
     sample_rounds = 1 + (config.steps // config.sample_every if config.sample_every else 0)
-    # the checkpoint (LoRA + two Adam moments, and its temporary copy), both LoRA files, ~64 KB per sample round
+    # the checkpoint (LoRA + two Adam moments, and its staged copy), both LoRA files, ~64 KB per sample round
     check_disk(folder, lora_bytes * 6 + sample_rounds * 64 * 1024)
-    optimizer = _optimizer(config, params)
-    scaler = torch.amp.GradScaler(device.type) if weight_dtype == torch.float16 else None
+    # accelerate: DDP around the U-Net with several processes, autocast and the gradient scaler
+    unet_ddp, optimizer = accelerator.prepare(unet, _optimizer(config, params))
 
     # 4. pixels to latents once (centre crop), prompts to embeddings once (unless the text encoder learns)
     prompt = dataset.instance_prompt(config.token, config.class_word)
     items = [(item.path, item.caption or prompt) for item in scan.usable]
     cached = config.crop == "center"
     latent_cache = [_encode(vae, [p], config, None, device, weight_dtype) for p, _ in items] if cached else []
+    first_latent = latent_cache[0] if cached else _encode(vae, [items[0][0]], config, None, device, weight_dtype)
+    shape = tuple(first_latent[0].shape[1:])  # (channels, height, width) of one latent
     class_latents = [_encode(vae, [p], config, None, device, weight_dtype) for p in class_items]
     class_text = _embed(pipe, [dataset.class_prompt(config.class_word)], device)[0] if class_items else None
     texts = {t for _, t in items}
@@ -138,102 +169,115 @@ def train(config: TrainConfig, emit: Emit, control: Callable[[], str | None] = l
         if config.train_text_encoder and state.get("text_encoder"):
             set_peft_model_state_dict(text_encoder, state["text_encoder"])
         cast_training_params(trained, torch.float32)
-        optimizer.load_state_dict(state["optimizer"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
+        if resume_from.is_dir():
+            accelerated.load(accelerator, resume_from)  # optimizer, scaler, RNG
+        else:  # a single-file checkpoint from before accelerate
+            optimizer.load_state_dict(state["optimizer"])
+            if accelerator.scaler is not None and state.get("scaler"):
+                accelerator.scaler.load_state_dict(state["scaler"])
         step, losses, elapsed_before = int(state["step"]), list(state["losses"]), float(state["elapsed"])
         if state.get("dataset_hash") != data_hash:
             emit({"event": "warning", "message": "the images changed since the checkpoint; training goes on "
                                                  "with the new ones"})
+    processes, micro = accelerator.num_processes, config.batch_size
     emit({"event": "started", "step": step, "total": config.steps, "images": len(items), "device": str(device),
           "dtype": str(weight_dtype).removeprefix("torch."), "prediction": prediction, "job_dir": str(folder),
-          "instance_prompt": prompt, "resumed": state is not None})
+          "instance_prompt": prompt, "resumed": state is not None, "mixed_precision": mixed,
+          "processes": processes, "accumulate": config.accumulate,
+          "batch": micro * config.accumulate * processes})
 
-    def save_state() -> Path:
-        return checkpoint.save(folder, {
+    def save_state() -> Path | None:
+        return accelerated.save(accelerator, folder, {
             "step": step, "losses": losses, "elapsed": elapsed_before + time.perf_counter() - started,
             "unet": export.peft_state(unet), "dataset_hash": data_hash,
-            "text_encoder": export.peft_state(text_encoder) if config.train_text_encoder else {},
-            "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler is not None else {}})
+            "text_encoder": export.peft_state(text_encoder) if config.train_text_encoder else {}})
 
-    # 6. the loop
+    # 6. the loop: each step draws its whole batch (every process, every micro-batch) from one generator seeded
+    # by (seed, step), then this process trains on its share; so one process with batch 4, four micro-batches
+    # of 1 and two processes of 2 all see the same images, noise and timesteps
     for module in trained:
         module.train()
-    autocast_dtype = weight_dtype if weight_dtype != torch.float32 else None
+    total_batch = micro * config.accumulate * processes
     loop_start, loop_start_step = time.perf_counter(), step
     while step < config.steps:
-        command = control()
+        command = accelerated.agree(accelerator, control())
         if command in ("pause", "cancel"):
             saved = save_state()
             event = {"event": "paused" if command == "pause" else "cancelled", "step": step,
                      "checkpoint": str(saved)}
             emit(event)
             return event
-        gen = step_generator(config.seed, step + 1)
-        picks = torch.randperm(len(items), generator=gen)[: config.batch_size].tolist()
-        if cached:
-            latents = torch.cat([_sample(latent_cache[i], gen) for i in picks])
-        else:
-            rng = random.Random(config.seed * 7919 + step)
-            latents = torch.cat([_sample(_encode(vae, [items[i][0]], config, rng, device, weight_dtype), gen)
-                                 for i in picks])
-        texts = [items[i][1] for i in picks]
-        if class_items:
-            extra = torch.randint(len(class_items), (config.batch_size,), generator=gen).tolist()
-            latents = torch.cat([latents] + [_sample(class_latents[i], gen) for i in extra])
-        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            if config.train_text_encoder:
-                embeds = _embed(pipe, texts, device, grad=True)
-            else:
-                embeds = torch.stack([text_cache[t] for t in texts])
-            if class_items:
-                embeds = torch.cat([embeds, class_text.unsqueeze(0).expand(config.batch_size, -1, -1)])
-            latents = latents.to(device)
-            noise = torch.randn(latents.shape, generator=gen).to(device)
-            if config.noise_offset:
-                noise = noise + config.noise_offset * torch.randn((latents.shape[0], latents.shape[1], 1, 1),
-                                                                  generator=gen).to(device)
-            timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (latents.shape[0],),
-                                      generator=gen).to(device)
-            noisy = noise_scheduler.add_noise(latents, noise, timesteps)
-            if prediction == "v_prediction":
-                target = noise_scheduler.get_velocity(latents, noise, timesteps)
-            else:
-                target = noise
-            predicted = unet(noisy.to(weight_dtype), timesteps, embeds.to(weight_dtype)).sample
-        per_item = F.mse_loss(predicted.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
-        if config.snr_gamma:
-            snr = compute_snr(noise_scheduler, timesteps)
-            weights = torch.clamp(snr, max=config.snr_gamma)
-            per_item = per_item * (weights / (snr + 1) if prediction == "v_prediction" else weights / snr)
-        if class_items:
-            b = config.batch_size
-            loss = per_item[:b].mean() + config.prior_weight * per_item[b:].mean()
-        else:
-            loss = per_item.mean()
-        if config.inject_nan_at and step + 1 == config.inject_nan_at:
-            loss = loss * float("nan")
-        if not torch.isfinite(loss):
+        draw = _draw(step_generator(config.seed, step + 1), total_batch, len(items), shape,
+                     len(class_items), noise_scheduler.config.num_train_timesteps, config.noise_offset)
+        step_loss = torch.zeros((), device=device)
+        for k in range(config.accumulate):
+            first = (k * processes + accelerator.process_index) * micro
+            share = slice(first, first + micro)
+            with accelerator.accumulate(unet_ddp):
+                picks = draw["picks"][share].tolist()
+                if cached:
+                    latents = [latent_cache[i] for i in picks]
+                else:
+                    latents = [_encode(vae, [items[i][0]], config, random.Random(
+                        (config.seed * 7919 + step) * 100_003 + first + j), device, weight_dtype)
+                        for j, i in enumerate(picks)]
+                latents = torch.cat([m + s * e for (m, s), e in zip(latents, draw["eps"][share])])
+                item_texts = [items[i][1] for i in picks]
+                rows = [share]
+                if class_items:
+                    chosen = [class_latents[i] for i in draw["class_picks"][share].tolist()]
+                    latents = torch.cat([latents] + [m + s * e for (m, s), e in
+                                                     zip(chosen, draw["class_eps"][share])])
+                    rows.append(slice(total_batch + first, total_batch + first + micro))
+                noise = torch.cat([draw["noise"][r] for r in rows])
+                if config.noise_offset:
+                    noise = noise + config.noise_offset * torch.cat([draw["offset"][r] for r in rows])
+                timesteps = torch.cat([draw["timesteps"][r] for r in rows]).to(device)
+                latents, noise = latents.to(device), noise.to(device)
+                with accelerator.autocast():
+                    if config.train_text_encoder:
+                        embeds = _embed(pipe, item_texts, device, grad=True)
+                    else:
+                        embeds = torch.stack([text_cache[t] for t in item_texts])
+                    if class_items:
+                        embeds = torch.cat([embeds, class_text.unsqueeze(0).expand(micro, -1, -1)])
+                    noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+                    target = noise_scheduler.get_velocity(latents, noise, timesteps) \
+                        if prediction == "v_prediction" else noise
+                    predicted = unet_ddp(noisy.to(weight_dtype), timesteps, embeds.to(weight_dtype)).sample
+                per_item = F.mse_loss(predicted.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+                if config.snr_gamma:
+                    snr = compute_snr(noise_scheduler, timesteps)
+                    weights = torch.clamp(snr, max=config.snr_gamma)
+                    per_item = per_item * (weights / (snr + 1) if prediction == "v_prediction" else weights / snr)
+                loss = per_item[:micro].mean()
+                if class_items:
+                    loss = loss + config.prior_weight * per_item[micro:].mean()
+                if config.inject_nan_at and step + 1 == config.inject_nan_at:
+                    loss = loss * float("nan")
+                accelerator.backward(loss)  # divided by the accumulation; DDP averages over the processes
+                if text_params and processes > 1 and accelerator.sync_gradients:
+                    for p in text_params:  # the text encoder runs outside DDP (the pipeline calls it)
+                        if p.grad is not None:
+                            p.grad = accelerator.reduce(p.grad, "mean")
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                step_loss = step_loss + loss.detach().float() / config.accumulate
+        if processes > 1:
+            step_loss = accelerator.reduce(step_loss, "mean")  # the loss of the whole batch, the same everywhere
+        if not torch.isfinite(step_loss):
             kept = checkpoint.existing(folder)
             kept_text = "no checkpoint was saved yet"
             if kept is not None:
                 kept_text = f"the last good checkpoint (step {checkpoint.saved_step(folder)}) is kept in {kept}"
-            message = (f"the loss became {loss.item()} at step {step + 1}: training stopped; {kept_text}. "
+            message = (f"the loss became {step_loss.item()} at step {step + 1}: training stopped; {kept_text}. "
                        "Lower the learning rate (or turn off fp16) and resume or start again.")
             error = TrainingError("nan", message)
             emit({"event": "failed", "kind": error.kind.value, "reason": error.reason, "step": step + 1,
                   "message": message})
             raise error
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
         step += 1
-        losses.append([step, round(loss.item(), 6)])
+        losses.append([step, round(step_loss.item(), 6)])
         now = time.perf_counter()
         rate = (step - loop_start_step) / max(now - loop_start, 1e-9)
         elapsed = elapsed_before + now - started
@@ -242,39 +286,54 @@ def train(config: TrainConfig, emit: Emit, control: Callable[[], str | None] = l
         if config.checkpoint_every and step % config.checkpoint_every == 0 and step < config.steps:
             emit({"event": "checkpoint", "step": step, "path": str(save_state())})
         if config.sample_every and step % config.sample_every == 0 and step < config.steps:
-            emit({"event": "sample", "step": step, "paths": _samples(config, pipe, folder, step, device, prompt)})
+            if main:
+                emit({"event": "sample", "step": step,
+                      "paths": _samples(config, pipe, folder, step, device, prompt)})
+            accelerator.wait_for_everyone()
 
-    # 7. the result: LoRA files, final samples, the originality check
+    # 7. the result: LoRA files, final samples, the originality check (the main process)
     for module in trained:
         module.eval()
-    sample_paths = _samples(config, pipe, folder, step, device, prompt)
-    emit({"event": "sample", "step": step, "paths": sample_paths})
-    date = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    meta = export.metadata(config, model.display_name, model_hash(model.path), data_hash, len(items), step, date,
-                           text_kind == "clip")
-    files = export.save_lora(paths.loras_dir(), config.name, unet,
-                             text_encoder if config.train_text_encoder else None, meta,
-                             kohya_text_encoder=text_kind == "clip")
+    event = {"event": "finished", "step": step}
+    if main:
+        sample_paths = _samples(config, pipe, folder, step, device, prompt)
+        emit({"event": "sample", "step": step, "paths": sample_paths})
+        date = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        meta = export.metadata(config, model.display_name, model_hash(model.path), data_hash, len(items), step,
+                               date, text_kind == "clip")
+        files = export.save_lora(paths.loras_dir(), config.name, unet,
+                                 text_encoder if config.train_text_encoder else None, meta,
+                                 kohya_text_encoder=text_kind == "clip")
     save_state()
-    from desktop_app.training.originality import nearest
+    if main:
+        from desktop_app.training.originality import nearest
 
-    report = nearest(sample_paths, [path for path, _ in items])
-    event = {"event": "finished", "step": step, "files": files, "samples": sample_paths, "originality": report,
-             "elapsed": round(elapsed_before + time.perf_counter() - started, 3), "trigger": config.token,
-             "losses": losses[-5:]}
+        report = nearest(sample_paths, [path for path, _ in items])
+        event.update({"files": files, "samples": sample_paths, "originality": report,
+                      "elapsed": round(elapsed_before + time.perf_counter() - started, 3),
+                      "trigger": config.token, "losses": losses[-5:]})
     emit(event)
     return event
 
 
+def _draw(gen: torch.Generator, count: int, images: int, shape, class_images: int, timesteps: int,
+          noise_offset: float) -> dict:
+    """Every random number of one step's whole batch (``count`` items; class rows after them), in a fixed order."""
+    rows = count * (2 if class_images else 1)
+    rounds = -(-count // images)  # a batch larger than the folder takes every image before repeating one
+    draw = {"picks": torch.cat([torch.randperm(images, generator=gen) for _ in range(rounds)])[:count],
+            "eps": torch.randn((count, *shape), generator=gen)}
+    if class_images:
+        draw["class_picks"] = torch.randint(class_images, (count,), generator=gen)
+        draw["class_eps"] = torch.randn((count, *shape), generator=gen)
+    draw["noise"] = torch.randn((rows, *shape), generator=gen)
+    if noise_offset:
+        draw["offset"] = torch.randn((rows, shape[0], 1, 1), generator=gen)
+    draw["timesteps"] = torch.randint(0, timesteps, (rows,), generator=gen)
+    return draw
+
+
 # ---- pieces -------------------------------------------------------------------------------------------------
-
-
-def _weight_dtype(mixed_precision: str, device: torch.device) -> torch.dtype:
-    if device.type != "cuda" or mixed_precision == "no":
-        return torch.float32  # the CPU has no fast half precision; MPS has no native autocast for training
-    if mixed_precision == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if mixed_precision == "bf16" else torch.float16
 
 
 def _optimizer(config: TrainConfig, params: list) -> torch.optim.Optimizer:

@@ -1,11 +1,16 @@
 """A LoRA on 5 images at 64 px on the embedded default model, on the CPU (issue 6: fine-tuning).
 
     OMP_NUM_THREADS=1 .venv/bin/python tests/benchmarks/lora_embedded.py [--steps 300] [--samples 8]
+    .venv/bin/python tests/benchmarks/lora_embedded.py --compare-processes [--steps 40]
 
 Prints the training speed (steps/s, from the trainer's own step events; model load and export excluded) and
 whether the trigger prompt moved toward the training images: the mean distance (16x16 colour layouts, see
 desktop_app/training/originality.py) from each trigger-prompt sample to its nearest training image, with the
 base model and with the LoRA, same seeds. A prompt without the trigger is the control. Not collected by pytest.
+
+``--compare-processes``: steps per second (and images per second) of the training process with one process and
+with two CPU processes (accelerate's launcher, gloo; batch 1 per process, so two processes learn from two images
+a step), timed from the step events after the first, one run each, alternately.
 """
 
 from __future__ import annotations
@@ -52,13 +57,54 @@ def draw(pipe, prompt: str, seeds: list[int], folder: Path, tag: str) -> list[Pa
     return paths
 
 
+def process_speed(root: Path, processes: int, steps: int, tag: str) -> dict:
+    """One run of ``python -m desktop_app.training.run`` on ``processes`` processes: steps/s from its events."""
+    import subprocess
+    import sys
+
+    from desktop_app.training.config import TrainConfig
+
+    config = TrainConfig(images=str(root / "images"), token="sks", class_word="ball", name=f"procs-{tag}",
+                         steps=steps, rank=4, learning_rate=5e-4, resolution=64, checkpoint_every=0,
+                         sample_every=0, sample_steps=2, processes=processes)
+    job = root / f"{config.name}.json"
+    config.save(job)
+    repo = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=str(repo))
+    # OMP_NUM_THREADS as given applies to every process (unset: one process takes all cores, N take 1/N each)
+    process = subprocess.Popen([sys.executable, "-m", "desktop_app.training.run", "--config", str(job)],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=repo)
+    times = []
+    for line in process.stdout:
+        if json.loads(line)["event"] == "step":
+            times.append(time.perf_counter())
+    process.wait()
+    rate = (len(times) - 1) / (times[-1] - times[0])
+    return {"processes": processes, "steps_per_s": round(rate, 2), "images_per_s": round(rate * processes, 2)}
+
+
+def compare_processes(steps: int) -> None:
+    root = Path(tempfile.mkdtemp(prefix="lora-procs-"))
+    os.environ["DESKTOP_APP_HOME"] = str(root / "home")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    training_images(root / "images")
+    runs = [process_speed(root, n, steps, f"{n}-{k}") for k in range(2) for n in (1, 2)]
+    figures = {f"{n}_process{'es' if n > 1 else ''}": max((r for r in runs if r["processes"] == n),
+                                                          key=lambda r: r["steps_per_s"]) for n in (1, 2)}
+    print(json.dumps({"cpus": os.cpu_count(), "steps": steps, "best_of_2": figures, "runs": runs}, indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--rank", type=int, default=4)
+    parser.add_argument("--compare-processes", action="store_true", help="steps/s with 1 and 2 processes only")
     args = parser.parse_args()
+    if args.compare_processes:
+        compare_processes(args.steps if args.steps != 300 else 40)
+        return
     root = Path(tempfile.mkdtemp(prefix="lora-bench-"))
     os.environ["DESKTOP_APP_HOME"] = str(root / "home")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

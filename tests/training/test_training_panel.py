@@ -148,3 +148,18 @@ def test_pause_resume_and_cancel(panel, qtbot, tmp_path):
         if again.is_running():
             again.process.kill()
             again.process.waitForFinished(10_000)
+
+
+def test_accumulate_and_processes_reach_the_job_and_come_back_from_it(panel, tmp_path):
+    """The panel's Accumulate and Processes fields go into the TrainConfig the training process gets, and a job
+    loaded back (resume) shows them again."""
+    make_images(tmp_path / "set", 2)
+    quick(panel, tmp_path / "set", "acc", 4)
+    panel.accumulate.setValue(4)
+    panel.processes.setValue(2)
+    config = panel.config()
+    assert (config.accumulate, config.processes) == (4, 2)
+    panel.accumulate.setValue(1)
+    panel.processes.setValue(1)
+    panel.load_job(config)
+    assert (panel.accumulate.value(), panel.processes.value()) == (4, 2)
