@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 import unicodedata
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -93,6 +94,10 @@ class TrainConfig:
                f"must be 1 to 256, got {self.accumulate!r}")
         _check(_int(self.processes) and 1 <= self.processes <= 64, "processes",
                f"must be 1 to 64, got {self.processes!r}")
+        # accelerate's launcher starts "<python> -m ..." processes: the packaged app is no Python to start
+        _check(self.processes == 1 or not getattr(sys, "frozen", False), "processes",
+               "several training processes need the app installed from source (make run) in this version; "
+               "the packaged app trains on one")
         _check(self.mixed_precision in ("no", "auto", "fp16", "bf16"), "mixed_precision",
                f"must be no, auto, fp16 or bf16, got {self.mixed_precision!r}")
 

@@ -143,3 +143,18 @@ def test_one_crashed_process_stops_the_other_with_one_line(images, tmp_path):
     assert "training process 2 of 2 stopped (killed by signal 9)" in message and "\n" not in message
     assert "Resume continues" in message
     assert gone(tmp_path / "crash.json", 5)
+
+
+def test_the_packaged_app_refuses_several_processes_in_one_line(images, monkeypatch):
+    """accelerate's launcher starts "<python> -m ..." processes, which a PyInstaller bundle cannot answer: the
+    packaged app says so before anything starts, and still trains on one process."""
+    from desktop_app.errors import RequestError
+
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    try:
+        quick_config(images, "frozen", processes=2)
+    except RequestError as refused:
+        assert refused.field == "processes" and "packaged app trains on one" in str(refused)
+    else:
+        raise AssertionError("two processes were accepted in a packaged app")
+    assert quick_config(images, "frozen", processes=1).processes == 1
