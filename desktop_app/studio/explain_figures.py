@@ -215,3 +215,48 @@ def zoom_figure(before: Image.Image, after: Image.Image, name: str) -> Image.Ima
             ("centre", [fit(before.crop(box), side), fit(after.crop(big), side, smooth=True)])]
     return labelled_grid(rows, [f"before ({before.width}x{before.height})",
                                 f"after: {name} ({after.width}x{after.height})"], side=side)
+
+
+HEAT = np.array([[0, 0, 130], [0, 60, 255], [0, 220, 255], [250, 240, 0], [255, 110, 0], [190, 0, 0]],
+                dtype=np.float64)  # "jet", as DAAM draws its maps: dark blue (little attention) to red (most)
+
+
+def heat_colours(values: np.ndarray) -> np.ndarray:
+    """Values in 0..1 as RGB along HEAT."""
+    v = np.clip(np.asarray(values, dtype=np.float64), 0, 1) * (len(HEAT) - 1)
+    low = np.floor(v).astype(int).clip(0, len(HEAT) - 2)
+    part = (v - low)[..., None]
+    return ((1 - part) * HEAT[low] + part * HEAT[low + 1]).round().astype(np.uint8)
+
+
+def heat_overlay(image: Image.Image, heat: np.ndarray, strength: float = 0.5) -> Image.Image:
+    """``image`` with the map ``heat`` (0..1, any size: stretched to the image) coloured over it."""
+    base = image.convert("L").convert("RGB")  # grey, so that the colours read as the map's
+    values = np.asarray(Image.fromarray(np.asarray(heat, dtype=np.float32)).resize(base.size,
+                                                                                 Image.Resampling.BILINEAR))
+    mixed = (1 - strength) * np.asarray(base, dtype=np.float64) + strength * heat_colours(values)
+    return Image.fromarray(mixed.round().clip(0, 255).astype(np.uint8))
+
+
+def attention_figure(image: Image.Image, tokens: list[str], maps: np.ndarray, side: int = TILE,
+                     columns: int = 6, max_tokens: int = 48, title: str = "") -> Image.Image:
+    """A grid: the image, then per token the image with that token's heat map over it, the token above."""
+    shown = list(zip(tokens, maps))[:max_tokens]
+    cells = [("the image", image.convert("RGB"))] + [(text, heat_overlay(image, heat)) for text, heat in shown]
+    columns = max(1, min(columns, len(cells)))
+    label_h, top = 20, (28 if title else 0) + PAD
+    rows = math.ceil(len(cells) / columns)
+    more = len(tokens) - len(shown)
+    height = top + rows * (side + label_h + PAD) + (22 if more else 0)
+    canvas = Image.new("RGB", (PAD + columns * (side + PAD), height), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    if title:
+        draw.text((PAD, 8), title, fill=INK, font=font(16))
+    for k, (text, picture) in enumerate(cells):
+        x, y = PAD + (k % columns) * (side + PAD), top + (k // columns) * (side + label_h + PAD)
+        label = text if text_size(text, 14)[0] <= side else text[:max(1, side // 9)] + "..."
+        draw.text((x, y), label, fill=INK if k else FAINT, font=font(14))
+        canvas.paste(fit(picture, side, smooth=True), (x, y + label_h))
+    if more:
+        draw.text((PAD, canvas.height - 22), f"... {more} more tokens", fill=FAINT, font=font(13))
+    return canvas

@@ -180,12 +180,32 @@ def _guidance(data: dict) -> Section:
 
 def _attention(data: dict) -> Section:
     found = data.get("attention")
+    if found and "maps" in found:
+        return _attention_maps(data, found)
     if found:
         return Section(7, "Where the words landed", found["caption"], list(found.get("figures", [])))
     return Section(7, "Where the words landed (not available yet)",
                    "Not available yet. Per-token cross-attention maps need hooks on the UNet's attention layers "
                    "that record, at every step, how strongly each image position attends to each token; that "
                    "recorder is not part of this version, so this page shows nothing rather than a guess.")
+
+
+def _attention_maps(data: dict, found: dict) -> Section:
+    """The image with each prompt token's cross-attention map over it (engine/attention_maps.py)."""
+    texts = [token["text"] for token in found["tokens"]]
+    image = data["latent"]["image"]
+    caption = (f"Where each word of the prompt steered the picture. At every step, every image position of the "
+               f"model's {found['layers']} cross-attention layers looks at the prompt's tokens and takes a share "
+               f"of each (the attention weights, softmax of query times key). Summed over the layers, their "
+               f"heads and the {found['steps']} steps of this run, and scaled so that each token's strongest "
+               f"place is brightest, the weights show where each token's meaning went into the image (as "
+               f"DAAM does). These are the model's own weights in this run, recorded while it ran; they show "
+               f"where a word was read, which is not always where a person would point.")
+    if not texts:
+        return Section(7, "Where the words landed", caption + " This prompt has no tokens to show.")
+    grid = figures.attention_figure(image, texts, found["maps"],
+                                    title="the image, and where each token was attended to (bright: most)")
+    return Section(7, "Where the words landed", caption, [("attention.png", grid)])
 
 
 def _latent(data: dict) -> Section:

@@ -16,7 +16,7 @@ from desktop_app.resources import default_model_dir
 
 REPO = Path(__file__).resolve().parents[2]
 FIGURES = {"tokens.png", "noise.png", "noise_histogram.png", "forward.png", "schedule.png", "reverse.png",
-           "guidance.png", "latent.png", "upscale.png"}
+           "guidance.png", "attention.png", "latent.png", "upscale.png"}
 NUMBERS = {"tokens.json", "schedule.json", "frames.json", "frames.npz", "run.json"}
 
 

@@ -7,8 +7,9 @@ with the scheduler's ``step`` recorded (recorder.py), so the report shows the im
 the same request, and the tokens, noise, latents and predictions that made it.
 
 Sections (numbered as in the issue): 1 tokens and embeddings, 3 the starting noise, 4 forward diffusion and the
-schedule, 5 reverse diffusion, 6 guidance, 8 the latent and the upscaler. 2 (text-image similarity) and 7
-(cross-attention maps) are not made here yet: the report says why.
+schedule, 5 reverse diffusion, 6 guidance, 7 where the words landed (cross-attention maps, attention_maps.py,
+recorded during the same run), 8 the latent and the upscaler. 2 (text-image similarity) is not made here yet:
+the report says why.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from contextlib import nullcontext
 
 import numpy as np
 import torch
 
+from desktop_app.engine.attention_maps import record_attention
 from desktop_app.engine.events import Emit, StageStarted
 from desktop_app.engine.explain.numbers import (
     LatentDecoder,
@@ -37,9 +40,10 @@ HIGH_GUIDANCE = 2.0  # the "high" guidance column: this many times the run's own
 
 
 def explain(request: GenerationRequest, engine=None, emit: Emit | None = None, frames: int = FRAMES,
-            cancel: threading.Event | None = None) -> dict:
+            cancel: threading.Event | None = None, attention: bool = True) -> dict:
     """Run ``request`` (one image, text to image) and gather every section's data. ``engine``: an
-    ``Engine`` to reuse (one on "auto" by default). RequestError for what the report cannot explain."""
+    ``Engine`` to reuse (one on "auto" by default); ``attention``: record the cross-attention maps (section 7).
+    RequestError for what the report cannot explain."""
     from desktop_app.engine.generate import Engine, check_request
     from desktop_app.engine.run_steps import GenerationRun
 
@@ -73,8 +77,10 @@ def explain(request: GenerationRequest, engine=None, emit: Emit | None = None, f
         run.make_noise()
         noise = run.noise["latents"][0].float().cpu().numpy()
 
-        # 4. denoise, every scheduler step recorded
-        with record_steps(pipe.scheduler) as recorder:
+        # 4. denoise, every scheduler step recorded (and, asked, the cross-attention maps of the prompt's tokens)
+        size = (request.width, request.height)
+        maps = record_attention(pipe, request.prompt, size) if attention else nullcontext(None)
+        with record_steps(pipe.scheduler) as recorder, maps as attended:
             run.denoise(None)
         timings["run"] = run.timings.get("denoise", 0.0) + run.timings.get("decode", 0.0)
         image = run.images[0]
@@ -82,7 +88,6 @@ def explain(request: GenerationRequest, engine=None, emit: Emit | None = None, f
         # 5. the pictures of the run's latents, and forward diffusion of its result
         emit(StageStarted("explain", "decoding the frames and the noised results"))
         began = time.perf_counter()
-        size = (request.width, request.height)
         decode = LatentDecoder(pipe.vae, size)
         shown = _frame_indices(len(recorder.steps), frames)
         reverse = [_frame(recorder.steps[k], decode) for k in shown]
@@ -125,7 +130,7 @@ def explain(request: GenerationRequest, engine=None, emit: Emit | None = None, f
         "latent": {"latent": recorder.final, "image": image, "vae_scale_factor": model.vae_scale_factor,
                    "upscaled": upscaled,
                    "upscaler": _upscaler_name(model.upscaler)},
-        "attention": None,
+        "attention": _attention_numbers(attended.result()) if attended is not None else None,
         "timings": {name: round(value, 3) for name, value in timings.items()},
     }
 
@@ -169,6 +174,14 @@ def _guidance_row(engine, request: GenerationRequest, image, emit: Emit, cancel)
             picture = finished.images[0]
         row.append({"label": label, "prompt": prompt, "guidance": scale, "image": picture})
     return row
+
+
+def _attention_numbers(found) -> dict:
+    """Section 7's data: the prompt's tokens and, per token, its map at image size (0..1 over its own range)."""
+    tokens = [{"index": t.index, "text": t.text, "id": t.id, "position": t.position} for t in found.tokens]
+    return {"tokens": tokens,
+            "maps": found.maps, "steps": found.steps, "layers": len(found.layers),
+            "seconds": round(found.seconds, 3)}
 
 
 def _upscaler_name(descriptor) -> str | None:
