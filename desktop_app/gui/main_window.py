@@ -19,6 +19,7 @@ from desktop_app.errors import FailureKind, RequestError
 from desktop_app.gui import model_info, theme, window_state
 from desktop_app.gui.about_dialog import APP_NAME, AboutDialog
 from desktop_app.gui.drops import FileDrops
+from desktop_app.gui.explain_view import add_explain_dock
 from desktop_app.gui.gallery import GalleryPanel
 from desktop_app.gui.left_panel import LeftPanel
 from desktop_app.gui.models_panel import ModelsPanel
@@ -131,6 +132,7 @@ class MainWindow(QMainWindow):
         self.training_panel = TrainingPanel(self)
         self.training_dock, _ = add_side_dock(self, self.training_panel, "Fine-tune", "training_dock",
                                               "&Fine-tune", view_menu, tab_with=self.gallery_dock)
+        self.explain_view, self.explain_dock = add_explain_dock(self)  # View → Explain…
         name_shortcuts_in_tooltips(self.generate_action, self.cancel_action, self.save_action,
                                    self.open_folder_action, self.gallery_action)
 
@@ -429,6 +431,7 @@ class MainWindow(QMainWindow):
         Call it (or close()) before dropping the window: a QThread destroyed while running aborts the process.
         """
         self.training_panel.shutdown()
+        self.explain_view.shutdown()
         self.controller.shutdown()
 
     def closeEvent(self, event) -> None:

@@ -57,6 +57,10 @@ class WindowMenus(QObject):
         self.models_menu = bar.addMenu("&Models")
         self.models_menu.addAction(self.components_action)
         self.view_menu = bar.addMenu("&View")
+        # how the form's image is made (explain_view.py's dock shows itself on it)
+        self.explain_action = self._action("&Explain…", QKeySequence("Ctrl+E"))
+        self.explain_action.setToolTip("How the form's image is made, section by section (Ctrl+E)")
+        self.view_menu.addAction(self.explain_action)
         theme_menu = self.view_menu.addMenu("&Theme")
         self.theme_actions: dict[str, QAction] = {}
         group = QActionGroup(self)

@@ -15,7 +15,7 @@ def test_the_window_has_the_fine_tune_dock(qtbot, make_engine):
         assert window.training_dock.widget() is window.training_panel
         view = next(a.menu() for a in window.menuBar().actions() if a.text() == "&View")
         assert view is window.menus.view_menu
-        assert [a.text() for a in view.actions()] == ["&Gallery", "&Models", "&Theme", "&Fine-tune"]
+        assert [a.text() for a in view.actions()] == ["&Gallery", "&Models", "&Explain…", "&Theme", "&Fine-tune"]
     finally:
         window.close()
 

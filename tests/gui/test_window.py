@@ -351,4 +351,4 @@ def test_the_menus_are_in_their_places(qtbot, open_window, make_engine):
                                              "&Quit"]
     assert texts(window.menus.image_menu) == ["&Generate", "&Cancel", "Use as S&tart Image", "",
                                               "Export &Timeline…"]
-    assert texts(window.menus.view_menu) == ["&Gallery", "&Models", "&Theme", "&Fine-tune"]
+    assert texts(window.menus.view_menu) == ["&Gallery", "&Models", "&Explain…", "&Theme", "&Fine-tune"]
