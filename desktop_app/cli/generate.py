@@ -55,6 +55,10 @@ def register(commands) -> None:
                           "family whose text encoders, tokenizers and VAE it runs with (default: the one named "
                           "with `models components FAMILY FOLDER`)")
     add_image_options(gen)
+    gen.add_argument("--weights", choices=("auto", "full", "fp8"), default="auto",
+                     help="how the denoiser's weights are stored: fp8 (float8, half the memory of bf16, cast up "
+                          "layer by layer as it runs; CUDA and the CPU), full, or auto (fp8 on a GPU the model "
+                          "fits only so; the default)")
     gen.add_argument("--no-preview", action="store_true", help="skip the per-step previews (not shown here)")
     gen.add_argument("--json", action="store_true", help="print one JSON object: files, seeds, timings, ...")
     cli_studio.add_options(gen)  # --timeline (plain PIL)
@@ -84,6 +88,8 @@ def generate(args: argparse.Namespace) -> int:
                             batch_size=args.batch, model=args.model, refiner=args.refiner,
                             hires_scale=args.hires_scale, hires_strength=args.hires_strength,
                             preview=bool(args.timeline), loras=cli_lora.loras_from_args(args), **options)
+    if request.outpaint is not None:  # the extended picture's size is the start image's plus the borders
+        given |= {"width", "height"}
     request = resolve(request, given=given & set(DECLARED_FIELDS))
     check_folder(request.model)  # a missing model is reported before torch loads
     from desktop_app.models import components
@@ -93,6 +99,7 @@ def generate(args: argparse.Namespace) -> int:
     if found is not None:
         components.use_for_run(request.model, found)
     check_family(request)  # and a family this version does not run, or a negative prompt it takes none of
+    check_controls(request)  # ControlNets that are not ControlNets, or for another family: before torch loads
     if request.refiner is not None:
         check_folder(request.refiner)
     targets = output_paths(args.out, [(seed + k) % (MAX_SEED + 1) for k in range(request.batch_size)],
@@ -118,7 +125,8 @@ def generate(args: argparse.Namespace) -> int:
         reporter = Reporter(sys.stderr)
         # --timeline: a preview after every step (not paced), kept by the recorder
         recorder = cli_studio.TimelineRecorder(reporter) if args.timeline else None
-        engine = Engine(device=args.device, preview_share=None) if recorder else Engine(device=args.device)
+        engine = (Engine(device=args.device, preview_share=None, weights=args.weights) if recorder
+                  else Engine(device=args.device, weights=args.weights))
         result = engine.run(request, recorder or reporter)
         reporter.close()
         if result is None:
@@ -163,7 +171,7 @@ def generate(args: argparse.Namespace) -> int:
 # ---- image to image and inpainting (issue 17) ---------------------------------------------------------------
 
 _IMAGE_FLAGS = {"init_image": "--init", "strength": "--strength", "mask": "--mask", "mask_blur": "--mask-blur",
-                "init_fit": "--init-fit"}
+                "init_fit": "--init-fit", "outpaint": "--outpaint", "controls": "--control"}
 
 
 def add_image_options(gen) -> None:
@@ -182,6 +190,13 @@ def add_image_options(gen) -> None:
     gen.add_argument("--init-fit", choices=INIT_FITS,
                      help="with --init: a start image of another shape is scaled to cover the size and its "
                           "overhang cut (crop, the default) or scaled to the size (stretch)")
+    gen.add_argument("--outpaint", metavar="L,T,R,B",
+                     help="with --init: outpaint, adding L, T, R and B pixels on the left, top, right and bottom "
+                          "(one number: the same on every side) and drawing the new area (strength 1 unless "
+                          "--strength says; the seam feathered by --mask-blur). Without --width/--height the "
+                          "start image keeps its size and the picture is rounded up to the model's multiple "
+                          "(the extra pixels go right and bottom); with them, they are the whole picture's size")
+    add_control_options(gen)
 
 
 def image_request(args: argparse.Namespace, **values):
@@ -189,20 +204,167 @@ def image_request(args: argparse.Namespace, **values):
     from desktop_app.engine.request import GenerationRequest
     from desktop_app.errors import RequestError
 
+    outpaint = getattr(args, "outpaint", None)
     for flag, given in (("--strength", args.strength), ("--mask", args.mask), ("--mask-blur", args.mask_blur),
-                        ("--init-fit", args.init_fit)):
+                        ("--init-fit", args.init_fit), ("--outpaint", outpaint)):
         if given is not None and args.init is None:
             raise BadInput(f"{flag} needs --init (the start image)")
-    if args.mask_blur is not None and args.mask is None:
-        raise BadInput("--mask-blur needs --mask (the area to repaint)")
+    if args.mask_blur is not None and args.mask is None and outpaint is None:
+        raise BadInput("--mask-blur needs --mask (the area to repaint) or --outpaint (the seam to blend)")
+    if outpaint is not None and args.mask is not None:
+        raise BadInput("--outpaint and --mask cannot be combined: outpainting paints the new area only (inpaint "
+                       "the result afterwards)")
     image = {"init_image": _expanded(args.init), "strength": args.strength, "mask": _expanded(args.mask),
              "mask_blur": args.mask_blur, "init_fit": args.init_fit}
+    if outpaint is not None:
+        values = dict(values, **outpaint_values(outpaint, image["init_image"], values))
+        if args.strength is None:
+            from desktop_app.engine.request import OUTPAINT_STRENGTH
+
+            image["strength"] = OUTPAINT_STRENGTH
+    if getattr(args, "control_pre", None) is not None and not getattr(args, "control", None):
+        raise BadInput("--control-pre needs --control (the ControlNet whose image it makes)")
+    controls = [control_choice(text, args.control_pre or "none") for text in getattr(args, "control", None) or ()]
+    if controls:
+        values = dict(values, controls=tuple(controls))
     try:
         return GenerationRequest(**values, **{name: value for name, value in image.items() if value is not None})
     except RequestError as exc:
         if exc.field in _IMAGE_FLAGS:
             raise BadInput(f"{_IMAGE_FLAGS[exc.field]}{str(exc).removeprefix(exc.field + ':')}") from None
         raise
+
+
+def add_control_options(gen) -> None:
+    from desktop_app.engine.request import CONTROL_PREPROCESSORS, MAX_CONTROL_WEIGHT
+
+    gen.add_argument("--control", action="append", metavar="NAME_OR_PATH:IMAGE[:WEIGHT[:START:END]]",
+                     help="a ControlNet (a diffusers ControlNet folder, or a folder's name in the models folder's "
+                          "controlnet/) steering the picture with IMAGE; WEIGHT from 0 to "
+                          f"{MAX_CONTROL_WEIGHT:g} (default 1), START and END the share of the steps it steers "
+                          "(default 0 and 1). Repeat for several")
+    gen.add_argument("--control-pre", choices=CONTROL_PREPROCESSORS,
+                     help="with --control: make the control images from the images given: canny (OpenCV's edges) "
+                          "or none (the images as they are, the default)")
+
+
+def control_choice(text: str, preprocessor: str):
+    """A ControlChoice from "NAME_OR_PATH:IMAGE[:WEIGHT[:START:END]]" (a name becomes its folder's path). Paths
+    may hold colons: the numbers are read from the right, then the rest is split where the image file exists."""
+    from desktop_app.engine.request import ControlChoice
+    from desktop_app.errors import ModelError, RequestError, printable
+    from desktop_app.models.controlnet_folder import resolve_controlnet
+
+    parts = str(text).split(":")
+    numbers: list[float] = []
+    for count in (3, 1):
+        tail = parts[-count:]
+        if len(parts) > count + 1 and all(_is_float(part) for part in tail):
+            numbers, parts = [float(part) for part in tail], parts[:-count]
+            break
+    splits = [(":".join(parts[:k]), ":".join(parts[k:])) for k in range(1, len(parts))]
+    chosen = next((pair for pair in splits if Path(pair[1]).expanduser().is_file()), splits[0] if splits else None)
+    if chosen is None or not chosen[0].strip() or not chosen[1].strip():
+        raise BadInput(f"--control {printable(text, 200)}: give NAME_OR_PATH:IMAGE[:WEIGHT[:START:END]]")
+    try:
+        model = str(resolve_controlnet(chosen[0]))
+    except ModelError as exc:
+        raise BadInput(f"--control: {exc}") from None
+    values = dict(zip(("weight", "start", "end"), numbers))
+    try:
+        return ControlChoice(model, _expanded(chosen[1]), preprocessor=preprocessor, **values)
+    except RequestError as exc:
+        raise BadInput(f"--control{str(exc).removeprefix(exc.field + ':')}") from None
+
+
+def check_controls(request) -> None:
+    """The request's ControlNets read and checked against its model, torch-free (BadInput, one line)."""
+    if not request.controls:
+        return
+    from desktop_app.errors import ModelError
+    from desktop_app.models.controlnet_folder import check_controls as check
+    from desktop_app.models.model_folder import display_name
+
+    try:
+        check(request.controls, request.model, display_name(request.model))
+    except ModelError as exc:
+        raise BadInput(f"--control: {exc}") from None
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def outpaint_values(text: str, start: str, values: dict) -> dict:
+    """The request's outpaint (from "L,T,R,B", or "N" for every side) and, where --width or --height was not
+    given, that side of the picture: the start image's own plus the borders, rounded up to the model's multiple
+    (the extra pixels added to the right or bottom border). BadInput names --outpaint (or --init) in one line."""
+    from desktop_app.engine.request import MAX_OUTPAINT, image_size, outpaint_size
+
+    parts = [part.strip() for part in str(text).split(",")]
+    parts = parts * 4 if len(parts) == 1 else parts
+    if len(parts) != 4 or not all(part.isdigit() and int(part) <= MAX_OUTPAINT for part in parts):
+        raise BadInput(f"--outpaint {text!r}: give the pixels to add as L,T,R,B (or one number for every side), "
+                       f"each a whole number from 0 to {MAX_OUTPAINT}")
+    outpaint = tuple(int(part) for part in parts)
+    if not any(outpaint):
+        raise BadInput(f"--outpaint {text}: adds no pixel; give at least one side above 0")
+    if "width" in values and "height" in values:
+        return {"outpaint": outpaint}
+    from desktop_app.engine.request import _check_image_file
+    from desktop_app.errors import RequestError, printable
+
+    try:
+        _check_image_file("init_image", start)
+        size = image_size(start)
+    except RequestError as exc:
+        raise BadInput(f"--init{str(exc).removeprefix(exc.field + ':')}") from None
+    except (OSError, ValueError) as exc:
+        raise BadInput(f"--init {printable(start, 200)} cannot be read as an image "
+                       f"({type(exc).__name__})") from None
+    multiple, largest = _size_rules(str(values.get("model") or ""))
+    width, height, extended = outpaint_size(size, outpaint, multiple)
+    found = {"width": width, "height": height}
+    if "width" in values:  # a given side is the picture's: that side's borders stay as asked
+        found, extended = {"height": height}, (outpaint[0], extended[1], outpaint[2], extended[3])
+    elif "height" in values:
+        found, extended = {"width": width}, (extended[0], outpaint[1], extended[2], outpaint[3])
+    for name, value in found.items():
+        if value > largest:
+            raise BadInput(f"--outpaint {text}: the start image {size[0]}x{size[1]} extended is {value} pixels "
+                           f"in {name}; the model draws up to {largest}: give --width and --height (the whole "
+                           "picture; the start image is fitted into it less the borders)")
+    return {**found, "outpaint": extended}
+
+
+def _size_rules(model: str) -> tuple[int, int]:
+    """(the multiple a side must be, the largest side) for ``model`` (a library name or a path), torch-free: 16
+    for the families whose latents are packed 2x2 (and a model of no known family), else 8; the folder's declared
+    largest size, else the request's."""
+    from desktop_app.engine.request import MAX_SIZE
+    from desktop_app.errors import ModelError
+    from desktop_app.models import families, model_folder
+    from desktop_app.models.model_library import resolve_model
+    from desktop_app.resources import DEFAULT_MODEL
+
+    try:
+        path = model_folder.check_folder(str(resolve_model(model or DEFAULT_MODEL)))
+        if path.is_file():
+            from desktop_app.models import model_files
+
+            family, index = model_files.inspect(path).family or "unknown", {}
+        else:
+            index = model_folder.read_index(path)
+            family, _ = families.folder_family(path, index)
+    except ModelError:
+        return 16, MAX_SIZE  # the loader reports the model properly; 16 is a multiple of 8 too
+    declared = families.FAMILIES.get(family)
+    multiple = 8 if family == "embedded" or (declared is not None and not declared.packed) else 16
+    return multiple, min(MAX_SIZE, int(model_folder.limits(index).get("max_size", MAX_SIZE)))
 
 
 def _expanded(path: str | None) -> str | None:

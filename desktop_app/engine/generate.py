@@ -21,7 +21,7 @@ from desktop_app.engine import import_guard
 import torch
 
 from desktop_app.engine import device as devices
-from desktop_app.engine import memory, refiner
+from desktop_app.engine import control_job, memory, refiner
 from desktop_app.errors import RequestError
 from desktop_app.engine.events import Emit, Finished, StageStarted
 from desktop_app.engine.loader import LoadedModel, load_model
@@ -39,12 +39,14 @@ class Engine:
     """Holds at most one loaded model (and the upscalers it used). Not thread-safe: one worker thread."""
 
     def __init__(self, device: str = "auto", preview_share: float | None = DEFAULT_PREVIEW_SHARE,
-                 preview_mode: str = "auto"):
+                 preview_mode: str = "auto", weights: str = "auto"):
         """``preview_share``: the most that live previews may add to the denoising time (None: a preview
-        after every step, whatever it costs). ``preview_mode``: see ``preview_decoder``."""
+        after every step, whatever it costs). ``preview_mode``: see ``preview_decoder``. ``weights``: how the
+        denoiser's weights are stored, see ``set_weights``."""
         self._choice = devices.resolve(device)
         self.preview_share = preview_share
         self.preview_mode = preview_mode
+        self.weights = _checked_weights(weights)
         self._preview: tuple = (None, {})  # (model, {mode: decoder})
         self.model: LoadedModel | None = None
         self.plan: MemoryPlan | None = None  # the loaded model's memory plan
@@ -71,6 +73,16 @@ class Engine:
             self.unload()
             self._choice = choice
 
+    def set_weights(self, mode: str) -> None:
+        """How the denoiser's weights are stored (memory_plan.WEIGHTS): "auto" (fp8 on CUDA when the model fits
+        on the GPU only so), "full" (the load dtype), "fp8" (float8, cast up layer by layer as it runs; CUDA and
+        the CPU). A model whose storage the new setting changes loads again at the next run."""
+        mode = _checked_weights(mode)
+        held = self.plan
+        if mode != self.weights and held is not None and (held.fp8 or mode == "fp8"):
+            self.unload()
+        self.weights = mode
+
     def load(self, name: str, emit: Emit | None = None,
              size: tuple[int, int, int] = (1024, 1024, 1)) -> LoadedModel:
         """The loaded model for ``name``, loading it (and freeing the previous one) when needed, with its memory
@@ -90,13 +102,15 @@ class Engine:
             # its cosine schedule (Euler starts from sigma ~2e4); GPUs with bfloat16 never get here
             dtype = torch.float32
         self.unload()
-        plan = memory.plan_for(folder, self.device, dtype, *size, components=parts)
+        plan = memory.plan_for(folder, self.device, dtype, *size, components=parts, weights=self.weights)
         if emit is not None:
-            told = f"; {plan.told()}" if self.device.type == "cuda" else ""
+            told = f"; {plan.told()}" if self.device.type == "cuda" or self.weights == "fp8" else ""
             emit(StageStarted("load", f"{display_name(name)} on {devices.describe(self.device, dtype)}{told}"))
         import_guard.preload(is_embedded(read_index(folder)))  # lazy imports without collector pauses
         # an offloading plan loads on the CPU: the weights go to the device part by part as they run
-        self.model = load_model(name, "cpu" if plan.offloads else self.device, dtype, components_dir=parts)
+        # fp8 weights too: they become fp8 on the CPU, then go to the device at half the size
+        on_cpu = plan.offloads or plan.fp8
+        self.model = load_model(name, "cpu" if on_cpu else self.device, dtype, components_dir=parts)
         memory.apply_plan(self.model.pipe, plan, self.device)
         self.plan = plan
         if self.model.device != self.device:
@@ -112,6 +126,7 @@ class Engine:
         self._refiner = None  # it shares the model's VAE and text encoder: it goes with it
         self._preview = (None, {})  # its decoders hold the model's VAE
         self._upscalers.clear()
+        control_job.free()  # the ControlNets loaded for the model
         memory.free(self.device)
 
     def load_refiner(self, name: str, model: LoadedModel, emit: Emit | None = None) -> LoadedModel:
@@ -189,7 +204,7 @@ class Engine:
             with run.timed("load"):
                 model = self.load(request.model, emit, (request.width, request.height, request.batch_size))
             check_request(request, model)
-            if self.plan is not None and self.plan.offloads:
+            if self.plan is not None and (self.plan.offloads or self.plan.fp8):
                 run.notice("load", self.plan.told())
             run.set_model(model, self._upscalers.get(request.upscale, model) if request.upscale else None)
             if request.refiner:
@@ -250,6 +265,14 @@ def check_request(request: GenerationRequest, model: LoadedModel) -> None:
 def with_memory_plan(finished: Finished, plan: str | None) -> Finished:
     """``finished`` with the memory plan's name in its recipe."""
     return dataclasses.replace(finished, recipe=dataclasses.replace(finished.recipe, memory_plan=plan))
+
+
+def _checked_weights(mode: str) -> str:
+    from desktop_app.engine.memory_plan import WEIGHTS
+
+    if mode not in WEIGHTS:
+        raise RequestError("weights", f"must be one of {', '.join(WEIGHTS)}, got {mode!r}")
+    return mode
 
 
 def _components_for(path: Path) -> Path | None:

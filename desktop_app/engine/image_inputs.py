@@ -5,6 +5,9 @@ dilation), no pipeline: image_job.py runs them.
 The mask is white where the model repaints. Its feather (``mask_blur`` pixels) reaches outward from the painted
 area: every painted pixel is repainted in full, the blend fades over the next ``mask_blur`` pixels, and beyond
 them the result keeps the start image's pixels exactly (``paste_back``).
+
+Outpainting is inpainting on a larger picture: the start image placed in it, the new area filled from its edges
+and masked (``outpaint_inputs``).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageFilter, ImageOps
 
 from desktop_app.engine.request import GenerationRequest
 from desktop_app.errors import RequestError, one_line, printable
@@ -34,6 +37,7 @@ class ImageInputs:
     fitted: str  # for the run's notices, e.g. "start image 300x200 cropped to 64x64"
     image_sha256: str
     mask_sha256: str | None
+    outpaint: bool = False  # the mask is the new area of an extended picture (made here, not the user's)
 
     @property
     def record(self) -> dict:
@@ -47,6 +51,8 @@ def load_inputs(request: GenerationRequest) -> ImageInputs | None:
     RequestError (naming init_image or mask) for a file that cannot be read as an image."""
     if request.init_image is None:
         return None
+    if request.outpaint is not None:
+        return outpaint_inputs(request)
     size = (request.width, request.height)
     source, image_sha256 = read_image(request.init_image, "init_image")
     image = fit(source.convert("RGB"), size, request.init_fit, Image.Resampling.LANCZOS)
@@ -65,6 +71,47 @@ def load_inputs(request: GenerationRequest) -> ImageInputs | None:
             raise RequestError("mask", f"{printable(request.mask)} is black everywhere: nothing to repaint "
                                        "(white marks what to repaint)")
     return ImageInputs(image, mask, feather, fitted, image_sha256, mask_sha256)
+
+
+def outpaint_inputs(request: GenerationRequest) -> ImageInputs:
+    """Outpainting: the start image fitted to its area (``request.outpaint_area()``) on a picture of width x
+    height, the new area filled from the start image's edges (``edge_fill``) and masked white, the mask feathered
+    ``mask_blur`` pixels into the start image so that the seam is blended; beyond that the start image's pixels
+    are kept exactly, as in inpainting."""
+    left, top, width, height = request.outpaint_area()
+    source, image_sha256 = read_image(request.init_image, "init_image")
+    start = fit(source.convert("RGB"), (width, height), request.init_fit, Image.Resampling.LANCZOS)
+    fitted = describe_fit(source.size, (width, height), request.init_fit)
+    seed = 0 if request.seed is None else request.seed
+    picture = edge_fill(start, request.outpaint, seed)
+    mask = Image.new("L", picture.size, 255)
+    mask.paste(0, (left, top, left + width, top + height))
+    sides = ",".join(str(side) for side in request.outpaint)
+    fitted += f", extended by {sides} (left,top,right,bottom) to {picture.size[0]}x{picture.size[1]}"
+    return ImageInputs(picture, mask, feathered(mask, request.mask_blur), fitted, image_sha256, None, True)
+
+
+def edge_fill(start: Image.Image, outpaint: tuple[int, int, int, int], seed: int = 0) -> Image.Image:
+    """``start`` with ``outpaint`` pixels added (left, top, right, bottom), the new ones its edge pixels carried
+    outward, blurred more the farther they are from the edge and sprinkled with a little seeded noise: a start
+    that an image-to-image strength below 1 continues in colour without copying streaks. The start image's own
+    pixels are unchanged."""
+    left, top, right, bottom = outpaint
+    pixels = np.asarray(start, dtype=np.float32)
+    padded = np.pad(pixels, ((top, bottom), (left, right), (0, 0)), mode="edge")
+    stretched = Image.fromarray(padded.round().astype(np.uint8), "RGB")
+    radius = max(2.0, max(outpaint) / 4)
+    blurred = np.asarray(stretched.filter(ImageFilter.GaussianBlur(radius)), dtype=np.float32)
+    height, width = padded.shape[:2]
+    ys, xs = np.mgrid[0:height, 0:width]
+    # how far outside the start image each pixel is (0 inside), as a share of the widest border
+    away = np.maximum.reduce([left - xs, xs - (left + start.width - 1), top - ys, ys - (top + start.height - 1),
+                              np.zeros_like(xs)]).astype(np.float32)
+    share = np.clip(away / max(1, max(outpaint)), 0, 1)[..., None]
+    noise = np.random.default_rng(seed).normal(0, 12, padded.shape).astype(np.float32)
+    filled = padded * (1 - share) + blurred * share + noise * (share > 0)
+    filled[top:top + start.height, left:left + start.width] = pixels
+    return Image.fromarray(filled.round().clip(0, 255).astype(np.uint8), "RGB")
 
 
 def read_image(path: str, field: str) -> tuple[Image.Image, str]:

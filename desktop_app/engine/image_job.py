@@ -12,7 +12,8 @@ known region back at every step (the start image's latents noised to the next ti
 diffusers' 4-channel branch of StableDiffusionInpaintPipeline, and the same in the Flux, SD3, Chroma, Z-Image,
 Qwen-Image and FLUX.2 [klein] inpaint pipelines). The model gets the mask grown to whole latent cells (packed
 tokens for Flux) around the feathered area; after decoding, the pixels outside the feathered mask are pasted
-back from the start image (image_inputs.paste_back), so that they are kept exactly. A family with an inpaint
+back from the start image (image_inputs.paste_back), so that they are kept exactly. Outpainting is inpainting of
+the new area of an extended picture (image_inputs.outpaint_inputs). A family with an inpaint
 pipeline but none for image to image (FLUX.2 [klein]) runs image to image as inpainting of the whole frame.
 """
 
@@ -41,6 +42,8 @@ class ImageJob:
 
     @property
     def kind(self) -> str:
+        if self.inputs.outpaint:
+            return "outpaint"
         return "inpaint" if self.inputs.mask is not None else "image to image"
 
     def describe(self, steps: int, strength: float, sampler: str) -> str:
@@ -80,8 +83,9 @@ def make_job(inputs: ImageInputs | None, pipe, family, strength: float) -> Image
     name = family.display() if hasattr(family, "display") else family.key
     if inputs.mask is not None:
         if inpaint is None:
-            raise RequestError("mask", f"inpainting is not available for {name} models here: diffusers has no "
-                                       "inpaint pipeline for them")
+            job, field = ("outpainting", "outpaint") if inputs.outpaint else ("inpainting", "mask")
+            raise RequestError(field, f"{job} is not available for {name} models here: diffusers has no "
+                                      "inpaint pipeline for them")
         chosen = inpaint
     elif image_to_image is not None:
         chosen = image_to_image

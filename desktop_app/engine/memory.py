@@ -7,14 +7,16 @@
   lighter mode, in a fixed order: VAE tiling, attention slicing, model CPU offload (CUDA with accelerate only),
   batch 1. The modes used are returned, so that the result can say so; an error that outlasts the last one
   becomes OutOfMemory, a readable EngineError.
-- ``apply_plan``: the memory plan chosen before loading (memory_plan.py), applied once per pipeline: model,
-  group or sequential offload on CUDA. A pipeline that offloads already skips the "cpu_offload" fallback.
+- ``apply_plan``: the memory plan chosen before loading (memory_plan.py), applied once per pipeline: fp8 storage
+  of the denoiser's weights (``store_fp8``: CUDA and the CPU), then model, group or sequential offload on CUDA.
+  A pipeline that offloads already skips the "cpu_offload" fallback.
 - ``decode_guard``: the fp16 VAE black-image problem. A decode that gives NaNs (or an all-black image) is done
   again with the VAE in float32, and the caller is told.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gc
 import weakref
@@ -31,9 +33,17 @@ FALLBACK_LABELS = {"vae_tiling": "VAE tiling", "attention_slicing": "attention s
                    "cpu_offload": "model CPU offload", "batch_1": "one image at a time"}
 TILING_ABOVE = 1024  # pixels on a side: larger images decode tile by tile from the start
 
+# what fp8 storage leaves in the load dtype (regular expressions on module names; only Linear, convolution and
+# embedding layers are cast at all, so norm layers stay as they are): the position and patch embeddings and the
+# first and last projections, as diffusers' defaults. Unlike diffusers' enable_layerwise_casting, the adaptive
+# norms' modulation Linears ("norm1.linear") are stored in fp8 too, as ComfyUI's fp8 weights and the published
+# fp8 Flux files do: with them in bf16 the Flux transformer keeps 64% of its bf16 size and SD3.5 67%; without,
+# every family's denoiser takes 50% (tests/engine/test_fp8_weights.py measures the published configs)
+FP8_KEEP = ("pos_embed", "patch_embed", "^proj_in$", "^proj_out$", "lora_")
+
 # pipeline -> the fallbacks an out-of-memory error switched on (kept while the pipeline lives)
 _sticky: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-# pipeline -> the name of the memory plan applied to it (memory_plan.PLANS)
+# pipeline -> the memory plan applied to it, as the recipe names it (MemoryPlan.label)
 _plans: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -145,14 +155,21 @@ def available_plans() -> tuple[str, ...]:
 
 
 def plan_for(path, device: torch.device, dtype: torch.dtype, width: int = 1024, height: int = 1024,
-             batch_size: int = 1, components=None) -> memory_plan.MemoryPlan:
+             batch_size: int = 1, components=None, weights: str = "auto") -> memory_plan.MemoryPlan:
     """The memory plan for the model at ``path`` (a folder or a single file, before it loads) on ``device`` in
     ``dtype``, for images of ``width`` x ``height``, ``batch_size`` at a time; ``components``: a transformer
-    file's folder of text encoders and VAE."""
-    weights = memory_plan.weights_on_disk(path, dtype.itemsize, components)
+    file's folder of text encoders and VAE; ``weights``: the weights setting (memory_plan.WEIGHTS). A GGUF
+    transformer is quantized already: its weights stay as they are."""
+    sizes = memory_plan.weights_on_disk(path, dtype.itemsize, components)
     plans = available_plans() if device.type == "cuda" else (memory_plan.ALL_ON_DEVICE,)
-    return memory_plan.choose_plan(weights, device_free_bytes(device), device.type, width=width, height=height,
-                                   batch_size=batch_size, available=plans)
+    quantized = str(path).lower().endswith(".gguf")
+    plan = memory_plan.choose_plan(sizes, device_free_bytes(device), device.type, width=width, height=height,
+                                   batch_size=batch_size, available=plans,
+                                   weights="full" if quantized else weights)
+    if quantized and weights == "fp8":
+        plan = dataclasses.replace(plan, reason=f"{plan.reason}; the GGUF transformer is quantized already: "
+                                                "no fp8 storage")
+    return plan
 
 
 def apply_plan(pipe, plan: memory_plan.MemoryPlan, device: torch.device) -> bool:
@@ -161,7 +178,10 @@ def apply_plan(pipe, plan: memory_plan.MemoryPlan, device: torch.device) -> bool
     recorded as it is ("all on device")."""
     if pipe in _plans:
         return False
-    if device.type == "cuda" and plan.name == memory_plan.MODEL_OFFLOAD:
+    stored = plan.fp8 and device.type in ("cuda", "cpu") and store_fp8(pipe)  # first: offloading moves fp8
+    if plan.name == memory_plan.FP8_WEIGHTS and device.type == "cuda":
+        pipe.to(device)  # loaded on the CPU, where the weights became fp8: they go to the device at half size
+    elif device.type == "cuda" and plan.name == memory_plan.MODEL_OFFLOAD:
         pipe.enable_model_cpu_offload(device=device)
     elif device.type == "cuda" and plan.name == memory_plan.GROUP_OFFLOAD:
         # leaf level works on any module (block level onloads whole text encoders whose layers are nested);
@@ -170,17 +190,46 @@ def apply_plan(pipe, plan: memory_plan.MemoryPlan, device: torch.device) -> bool
                                   offload_type="leaf_level", use_stream=True)
     elif device.type == "cuda" and plan.name == memory_plan.SEQUENTIAL_OFFLOAD:
         pipe.enable_sequential_cpu_offload(device=device)
-    _plans[pipe] = plan.name if device.type == "cuda" else memory_plan.ALL_ON_DEVICE
+    name = plan.name if device.type == "cuda" else memory_plan.ALL_ON_DEVICE
+    if name == memory_plan.FP8_WEIGHTS or (stored and name == memory_plan.ALL_ON_DEVICE):
+        name = memory_plan.FP8_WEIGHTS if stored else memory_plan.ALL_ON_DEVICE
+    _plans[pipe] = memory_plan.MemoryPlan(name, plan.reason, fp8=stored).label
+    return True
+
+
+def store_fp8(pipe) -> bool:
+    """Store the weights of ``pipe``'s denoiser (transformer or UNet) in float8 (e4m3), each layer cast up to the
+    denoiser's dtype while it runs (diffusers' layerwise casting), but for FP8_KEEP. False when there is nothing
+    to do: no denoiser, or one that is quantized already (GGUF, NF4)."""
+    denoiser = getattr(pipe, "transformer", None)
+    if denoiser is None:
+        denoiser = getattr(pipe, "unet", None)
+    if (denoiser is None or getattr(denoiser, "is_quantized", False)
+            or not hasattr(denoiser, "enable_layerwise_casting")):
+        return False
+    if any(p.dtype == torch.float8_e4m3fn for p in denoiser.parameters()):
+        return True  # stored so already
+    from diffusers.hooks import apply_layerwise_casting
+
+    keep = FP8_KEEP + tuple(getattr(denoiser, "_keep_in_fp32_modules", None) or ())
+    compute = denoiser.dtype
+    apply_layerwise_casting(denoiser, torch.float8_e4m3fn, compute, skip_modules_pattern=keep)
+    for layer in denoiser.modules():
+        if any(p.dtype == torch.float8_e4m3fn for p in layer.parameters(recurse=False)):
+            # a LoRA loaded later takes its base layer's dtype (peft), which would be float8, unless the layer
+            # names another to compute in, as bitsandbytes' layers do: then the LoRA keeps its precision
+            layer.compute_dtype = compute
     return True
 
 
 def plan_of(pipe) -> str | None:
-    """The name of the memory plan applied to ``pipe``, or None when none was."""
+    """The memory plan applied to ``pipe`` as the recipe names it ("model offload, fp8 weights"), or None."""
     return _plans.get(pipe)
 
 
 def offloaded(pipe) -> bool:
-    return _plans.get(pipe, memory_plan.ALL_ON_DEVICE) != memory_plan.ALL_ON_DEVICE
+    name = _plans.get(pipe, memory_plan.ALL_ON_DEVICE).split(",")[0]
+    return name not in (memory_plan.ALL_ON_DEVICE, memory_plan.FP8_WEIGHTS)
 
 
 def _call(target, method: str) -> bool:

@@ -43,6 +43,9 @@ class Recipe:
     mask_sha256: str | None = None
     # a transformer file's components folder: {"path", "hash"} (models/model_hash.components_record)
     components: dict | None = None
+    # the ControlNets, one record each: name, hash, image_sha256, weight, start, end, preprocessor (the request's
+    # "controls" hold their paths); () for none and in older recipes
+    control_models: tuple[dict, ...] = ()
 
     job = "generate"
 
@@ -71,7 +74,7 @@ class Recipe:
              refiner_model=self.refiner_model, hires=self.hires, upscaler=self.upscaler,
              memory_plan=self.memory_plan)
         _put(data, init_image_sha256=self.init_image_sha256, mask_sha256=self.mask_sha256,
-             components=self.components)
+             components=self.components, control_models=[dict(record) for record in self.control_models])
         return data
 
     @classmethod
@@ -94,7 +97,9 @@ class Recipe:
             memory_plan=str(data["memory_plan"]) if data.get("memory_plan") else None,
             init_image_sha256=_text_or_none(data.get("init_image_sha256")),
             mask_sha256=_text_or_none(data.get("mask_sha256")),
-            components=dict(data["components"]) if isinstance(data.get("components"), dict) else None)
+            components=dict(data["components"]) if isinstance(data.get("components"), dict) else None,
+            control_models=tuple(dict(record) for record in data.get("control_models") or ()
+                                 if isinstance(record, dict)))
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,49 @@ DEFAULT_TILE = 512  # upscaler input pixels a side (ComfyUI's default too): ~204
 MIN_TILE, MAX_TILE = 64, 4096
 DEFAULT_STRENGTH, DEFAULT_MASK_BLUR, MAX_MASK_BLUR = 0.6, 4, 256
 INIT_FITS = ("crop", "stretch")  # crop: scaled to cover, centred, the rest cut; stretch: scaled to the size
+MAX_OUTPAINT = 1024  # pixels added on one side by outpainting
+OUTPAINT_STRENGTH = 1.0  # outpainting's default strength: the new area is drawn from noise
+CONTROL_PREPROCESSORS = ("none", "canny")  # what makes a ControlNet's image from the one given (control_images.py)
+MAX_CONTROLS, MAX_CONTROL_WEIGHT = 4, 2.0
 
 
 @dataclass(frozen=True)
 class LoraChoice:
     name: str
     weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class ControlChoice:
+    """One ControlNet of a request (issue 17): the model (a name or a folder), its image (a file), how strongly
+    it steers (0 to MAX_CONTROL_WEIGHT), the share of the steps it steers (start < end, both 0..1) and what
+    makes its control image from the file ("none": the file as it is; "canny": its edges)."""
+
+    model: str
+    image: str
+    weight: float = 1.0
+    start: float = 0.0
+    end: float = 1.0
+    preprocessor: str = "none"
+
+    def __post_init__(self) -> None:
+        from pathlib import PurePath
+
+        for name in ("model", "image"):
+            if isinstance(getattr(self, name), PurePath):
+                object.__setattr__(self, name, str(getattr(self, name)))
+        _check(isinstance(self.model, str) and self.model.strip() != "", "controls",
+               "each ControlNet must name a model (a name or a folder)")
+        _check(isinstance(self.image, str) and self.image.strip() != "", "controls",
+               "each ControlNet needs its image (a file)")
+        _check(_is_number(self.weight) and 0 <= self.weight <= MAX_CONTROL_WEIGHT, "controls",
+               f"a ControlNet's weight must be a number from 0 to {MAX_CONTROL_WEIGHT:g}, got {self.weight!r}")
+        _check(_is_number(self.start) and _is_number(self.end) and 0 <= self.start < self.end <= 1, "controls",
+               f"a ControlNet's start and end must be shares of the steps with 0 <= start < end <= 1, got "
+               f"{self.start!r} and {self.end!r}")
+        _check(self.preprocessor in CONTROL_PREPROCESSORS, "controls",
+               f"unknown ControlNet preprocessor {self.preprocessor!r}; choose one of: "
+               f"{', '.join(CONTROL_PREPROCESSORS)}")
 
 
 @dataclass(frozen=True)
@@ -53,6 +90,11 @@ class GenerationRequest:
     mask: str | None = None
     mask_blur: int = DEFAULT_MASK_BLUR
     init_fit: str = "crop"  # how a start image of another shape becomes width x height: INIT_FITS
+    # outpainting: pixels added (left, top, right, bottom); width x height is then the whole extended picture and
+    # the start image is fitted into it less these borders (None: no outpainting)
+    outpaint: tuple[int, int, int, int] | None = None
+    # ControlNets (issue 17): each a model, an image, a weight and the share of the steps it steers
+    controls: tuple[ControlChoice, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         _check(isinstance(self.prompt, str), "prompt", "must be text")
@@ -102,6 +144,25 @@ class GenerationRequest:
                    f"{self.width}x{self.height} times {self.hires_scale:g} is {largest} pixels on a side; the "
                    f"hires fix goes up to {MAX_HIRES_SIZE}")
         self._check_image_inputs()
+        self._check_controls()
+
+    def _check_controls(self) -> None:
+        """A tuple (a list from a recipe becomes one) of at most MAX_CONTROLS ControlChoice whose images open;
+        text to image only for now (not with a start image or the SDXL refiner)."""
+        if isinstance(self.controls, list):
+            object.__setattr__(self, "controls", tuple(self.controls))
+        _check(isinstance(self.controls, tuple) and all(isinstance(c, ControlChoice) for c in self.controls),
+               "controls", "must be a list of ControlChoice(model, image, weight, start, end, preprocessor)")
+        if not self.controls:
+            return
+        _check(len(self.controls) <= MAX_CONTROLS, "controls",
+               f"{len(self.controls)} ControlNets; at most {MAX_CONTROLS} run at once")
+        _check(self.init_image is None, "controls", "ControlNets do not take a start image yet: leave init_image "
+                                                    "empty (text to image)")
+        _check(self.refiner is None, "controls", "ControlNets do not run with the SDXL refiner yet: leave the "
+                                                 "refiner empty")
+        for control in self.controls:
+            _check_image_file("controls", control.image)
 
     def _check_image_inputs(self) -> None:
         """The start image, strength, mask and feather: types and ranges, and that the files open as images
@@ -120,6 +181,7 @@ class GenerationRequest:
                f"must be one of: {', '.join(INIT_FITS)}, got {self.init_fit!r}")
         _check(self.mask is None or self.init_image is not None, "mask",
                "needs a start image (init_image): the mask says which part of it to repaint")
+        self._check_outpaint()
         if self.init_image is None:
             return
         _check(int(self.steps * self.strength) >= 1, "strength",
@@ -132,12 +194,43 @@ class GenerationRequest:
                 _check(isinstance(value, str) and value.strip() != "", name, "must be an image file")
                 _check_image_file(name, value)
 
+    def _check_outpaint(self) -> None:
+        """Four whole numbers of pixels (a list from a recipe becomes a tuple; all zero is no outpainting), with a
+        start image and no mask, leaving the start image some of width x height."""
+        value = self.outpaint
+        if value is None:
+            return
+        _check(isinstance(value, (tuple, list)) and len(value) == 4 and all(
+            _is_int(side) and 0 <= side <= MAX_OUTPAINT for side in value), "outpaint",
+               f"must be four whole numbers of pixels (left, top, right, bottom), each from 0 to {MAX_OUTPAINT}, "
+               f"got {value!r}")
+        value = tuple(value) if any(value) else None
+        object.__setattr__(self, "outpaint", value)
+        if value is None:
+            return
+        _check(self.init_image is not None, "outpaint", "needs a start image (init_image): the picture to extend")
+        _check(self.mask is None, "outpaint", "cannot be combined with a mask: outpainting paints the new area "
+                                              "only (inpaint the result afterwards)")
+        left, top, right, bottom = value
+        for name, size, borders in (("width", self.width, left + right), ("height", self.height, top + bottom)):
+            _check(size - borders >= MIN_SIZE, "outpaint",
+                   f"{name} {size} less the {borders} pixels added leaves {size - borders} for the start image; "
+                   f"at least {MIN_SIZE} are needed (the {name} is the whole extended picture)")
+
+    def outpaint_area(self) -> tuple[int, int, int, int] | None:
+        """Where the start image goes when outpainting: (left, top, width, height) in the picture, else None."""
+        if self.outpaint is None:
+            return None
+        left, top, right, bottom = self.outpaint
+        return left, top, self.width - left - right, self.height - top - bottom
+
     def with_seed(self, seed: int) -> GenerationRequest:
         return replace_request(self, seed=seed)
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["loras"] = [asdict(lora) for lora in self.loras]
+        data["controls"] = [asdict(control) for control in self.controls]
         return data
 
     def to_json(self) -> str:
@@ -154,6 +247,11 @@ class GenerationRequest:
             )
         except TypeError:
             raise RequestError("loras", "must be a list of [name, weight] pairs") from None
+        try:
+            values["controls"] = tuple(ControlChoice(**control) for control in values.get("controls", ()) or ())
+        except TypeError:
+            raise RequestError("controls", "must be a list of {model, image, weight, start, end, preprocessor}") \
+                from None
         return cls(**values)
 
 
@@ -198,6 +296,28 @@ def check_tile(tile: int | None, field: str = "tile") -> int:
         raise RequestError(field, f"must be 0 (no tiles) or a whole number of pixels from {MIN_TILE} to "
                                   f"{MAX_TILE}, got {tile!r}")
     return tile
+
+
+def outpaint_size(start: tuple[int, int], outpaint: tuple[int, int, int, int], multiple: int = 8
+                  ) -> tuple[int, int, tuple[int, int, int, int]]:
+    """(width, height, outpaint) of a start image of size ``start`` extended by ``outpaint`` at its own size: the
+    picture rounded up to a multiple of ``multiple`` (8, or 16 for the packed families), the pixels that adds
+    going to the right and bottom borders, so that the start image is not resampled."""
+    left, top, right, bottom = outpaint
+    width, height = start[0] + left + right, start[1] + top + bottom
+    more_x, more_y = -width % multiple, -height % multiple
+    return width + more_x, height + more_y, (left, top, right + more_x, bottom + more_y)
+
+
+def image_size(path: str) -> tuple[int, int]:
+    """The size of the image file at ``path`` as it is shown (turned as its EXIF orientation says): its header
+    only. OSError or ValueError when it cannot be read."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        width, height = image.size
+        turned = image.getexif().get(0x0112) in (5, 6, 7, 8)  # orientations that swap the sides
+    return (height, width) if turned else (width, height)
 
 
 def replace_request(request: GenerationRequest, **changes) -> GenerationRequest:

@@ -30,6 +30,7 @@ from desktop_app.engine import memory, refiner
 from desktop_app.errors import CancelledError, RequestError
 from desktop_app.engine.events import Emit, Finished, Progress, StageStarted
 from desktop_app.engine.loader import LoadedModel
+from desktop_app.engine.control_job import ControlJob, make_control
 from desktop_app.engine.image_inputs import load_inputs
 from desktop_app.engine.image_job import ImageJob, job_classes, make_job, twin
 from desktop_app.engine.lora import apply_embeddings, apply_loras
@@ -61,6 +62,7 @@ class GenerationRun:
         self.refine = None  # the refiner's pipeline
         self.lora_hashes: dict[str, str] | None = None  # None: no LoRA
         self.job: ImageJob | None = None  # image to image or inpainting (image_job.py); None: text to image
+        self.control: ControlJob | None = None  # the ControlNets (control_job.py); None: none
         # 2. text, 3. noise
         self.text_kwargs: dict = {}
         self.refiner_text_kwargs: dict = {}  # the SDXL refiner's own (its one encoder, 1280 wide)
@@ -110,6 +112,7 @@ class GenerationRun:
         self.pipe.scheduler = self.family.make_scheduler(self.request.sampler, model.base_scheduler_config)
         inputs = load_inputs(self.request)  # the start image and mask, fitted to the request's size
         self.job = make_job(inputs, self.pipe, self.family, self.request.strength)
+        self.control = make_control(self.request, model, partial(self._stage, "load"))
         if inputs is not None:
             self.emit(StageStarted("load", inputs.fitted))
             if inputs.fitted != f"start image {self.request.width}x{self.request.height}":
@@ -174,6 +177,7 @@ class GenerationRun:
         self.decoder, self._pacer = decoder, PreviewPacer(self.preview_share)
         steps = (self.job.describe(request.steps, request.strength, request.sampler) if self.job
                  else f"{request.steps} steps, {request.sampler}")
+        steps += f", {self.control.describe()}" if self.control else ""
         self.emit(StageStarted("denoise", f"{steps}, guidance {request.guidance_scale:g}"))
         self._denoise_start = time.perf_counter()
         self._total = self.split.total if self.split else None
@@ -203,7 +207,7 @@ class GenerationRun:
     def _call_base(self, one_at_a_time: bool) -> list:
         request = self.request
         self._denoise_start, self._decode_start = time.perf_counter(), None  # again after an out-of-memory
-        target = self.job.pipe if self.job else self.pipe
+        target = self.job.pipe if self.job else self.control.pipe if self.control else self.pipe
         kwargs = dict(self.text_kwargs, width=request.width, height=request.height,
                       num_inference_steps=request.steps, guidance_scale=request.guidance_scale,
                       output_type="pil", **self.family.step_callback(target, self._step_end))
@@ -214,6 +218,9 @@ class GenerationRun:
         if self.job is not None:  # image to image, inpainting: the start image, strength, mask; pasted back
             images = call_batched(target, self.job.arguments(kwargs), self.generators, one_at_a_time)
             return self.job.finish(images)
+        if self.control is not None:  # the ControlNets: their images, weights and ranges
+            return call_batched(target, self.control.arguments(kwargs), self.generators, one_at_a_time,
+                                **self.noise)
         if self.refine is not None:
             kwargs.update(denoising_end=request.refiner_switch, output_type="latent")
         return call_batched(self.pipe, kwargs, self.generators, one_at_a_time, **self.noise)
@@ -299,6 +306,7 @@ class GenerationRun:
             refiner_model=(refiner.record(self.request, self.split, self.model, self.refiner_model)
                            if self.refine is not None else None),
             hires=self.hires_record, upscaler=self.upscaler[1] if self.upscaler is not None else None,
+            control_models=self.control.records if self.control is not None else (),
             **(self.job.inputs.record if self.job is not None else {}))
         return Finished(images=self.images, seeds=self.seeds, recipe=recipe, timings=dict(self.timings))
 
@@ -370,7 +378,7 @@ def make_recipe(request: GenerationRequest, model: LoadedModel, seeds: list[int]
         app_version=desktop_app.__version__, timings={k: round(v, 4) for k, v in timings.items()},
         output_size=tuple(images[0].size) if images else None,
         model_hash=model_hash(model.path) or None,  # hashed once per model, then cached
-        components=components_record(model.components) if model.components is not None else None,
+        components=components_record(getattr(model, "components", None)),
         **records)
 
 

@@ -1,6 +1,8 @@
 """The form's start image (issue 17): image to image and inpainting. A thumbnail of the start image with the
 mask over it, how strongly the model may change it (Strength), how a picture of another shape becomes the
-form's size (Fit: crop or stretch), and the inpainting mask (Paint mask on the canvas, its Feather).
+form's size (Fit: crop or stretch), the inpainting mask (Paint mask on the canvas, its Feather), and
+outpainting (Extend: pixels added on each side; the form's size grows by them, the strength goes to 1 and the mask
+is not painted while extending: outpainting repaints the new area only, its seam feathered by Feather).
 
 A start image is set by Open…, by dropping an image file on the box, by "From canvas" (the image on the canvas),
 or from a recipe. A family that diffusers cannot run image to image (or inpainting) for disables the box (or the
@@ -29,11 +31,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_app.engine.request import DEFAULT_MASK_BLUR, DEFAULT_STRENGTH, INIT_FITS, MAX_MASK_BLUR
+from desktop_app.engine.request import (
+    DEFAULT_MASK_BLUR,
+    DEFAULT_STRENGTH,
+    INIT_FITS,
+    MAX_MASK_BLUR,
+    MAX_OUTPAINT,
+    OUTPAINT_STRENGTH,
+)
 from desktop_app.errors import RequestError, printable
 from desktop_app.gui.drops import FileDrops
 from desktop_app.gui.mask_overlay import draw_mask
 from desktop_app.gui.mask_painter import MaskLayer, work_dir
+from desktop_app.gui.outpaint_row import OutpaintRow
 
 THUMB = 96
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff);;All files (*)"
@@ -45,7 +55,11 @@ START_FIELD_WIDGETS = {
     "mask": ("Mask", "start_box"),
     "mask_blur": ("Feather", "mask_blur_spin"),
     "init_fit": ("Fit", "fit_combo"),
+    "outpaint": ("Extend", "start_box"),
 }
+PAINT_TIP = "Paint on the canvas the part of the start image to repaint (inpainting)"
+NO_PAINT_WHILE_EXTENDING = ("No mask while extending: outpainting repaints the new area only (set Extend to None "
+                            "to paint a mask)")
 
 
 def image_jobs(family: str, name: str = "") -> tuple[bool, bool, str]:
@@ -79,6 +93,10 @@ class StartImageBox(QGroupBox):
         self._image: QImage | None = None
         self._target = (64, 64)
         self._inpaint_ok = True
+        self._size_spins = None  # the form's width and height spins (follow_size), grown by what Extend adds
+        self._borders = (0, 0, 0, 0)  # Extend's borders as last applied to the form's size
+        self._strength_before: float | None = None  # the strength before Extend set it to 1
+        self._why_not = ""  # why the family cannot inpaint (nor outpaint), or ""
         self.layer = MaskLayer(self)
 
         # 1. the picture and where it comes from
@@ -158,6 +176,10 @@ class StartImageBox(QGroupBox):
         mask_row.addWidget(QLabel("Feather"))
         mask_row.addWidget(self.mask_blur_spin)
         mask_row.addStretch(1)
+        # 4. outpainting
+        self.extend = OutpaintRow()
+        self.extend.setObjectName("outpaint")
+        self.extend.changed.connect(self._on_extend)
         self.settings = QWidget()
         settings = QFormLayout(self.settings)
         settings.setContentsMargins(0, 0, 0, 0)
@@ -165,6 +187,7 @@ class StartImageBox(QGroupBox):
         settings.addRow("Fit", self.fit_combo)
         settings.addRow("Mask", mask_row)
         settings.addRow("", self.mask_label)
+        settings.addRow("Extend", self.extend)
 
         layout = QVBoxLayout(self)
         layout.addLayout(top)
@@ -212,6 +235,9 @@ class StartImageBox(QGroupBox):
         self.paint_button.setChecked(False)
         self._path = self._image = None
         self.layer.reset(None)
+        if self._strength_before is not None and self.strength_spin.value() == OUTPAINT_STRENGTH:
+            self.strength_spin.setValue(self._strength_before)
+        self._set_borders((0, 0, 0, 0))
         self._show_info()
         self.changed.emit()
 
@@ -236,15 +262,18 @@ class StartImageBox(QGroupBox):
         image_ok, self._inpaint_ok, why = image_jobs(family, name)
         self.setEnabled(image_ok)
         self.setToolTip(why if not image_ok else "")
-        self.paint_button.setEnabled(self._inpaint_ok and self._path is not None)
-        self.paint_button.setToolTip(why if not self._inpaint_ok else
-                                     "Paint on the canvas the part of the start image to repaint (inpainting)")
+        self._why_not = why
         if not self._inpaint_ok:
             self.paint_button.setChecked(False)
+        self.extend.setEnabled(self._inpaint_ok)
+        self.extend.setToolTip(why.replace("Inpainting", "Outpainting") if not self._inpaint_ok else "")
         self._show_info()
 
     def follow_size(self, width_spin, height_spin) -> None:
-        """Tell how the start image will be fitted to the form's width x height."""
+        """Tell how the start image will be fitted to the form's width x height (less Extend's borders), and grow
+        that size by what Extend adds."""
+        self._size_spins = (width_spin, height_spin)
+
         def update(_value=None):
             self._target = (width_spin.value(), height_spin.value())
             self._show_info()
@@ -262,6 +291,8 @@ class StartImageBox(QGroupBox):
             return {}
         fields = dict(init_image=str(self._path), strength=round(self.strength_spin.value(), 2),
                       init_fit=self.fit_combo.currentData())
+        if self._inpaint_ok and self.extend.extending():  # outpainting: the painted mask is kept, not sent
+            return dict(fields, outpaint=self.extend.value(), mask_blur=self.mask_blur_spin.value())
         if self._inpaint_ok and not self.layer.is_empty():
             folder = work_dir()
             try:
@@ -286,6 +317,12 @@ class StartImageBox(QGroupBox):
             self.fit_combo.setCurrentIndex(self.fit_combo.findData(values["init_fit"]))
         if "init_image" not in values:
             return missing
+        borders = values.get("outpaint") or (0, 0, 0, 0)
+        if isinstance(borders, (list, tuple)) and len(borders) == 4 and all(
+                isinstance(side, int) and 0 <= side <= MAX_OUTPAINT for side in borders):
+            self._set_borders(tuple(borders))  # the recipe's size already holds them
+        else:
+            missing.append("outpaint")
         start, mask = values.get("init_image"), values.get("mask")
         if not start:
             self.clear()
@@ -301,11 +338,40 @@ class StartImageBox(QGroupBox):
 
     # ---- what the box shows ------------------------------------------------------------------------------
 
+    def _set_borders(self, borders: tuple) -> None:
+        """Extend's borders as they are, the form's size and the strength left alone (a recipe, Clear)."""
+        self._borders = tuple(borders)
+        self._strength_before = None
+        self.extend.set_value(borders)
+
+    def _on_extend(self) -> None:
+        """Extend changed: the form's size grows (or shrinks) by the pixels added; starting to extend sets the
+        strength to 1 (the new area is drawn from noise) and stopping gives the strength back; no mask is painted
+        while extending."""
+        borders = self.extend.value()
+        before, self._borders = self._borders, borders
+        if self._size_spins is not None and before != borders:
+            for spin, (a, b) in zip(self._size_spins, ((0, 2), (1, 3))):
+                spin.setValue(spin.value() + borders[a] + borders[b] - before[a] - before[b])
+        if any(borders) and not any(before) and self._strength_before is None:
+            self._strength_before = self.strength_spin.value()
+            self.strength_spin.setValue(OUTPAINT_STRENGTH)
+        elif not any(borders) and self._strength_before is not None:
+            if self.strength_spin.value() == OUTPAINT_STRENGTH:
+                self.strength_spin.setValue(self._strength_before)
+            self._strength_before = None
+        if any(borders):
+            self.paint_button.setChecked(False)
+        self._show_info()
+
     def _on_mask_changed(self) -> None:
         self._show_thumb()
         if self._path is None:
             return
-        if self.layer.is_empty():
+        if self._inpaint_ok and self.extend.extending():
+            self.mask_label.setText("Extending: the new area is drawn, the start image kept (the seam "
+                                    "feathered); no mask")
+        elif self.layer.is_empty():
             self.mask_label.setText("No mask: the whole image is redrawn")
         else:
             self.mask_label.setText(f"{self.layer.coverage():.0%} of the image is repainted; the rest is kept")
@@ -314,11 +380,15 @@ class StartImageBox(QGroupBox):
         has = self._path is not None
         self.settings.setVisible(has)
         self.clear_button.setEnabled(has)
-        self.paint_button.setEnabled(has and self._inpaint_ok)
+        extending = self.extend.extending()
+        self.paint_button.setEnabled(has and self._inpaint_ok and not extending)
+        self.paint_button.setToolTip(self._why_not if not self._inpaint_ok else
+                                     NO_PAINT_WHILE_EXTENDING if extending else PAINT_TIP)
         if not has:
             self.info_label.setText("None: the prompt starts from noise. Open or drop an image to start from it.")
         else:
-            width, height = self._target
+            left, top, right, bottom = self.extend.value() if self._inpaint_ok else (0, 0, 0, 0)
+            width, height = self._target[0] - left - right, self._target[1] - top - bottom
             size = (self._image.width(), self._image.height())
             fit = self.fit_combo.currentData()
             if size == (width, height):
@@ -327,6 +397,10 @@ class StartImageBox(QGroupBox):
                 how = f"cropped to {width}×{height}"
             else:
                 how = f"resized to {width}×{height}"
+            if left + top + right + bottom:
+                how += (f", extended to {self._target[0]}×{self._target[1]}" if min(width, height) >= 8 else
+                        f": too small, the {self._target[0]}×{self._target[1]} size less Extend leaves "
+                        f"{width}×{height}")
             name = self._path.name
             name = name if len(name) <= 32 else f"{name[:20]}…{name[-11:]}"
             self.info_label.setText(f"{name}\n{size[0]}×{size[1]}, {how}")

@@ -33,7 +33,8 @@ DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlg
 XMP_KEY = "XML:com.adobe.xmp"
 REQUEST_FIELDS = ("prompt", "negative_prompt", "width", "height", "steps", "guidance_scale", "sampler",
                   "seed", "batch_size", "model", "loras", "upscale", "hires_scale", "hires_strength", "refiner",
-                  "refiner_switch", "preview", "init_image", "strength", "mask", "mask_blur", "init_fit")
+                  "refiner_switch", "preview", "init_image", "strength", "mask", "mask_blur", "init_fit",
+                  "outpaint", "controls")
 
 
 
@@ -256,6 +257,13 @@ def recipe_problem(recipe) -> str | None:
         return f"hires_scale is {_kind(recipe['hires_scale'])}, not a number"
     if "preview" in recipe and not isinstance(recipe["preview"], (bool, str)):
         return f"preview is {_kind(recipe['preview'])}"
+    outpaint = recipe.get("outpaint")
+    if outpaint is not None and not (isinstance(outpaint, list) and len(outpaint) == 4
+                                     and all(_is_int(side) for side in outpaint)):
+        return f"outpaint is {_kind(outpaint)}, not a list of 4 whole numbers"
+    problem = _controls_problem(recipe.get("controls"))
+    if problem is not None:
+        return problem
     loras = recipe.get("loras")
     if loras is not None:
         if not isinstance(loras, list):
@@ -269,6 +277,25 @@ def recipe_problem(recipe) -> str | None:
                 return f"a LoRA entry is {_kind(lora)}, not a name with a weight"
             if not isinstance(name, str) or not _is_number(weight):
                 return "a LoRA entry is not a name with a weight"
+    return None
+
+
+def _controls_problem(controls) -> str | None:
+    """What is wrong with a recipe's "controls" (ControlNets: model and image text, weight, start and end
+    numbers, preprocessor text), or None."""
+    if controls is None:
+        return None
+    if not isinstance(controls, list):
+        return f"controls is {_kind(controls)}, not a list"
+    for control in controls:
+        if not isinstance(control, dict):
+            return f"a ControlNet entry is {_kind(control)}, not an object"
+        if not all(isinstance(control.get(key), str) for key in ("model", "image")):
+            return "a ControlNet entry has no model or image"
+        if not all(_is_number(control[key]) for key in ("weight", "start", "end") if key in control):
+            return "a ControlNet entry's weight, start or end is not a number"
+        if "preprocessor" in control and not isinstance(control["preprocessor"], str):
+            return "a ControlNet entry's preprocessor is not text"
     return None
 
 
@@ -297,7 +324,7 @@ def request_fields(recipe: dict) -> dict:
 
 def _info(recipe: dict) -> dict:
     keys = ("model_hash", "model_name", "family", "device", "dtype", "app_version", "seeds", "output_size",
-            "lora_hashes", "refiner_model", "format", "timings")
+            "lora_hashes", "refiner_model", "format", "timings", "control_models")
     return {key: recipe[key] for key in keys if key in recipe}
 
 
@@ -319,6 +346,10 @@ def describe(found: dict) -> str:
             lines.append(f"{label}: {_shown(request[key])}")
     for lora in request.get("loras") or ():
         lines.append(f"LoRA: {_shown(lora['name'])} (weight {lora['weight']:g})")
+    for control in request.get("controls") or ():
+        lines.append(f"ControlNet: {_shown(control['model'])} with {_shown(control['image'])} (weight "
+                     f"{control.get('weight', 1):g}, steps {control.get('start', 0):g}-{control.get('end', 1):g}, "
+                     f"{_shown(control.get('preprocessor', 'none'))})")
     refiner = request.get("refiner") or info.get("refiner_name")
     if refiner:
         lines.append(f"Refiner: {_shown(refiner)} (switch at {request.get('refiner_switch', 0.8):g})")

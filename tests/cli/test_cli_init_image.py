@@ -92,3 +92,55 @@ def test_bad_image_input_exits_2_with_one_line(tiny_model_dir, inputs, tmp_path,
     line = assert_one_line_error(proc)
     assert expected in line, line
     assert not (tmp_path / "never.png").exists()
+
+
+# ---- outpainting: --outpaint L,T,R,B -------------------------------------------------------------------------
+
+
+def test_generate_outpaints_the_start_image_at_its_own_size(tiny_model_dir, inputs, tmp_path):
+    out = tmp_path / "wider.png"
+    proc = run_cli("generate", "a red cat", "--model", tiny_model_dir, "--init", inputs["start"], "--outpaint",
+                   "16,0,8,4", "--mask-blur", 2, "--steps", 4, "--no-upscale", "--seed", 3, "--device", "cpu",
+                   "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "outpaint: 4 of 4 steps (strength 1)" in proc.stderr
+    # 32x32 extended by 16+8 and 0+4 is 56x36; rounded up to 56x40, the 4 more pixels at the bottom
+    assert "extended by 16,0,8,8 (left,top,right,bottom) to 56x40" in proc.stderr
+    with Image.open(out) as image:
+        assert image.size == (56, 40)
+        recipe = json.loads(image.text["recipe"])
+        pixels = np.asarray(image.convert("RGB"), dtype=np.int16)
+    assert recipe["outpaint"] == [16, 0, 8, 8] and recipe["strength"] == 1.0
+    start = np.asarray(Image.open(inputs["start"]).convert("RGB"), dtype=np.int16)
+    # the start image is where it was put, within one level, but for the 2 pixels the seam is feathered over
+    assert np.abs(pixels[0:30, 18:46] - start[0:30, 2:30]).max() <= 1
+    from desktop_app.studio.png_recipe import read_recipe
+
+    assert read_recipe(out)["request"]["outpaint"] == [16, 0, 8, 8]
+
+
+def test_generate_outpaint_with_a_size_fits_the_start_image_into_it(tiny_model_dir, inputs, tmp_path):
+    out = tmp_path / "framed.png"
+    proc = run_cli("generate", "a red cat", "--model", tiny_model_dir, "--init", inputs["start"], "--outpaint",
+                   "8", "--width", 64, "--height", 48, "--strength", 0.8, "--steps", 5, "--no-upscale", "--seed",
+                   3, "--device", "cpu", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    assert "start image 32x32 cropped to 48x32, extended by 8,8,8,8" in proc.stderr
+    with Image.open(out) as image:
+        assert image.size == (64, 48) and json.loads(image.text["recipe"])["strength"] == 0.8
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    (["--outpaint", "8,8,8,8"], "--outpaint needs --init"),
+    (["--init", "START", "--mask", "MASK", "--outpaint", "8"], "--outpaint and --mask cannot be combined"),
+    (["--init", "START", "--outpaint", "8,8"], "--outpaint '8,8': give the pixels to add as L,T,R,B"),
+    (["--init", "START", "--outpaint", "8,-8,8,8"], "each a whole number from 0 to 1024"),
+    (["--init", "START", "--outpaint", "2000"], "each a whole number from 0 to 1024"),
+    (["--init", "START", "--outpaint", "0,0,0,0"], "--outpaint 0,0,0,0: adds no pixel"),
+    (["--init", "START", "--outpaint", "128"], "the model draws up to"),
+    (["--init", "START", "--outpaint", "16", "--width", "32", "--height", "32"],
+     "--outpaint width 32 less the 32 pixels added leaves 0 for the start image"),
+    (["--init", "MISSING", "--outpaint", "8"], "--init MISSING: no such image file"),
+])
+def test_bad_outpaint_exits_2_with_one_line(tiny_model_dir, inputs, tmp_path, extra, expected):
+    test_bad_image_input_exits_2_with_one_line(tiny_model_dir, inputs, tmp_path, extra, expected)

@@ -1,0 +1,160 @@
+"""ControlNet (issue 17): one or several ControlNets steer text to image with their images, weights and the share
+of the steps each steers.
+
+The ControlNets load once per folder (kept here until the model is unloaded, or until a request asks for another
+set) on the model's device and dtype, after their config is checked against the loaded UNet (the same cross-
+attention width, blocks and added embedding: a ControlNet for another family is refused in one line before its
+weights load). The run's pipeline is the family's diffusers ControlNet pipeline
+(StableDiffusionControlNetPipeline, StableDiffusionXLControlNetPipeline) made from the loaded pipeline's
+components (image_job.from_components: no float32 cast, no extra memory) and the ControlNets, several as
+diffusers' MultiControlNetModel. It shares the scheduler object, so the request's sampler, the previews' x0
+capture and cancel work as for text to image; it gets the same prompt embeddings and seeded initial latents, so a
+ControlNet of weight 0 (or one whose start/end lie outside the steps) gives the plain picture.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+
+from desktop_app.engine.control_images import control_image
+from desktop_app.engine.request import GenerationRequest
+from desktop_app.errors import RequestError
+from desktop_app.models import controlnet_folder
+from desktop_app.models.model_hash import model_hash
+
+_loaded: dict[tuple, object] = {}  # (folder, weights' size and time, device, dtype) -> ControlNetModel
+
+
+@dataclass
+class ControlJob:
+    """The run's ControlNet pipeline and, per ControlNet, its control image, weight, start and end."""
+
+    pipe: object
+    images: list
+    weights: list[float]
+    starts: list[float]
+    ends: list[float]
+    records: tuple[dict, ...]  # the recipe's: name, hash, image sha256, weight, start, end, preprocessor
+
+    def describe(self) -> str:
+        """The denoise stage's addition, e.g. "ControlNet canny-sd15 (weight 0.8, steps 0-0.5, canny)"."""
+        parts = [f"{r['name']} (weight {r['weight']:g}, steps {r['start']:g}-{r['end']:g}, {r['preprocessor']})"
+                 for r in self.records]
+        return f"ControlNet{'s' if len(parts) > 1 else ''} " + ", ".join(parts)
+
+    def arguments(self, kwargs: dict) -> dict:
+        """The ControlNet pipeline's call: ``kwargs`` (text to image's, less what it does not take) with the
+        control images, weights and ranges (single values for one ControlNet, lists for several)."""
+        from desktop_app.engine.families.base import call_parameters
+
+        taken = call_parameters(type(self.pipe))
+        call = {name: value for name, value in kwargs.items() if name in taken}
+        one = len(self.images) == 1
+        call.update(image=self.images[0] if one else list(self.images),
+                    controlnet_conditioning_scale=self.weights[0] if one else list(self.weights),
+                    control_guidance_start=self.starts[0] if one else list(self.starts),
+                    control_guidance_end=self.ends[0] if one else list(self.ends))
+        return call
+
+
+def make_control(request: GenerationRequest, model, emit_load=None) -> ControlJob | None:
+    """The ControlNet job of ``request`` on the loaded ``model`` (engine/loader.LoadedModel), or None when it has
+    no ControlNet. ``emit_load(detail)`` tells which ControlNets load. RequestError for a model family with no
+    ControlNet pipeline here; ModelError for a ControlNet that is not one or is for another family."""
+    if not request.controls:
+        return None
+    pipe = model.pipe
+    class_name = pipeline_class(pipe)
+    if class_name is None:
+        family = controlnet_folder.family_name(model.family)
+        raise RequestError("controls", f"ControlNets run on Stable Diffusion 1.x, 2.x and SDXL models here; the "
+                                       f"model {model.display_name} is {family}")
+    unet = dict(pipe.unet.config)
+    infos = []
+    for choice in request.controls:  # every config checked before any weights load
+        info = controlnet_folder.read_controlnet(choice.model)
+        controlnet_folder.check_pairing(info, model.family, unet, model.display_name)
+        infos.append(info)
+    wanted = [_key(info, model) for info in infos]
+    for key in [key for key in _loaded if key not in wanted]:  # another set: the old ones go first
+        del _loaded[key]
+    nets = [_load(info, key, model, emit_load) for info, key in zip(infos, wanted)]
+    images, records = [], []
+    for choice, info in zip(request.controls, infos):
+        image, sha256 = control_image(choice.image, choice.preprocessor, (request.width, request.height))
+        images.append(image)
+        records.append({"name": info.name, "hash": model_hash(info.path) or None, "image_sha256": sha256,
+                        "weight": choice.weight, "start": choice.start, "end": choice.end,
+                        "preprocessor": choice.preprocessor})
+    control_pipe = build_pipeline(pipe, class_name, nets)
+    controls = request.controls  # diffusers checks for float (an int weight of 1 is refused)
+    return ControlJob(control_pipe, images, [float(c.weight) for c in controls],
+                      [float(c.start) for c in controls], [float(c.end) for c in controls], tuple(records))
+
+
+def pipeline_class(pipe) -> str | None:
+    """The diffusers ControlNet pipeline for the loaded text-to-image ``pipe``: SDXL's for an SDXL base, SD's for
+    every other UNet with one text encoder (SD 1.x, 2.x, the embedded model); None for the rest."""
+    unet = getattr(pipe, "unet", None)
+    if unet is None:
+        return None
+    name = type(pipe).__name__
+    if name == "StableDiffusionXLPipeline":
+        return "StableDiffusionXLControlNetPipeline"
+    if name in ("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", "StableDiffusionInpaintPipeline") \
+            and unet.config.in_channels == 4:
+        return "StableDiffusionControlNetPipeline"
+    return None
+
+
+def build_pipeline(pipe, class_name: str, nets: list):
+    """``class_name`` from ``pipe``'s components and the ControlNets (several: diffusers wraps the list in a
+    MultiControlNetModel), on ``pipe``'s scheduler object."""
+    import diffusers
+
+    from desktop_app.engine.image_job import from_components
+
+    given = SimpleNamespace(components={**pipe.components, "controlnet": nets[0] if len(nets) == 1 else nets},
+                            config=pipe.config)
+    made = from_components(getattr(diffusers, class_name), given)
+    made.scheduler = pipe.scheduler  # the request's sampler, and the previews' x0 capture
+    if hasattr(pipe, "watermark"):  # SDXL: watermark as the loaded pipeline does (or not)
+        made.watermark = pipe.watermark
+    made.set_progress_bar_config(disable=True)
+    return made
+
+
+def free() -> None:
+    """Forget the loaded ControlNets (Engine.unload frees the memory after)."""
+    _loaded.clear()
+
+
+def _key(info, model) -> tuple:
+    stat = info.weights.stat()
+    return str(Path(info.path).resolve()), stat.st_size, stat.st_mtime_ns, str(model.device), str(model.dtype)
+
+
+def _load(info, key: tuple, model, emit_load):
+    held = _loaded.get(key)
+    if held is not None:
+        return held
+    from diffusers import ControlNetModel
+
+    from desktop_app.engine.loader import _dtype_kwargs
+
+    if emit_load is not None:
+        emit_load(f"ControlNet {info.name} ({controlnet_folder.family_name(info.family)})")
+    net = ControlNetModel.from_pretrained(info.path, local_files_only=True, use_safetensors=True,
+                                          variant=info.variant, **_dtype_kwargs(model.dtype))
+    net = net.to(model.device).eval()
+    _loaded[key] = net
+    return net
+
+
+def loaded_count() -> int:
+    """How many ControlNets are held (tests check that unload frees them)."""
+    return len(_loaded)
+
