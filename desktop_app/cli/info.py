@@ -1,5 +1,6 @@
 """``desktop-app info``: the recipe stored in an image (ours or another tool's), and its C2PA content credentials
-checked (valid, invalid or absent; trusted or not)."""
+checked (valid, invalid or absent; trusted or not); with ``--record``, its creation record (the decisions that led
+to it, from the history: studio/creation_record.py)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,10 @@ def register(commands) -> None:
     info.add_argument("image", help="a PNG, JPEG or WebP file")
     info.add_argument("--json", action="store_true",
                       help="print one JSON object: source, request, info, parameters, c2pa (state, valid, "
-                           "trusted, signer, problems, claims)")
+                           "trusted, signer, problems, claims), and record with --record")
+    info.add_argument("--record", action="store_true",
+                      help="also print the creation record: the decisions that led to the image, from the history "
+                           "(prompts tried, seeds and settings changed, start images, masks, upscales)")
 
 
 def info(args: argparse.Namespace) -> int:
@@ -29,22 +33,40 @@ def info(args: argparse.Namespace) -> int:
     from desktop_app.studio.png_recipe import NoRecipe, describe, read_recipe
 
     path = Path(args.image).expanduser()
+    record = creation_record(path) if getattr(args, "record", False) else None
     try:
         found = read_recipe(path)
     except NoRecipe as exc:
         checked = credentials.verify(path) if path.is_file() else {"state": "absent"}
-        if checked["state"] in ("absent", "unchecked"):
+        known = record is not None and any(event.kind != "unknown" for event in record.events)
+        if checked["state"] in ("absent", "unchecked") and not known:
             raise BadInput(str(exc)) from None
         found = {"source": None, "request": {}, "info": {}, "parameters": "", "problem": str(exc)}
     else:
         checked = credentials.verify(path)
     found["c2pa"] = checked
+    if record is not None:
+        found["record"] = record.to_dict()
     if args.json:
         print(json.dumps(found, sort_keys=True, default=str))
     else:
         print(describe(found) if found["source"] else f"Recipe: none ({found['problem']})")
         print(credentials.describe(checked))
+        if record is not None:
+            print(record.to_text())
     return EXIT_OK
+
+
+def creation_record(path: Path):
+    """The image's creation record (studio/creation_record.py); a path that is neither a file nor in the history
+    exits 2 with one line."""
+    from desktop_app.errors import RequestError
+    from desktop_app.studio.creation_record import build_record
+
+    try:
+        return build_record(path)
+    except RequestError as exc:
+        raise BadInput(str(exc).removeprefix("image: ")) from None
 
 
 run = info  # the command's entry point, as in every command module

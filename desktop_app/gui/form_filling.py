@@ -7,6 +7,7 @@ from pathlib import Path
 
 from desktop_app.engine.request import MAX_SEED
 from desktop_app.resources import DEFAULT_MODEL
+from desktop_app.gui.weights_choice import set_weights
 
 
 def fill_form(form, values: dict) -> list[str]:
@@ -64,4 +65,8 @@ def fill_form(form, values: dict) -> list[str]:
         form.hires_strength_spin.setValue(float(strength))
     skipped += form.refiner_choice.apply(values)
     skipped += form.start_box.apply(values)  # image to image: the start image and mask, when still there (named)
+    if "controls" in values:  # the rows back; the ControlNet folders and images missing here, named
+        skipped += form.control_rows.apply(values["controls"])
+    if "weights" in values and not set_weights(form.weights_combo, values["weights"]):
+        skipped.append("weights")  # the last run's (run_controller.remember keeps it with the request)
     return skipped

@@ -26,6 +26,8 @@ from desktop_app.resources import DEFAULT_MODEL
 from desktop_app.engine.request import MAX_SEED, MAX_SIZE, MIN_SIZE, SAMPLERS, GenerationRequest
 
 from desktop_app.gui import model_info
+from desktop_app.gui.control_rows import ControlRows
+from desktop_app.gui.weights_choice import weights_combo
 from desktop_app.models import few_step, resolve
 from desktop_app.gui.lora_picker import LoraPicker
 from desktop_app.gui.path_combo import path_index
@@ -52,6 +54,7 @@ FIELD_WIDGETS = {
     "hires_strength": ("Hires strength", "hires_strength_spin"),
     "refiner": ("Refiner", "refiner_choice"),
     "refiner_switch": ("Refiner switch", "refiner_choice"),
+    "controls": ("ControlNet", "control_rows"),
 } | START_FIELD_WIDGETS
 
 
@@ -85,6 +88,7 @@ class SizeSpinBox(QSpinBox):
 
 class GenerationForm(QWidget):
     model_changed = Signal(str)  # "default" or a folder path
+    weights_changed = Signal(str)  # "auto", "full" or "fp8": how the engine stores the weights (weights_choice)
     UPSCALE_DEFAULT = UPSCALE_DEFAULT  # for form_filling, which does not import this module
 
     def __init__(self, parent: QWidget | None = None):
@@ -180,6 +184,9 @@ class GenerationForm(QWidget):
         self.model_note.setStyleSheet("color: #d9534f;")
         self.model_note.hide()
         image_form.addRow("", self.model_note)
+        self.weights_combo = weights_combo()  # auto / full / fp8, handed to the worker's Engine with each job
+        self.weights_combo.currentTextChanged.connect(self.weights_changed)
+        image_form.addRow("Weights", self.weights_combo)
         image_form.addRow("Size", size_row)
         batch_row = QHBoxLayout()
         batch_row.addWidget(self.batch_spin, 1)
@@ -246,6 +253,9 @@ class GenerationForm(QWidget):
         lora_box = QGroupBox("LoRAs")
         QVBoxLayout(lora_box).addWidget(self.lora_picker)
         layout.addWidget(lora_box)
+        self.control_rows = ControlRows(lambda: (self.width_spin.value(), self.height_spin.value()))
+        self.start_box.changed.connect(lambda: self.control_rows.set_start_image(bool(self.start_box.path())))
+        layout.addWidget(self.control_rows)
         layout.addStretch(1)
         self._on_random_toggled(True)
         self._apply_model_defaults(DEFAULT_MODEL)
@@ -272,6 +282,7 @@ class GenerationForm(QWidget):
             refiner=self.refiner_choice.refiner(),
             refiner_switch=self.refiner_choice.switch(),
             loras=self.lora_picker.choices(),
+            controls=self.control_rows.choices(self.model()),  # read and paired torch-free, or named beside it
             **self.start_box.request_fields(),  # the start image, strength, fit; a painted mask is written now
         )
 
@@ -401,6 +412,7 @@ class GenerationForm(QWidget):
         negative, samplers, transformer, family = model_info.family_traits(model)  # one read of the folder
         self.lora_picker.set_family(family)  # first: a family without LoRAs sends none, LCM-LoRA included
         self.start_box.set_family(family)  # a family without image to image (or inpainting) sends no start image
+        self.control_rows.set_family(family)  # ControlNets on the SD UNets only
         defaults = self._declared(model)  # a Turbo or LCM model (or an LCM-LoRA): its few steps and sampler
         self._offer_samplers(samplers)
         self._few_step_kind = few_step.few_step_kind(model, self.lora_picker.names_checked())
@@ -451,9 +463,11 @@ class GenerationForm(QWidget):
     def field_label(self, field: str) -> str:
         return FIELD_WIDGETS.get(field, (field.replace("_", " ").capitalize(), ""))[0]
 
-    def mark_field(self, field: str) -> QWidget | None:
-        """Outline the widget of a request field in red and focus it."""
+    def mark_field(self, field: str, message: str = "") -> QWidget | None:
+        """Outline the widget of a request field in red and focus it (a ControlNet's problem: its line too)."""
         self.clear_marks()
+        if field == "controls" and message:
+            self.control_rows.show_note(message.removeprefix("controls:").strip())
         attribute = FIELD_WIDGETS.get(field, ("", ""))[1]
         widget = getattr(self, attribute, None) if attribute else None
         if widget is not None:

@@ -30,6 +30,7 @@ from desktop_app.gui.start_image_wiring import wire_start_image
 from desktop_app.gui.status_labels import StatusLabels
 from desktop_app.gui.timeline_bar import TimelineBar
 from desktop_app.gui.training_panel import TrainingPanel
+from desktop_app.gui.weights_choice import wire_weights
 from desktop_app.gui.window_menus import WindowMenus, name_shortcuts_in_tooltips
 from desktop_app.studio import png_recipe as saving
 from desktop_app.studio import settings as app_settings
@@ -178,6 +179,7 @@ class MainWindow(QMainWindow):
         self.models_panel.changed.connect(self.form.refiner_choice.refresh)  # a refiner added or removed
         self.training_panel.lora_saved.connect(lambda _name: self.models_panel.refresh(hf_cache=False))
         self.start_image = wire_start_image(self)  # the start image, the mask painted on the canvas, their menus
+        wire_weights(self.form, self.controller)  # the Weights choice (auto, full, fp8) goes with each job
 
     # ---- what tests and other modules reach: the controller's state ------------------------------------
 
@@ -353,7 +355,7 @@ class MainWindow(QMainWindow):
         text = message
         if field and message.startswith(f"{field}:"):
             text = f"{label}: {message[len(field) + 1:].strip()}"
-        self.form.mark_field(field)
+        self.form.mark_field(field, text)
         self.message_area.show_message(FAILURE_TITLES["bad_input"], text)
         self.statusBar().showMessage(f"{FAILURE_TITLES['bad_input']}: {text}")
 

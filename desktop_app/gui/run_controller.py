@@ -61,6 +61,7 @@ class RunController(QObject):
         self.kept_files: list[Path] = []
         self.fallback_files: list[Path] = []
         self._queue: list = []
+        self.weights = "auto"  # how the engine stores the weights (the form's Weights), sent with each job
 
         self.worker = GenerationWorker(device=device, engine_factory=engine_factory)
         self._thread = WorkerThread("generation-worker")
@@ -115,7 +116,12 @@ class RunController(QObject):
         request = self._queue.pop(0)
         self.queue_changed.emit(self.queued())
         self._begin(request)
-        self.worker.submit(request)
+        self.worker.submit(request, self.weights)
+
+    @Slot(str)
+    def set_weights(self, mode: str) -> None:
+        """The form's Weights ("auto", "full", "fp8"): the next job's Engine gets it (a queued one too)."""
+        self.weights = mode
 
     def let_go_of_unsaved(self) -> None:
         """The person agreed that the next run may replace the image that was not saved."""
@@ -205,6 +211,7 @@ class RunController(QObject):
         """The request the form last generated, for the next start."""
         values = request.to_dict()
         values.pop("preview", None)
+        values["weights"] = self.weights  # no request field: the form's Weights comes back with the rest
         self.settings["last_request"] = values
         self.settings["runs"] = runs
         self._save_settings()

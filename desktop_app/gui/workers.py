@@ -63,7 +63,7 @@ class GenerationWorker(QObject):
     # or warm-up failed: (False, a readable message)
     warmed = Signal(bool, str)
 
-    _run_requested = Signal(object, object)  # request, threading.Event
+    _run_requested = Signal(object, object, object)  # request, threading.Event, weights mode or None
     _warm_requested = Signal()
 
     def __init__(self, device: str = "auto", engine_factory: Callable[[str], object] | None = None,
@@ -81,12 +81,13 @@ class GenerationWorker(QObject):
 
     # ---- called from the UI thread ----------------------------------------------------------------
 
-    def submit(self, request) -> None:
-        """Queue a generation. Each job has its own cancel event: a late cancel never hits the next job."""
+    def submit(self, request, weights: str | None = None) -> None:
+        """Queue a generation. Each job has its own cancel event: a late cancel never hits the next job.
+        ``weights`` ("auto", "full", "fp8"; None: as it is): the Engine's ``set_weights`` before the run."""
         event = threading.Event()
         with self._lock:
             self._cancel_event = event
-        self._run_requested.emit(request, event)
+        self._run_requested.emit(request, event, weights)
 
     def cancel(self) -> None:
         """Ask the running (or queued) job to stop. A direct call, not queued: the engine sees it at its
@@ -109,14 +110,16 @@ class GenerationWorker(QObject):
             log.info("engine warm-up failed: %s", exc)
             self.warmed.emit(False, str(exc) if isinstance(exc, EngineError) else one_line(exc))
 
-    @Slot(object, object)
-    def _run(self, request, cancel: threading.Event) -> None:
+    @Slot(object, object, object)
+    def _run(self, request, cancel: threading.Event, weights: str | None = None) -> None:
         self.busy.emit()
         try:
             if cancel.is_set():
                 self.cancelled.emit()
                 return
             engine = self._get_engine()
+            if weights is not None and callable(getattr(engine, "set_weights", None)):
+                engine.set_weights(weights)  # a model whose storage this changes loads again
             result = self._execute(engine, request, cancel)
             if result is None:
                 self.cancelled.emit()

@@ -38,8 +38,10 @@ def build_sections(data: dict) -> list[Section]:
     return sections
 
 
-def write_report(data: dict, folder: Path | str) -> list[Path]:
-    """Write every file of the report into ``folder`` (made when missing); returns the paths written."""
+def write_report(data: dict, folder: Path | str, record: dict | None = None) -> list[Path]:
+    """Write every file of the report into ``folder`` (made when missing); returns the paths written. ``record``:
+    the image's creation record (``creation_record.for_export``), written as ``record.json`` and a page "How
+    this image was made: the creation record" in the HTML and the PDF."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     sections = build_sections(data)
@@ -50,11 +52,14 @@ def write_report(data: dict, folder: Path | str) -> list[Path]:
     for name, value in numbers(data).items():
         text = json.dumps(value, indent=1, ensure_ascii=False)
         written.append(_write(folder / name, lambda stream, t=text: stream.write(t.encode("utf-8"))))
+    if record is not None:
+        text = json.dumps(record, indent=1, ensure_ascii=False, default=str)
+        written.append(_write(folder / "record.json", lambda stream: stream.write(text.encode("utf-8"))))
     arrays = frame_arrays(data)
     written.append(_write(folder / "frames.npz", lambda stream: np.savez_compressed(stream, **arrays)))
-    page = html_page(data, sections)
+    page = html_page(data, sections, record)
     written.append(_write(folder / "index.html", lambda stream: stream.write(page.encode("utf-8"))))
-    pdf = pdf_bytes(data, sections)
+    pdf = pdf_bytes(data, sections, record)
     written.append(_write(folder / "report.pdf", lambda stream: stream.write(pdf)))
     return written
 
@@ -229,7 +234,7 @@ def _latent(data: dict) -> Section:
 # ---- HTML and PDF ---------------------------------------------------------------------------------------------
 
 
-def html_page(data: dict, sections: list[Section]) -> str:
+def html_page(data: dict, sections: list[Section], record: dict | None = None) -> str:
     request = data["request"]
     head = (f"<h1>How this image was made</h1><p class=meta>{html.escape(_summary(request))}</p>"
             f"<p class=meta>made in {data['timings'].get('total', 0):.1f} s</p>")
@@ -239,6 +244,8 @@ def html_page(data: dict, sections: list[Section]) -> str:
                          for name, picture in section.figures)
         parts.append(f"<section id=s{section.number}><h2>{section.number}. {html.escape(section.title)}</h2>"
                      f"<p>{html.escape(section.caption)}</p>{images}</section>")
+    if record is not None:
+        parts.append(_record_html(record))
     style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
              "figure{margin:1em 0}img{max-width:100%;image-rendering:pixelated;border:1px solid #ddd}"
              ".meta{color:#555}section{margin-bottom:3em}")
@@ -247,8 +254,9 @@ def html_page(data: dict, sections: list[Section]) -> str:
             f"{''.join(parts)}</body></html>")
 
 
-def pdf_bytes(data: dict, sections: list[Section]) -> bytes:
-    """A title page, then one page per section: its title, caption and figures (scaled to fit)."""
+def pdf_bytes(data: dict, sections: list[Section], record: dict | None = None) -> bytes:
+    """A title page, then one page per section: its title, caption and figures (scaled to fit); then the creation
+    record when given."""
     from fpdf import FPDF
 
     pdf = FPDF(orientation="portrait", unit="mm", format="A4")
@@ -276,7 +284,54 @@ def pdf_bytes(data: dict, sections: list[Section]) -> bytes:
             width = min(pdf.epw, picture.width / picture.height * height)
             pdf.image(picture.convert("RGB"), w=width, h=width * picture.height / picture.width)
             pdf.ln(3)
+    if record is not None:
+        _record_pdf(pdf, record)
     return bytes(pdf.output())
+
+
+# ---- the creation record (studio/creation_record.py) -----------------------------------------------------------
+
+RECORD_TITLE = "How this image was made: the creation record"
+RECORD_CAPTION = ("The decisions a person made on the way to this image, as the studio's history and the images' "
+                  "own recipes keep them: the prompts tried, the seeds and settings changed between attempts, the "
+                  "images picked as start images, the masks painted and the upscales, in the order they happened.")
+
+
+def _record_rows(record: dict) -> list[tuple[str, str]]:
+    return [(str(event.get("when") or "time not recorded"), str(event.get("description", "")))
+            for event in record.get("events", [])]
+
+
+def _record_html(record: dict) -> str:
+    notes = "".join(f"<p class=meta>{html.escape(str(note))}</p>" for note in record.get("notes", []))
+    rows = "".join(f"<li><span class=meta>{html.escape(time)}</span> {html.escape(text)}</li>"
+                   for time, text in _record_rows(record))
+    return (f"<section id=record><h2>{html.escape(RECORD_TITLE)}</h2><p>{html.escape(RECORD_CAPTION)}</p>"
+            f"<p class=meta>Image: {html.escape(str(record.get('image', '')))}. "
+            f"{html.escape(str(record.get('session_rule', '')))}</p>{notes}<ol>{rows}</ol></section>")
+
+
+def _record_pdf(pdf, record: dict) -> None:
+    """One page (more when the record is long) with the decisions listed in order."""
+    pdf.add_page()
+    pdf.start_section(RECORD_TITLE)
+    pdf.set_auto_page_break(True, margin=15)
+    pdf.set_font(PDF_FONT, "B", 18)
+    pdf.multi_cell(0, 9, RECORD_TITLE, new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font(PDF_FONT, "", 11)
+    pdf.multi_cell(0, 5.5, RECORD_CAPTION, new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font(PDF_FONT, "", 9)
+    for line in [f"Image: {record.get('image', '')}", str(record.get("session_rule", "")),
+                 *map(str, record.get("notes", []))]:
+        pdf.multi_cell(0, 4.5, _latin(line.replace("\u2192", "->")), new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(3)
+    for number, (time, text) in enumerate(_record_rows(record), 1):
+        pdf.set_font(PDF_FONT, "B", 10)
+        pdf.cell(0, 5.5, _latin(f"{number}. {time}"), new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font(PDF_FONT, "", 10)
+        pdf.multi_cell(0, 5, _latin(text.replace("\u2192", "->")), new_x="LMARGIN", new_y="NEXT")
+        pdf.ln(1)
+    pdf.set_auto_page_break(False)
 
 
 def _summary(request: dict) -> str:
