@@ -64,7 +64,9 @@ def test_a_transformer_file_with_its_components_draws_the_folders_image(name, ma
     components.set_for_family(info.family, files["components"])  # once per family, kept in the library
     expected, _ = draw(engine, files["whole"], name)
     image, result = draw(engine, files["file"], name)
-    assert np.array_equal(image, expected)
+    # the same image: the file and the folder load the same weights (within one level: a model loaded from one
+    # file may lay its tensors out otherwise, and multithreaded CPU sums then round otherwise, seen on Qwen-Image)
+    assert np.abs(image - expected).max() <= 1
     assert engine.model.components == files["components"].resolve()
     assert type(engine.model.pipe.transformer).__name__ == model_files.families.FAMILIES[info.family].denoiser
     # the recipe hashes the file itself (as AUTOMATIC1111 does for one file)

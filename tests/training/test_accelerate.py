@@ -38,8 +38,10 @@ def lora(name: str) -> dict[str, torch.Tensor]:
 def assert_same_lora(a: str, b: str) -> None:
     first, second = lora(a), lora(b)
     assert first.keys() == second.keys()
+    # the LoRA's values are about 1e-2; another batch split moves them by that much. Two processes sum their
+    # gradients over gloo in another order than one process does: a few elements near zero differ by ~1e-4
     for key in first:
-        torch.testing.assert_close(first[key], second[key], atol=1e-4, rtol=1e-3)
+        torch.testing.assert_close(first[key], second[key], atol=5e-4, rtol=1e-3)
 
 
 def start(config, tmp_path, *extra) -> subprocess.Popen:
