@@ -89,8 +89,9 @@ class Engine:
         plan (memory_plan.py: chosen before it loads, for images of ``size``: width, height, batch) applied."""
         held = self.model
         if held is not None and held.name == name and held.device == self.device:
-            # a transformer file loads again when other components were named for it since
-            if held.components is None or _components_for(held.path) == held.components:
+            # a transformer file loads again when other components were named for it since (compared by the
+            # folder named; checked in full only when it changed)
+            if held.components is None or _named_components(held) == held.components:
                 return held
         folder = check_folder(name)  # a missing model is reported before the "load" stage shows
         parts = _components_for(folder)  # a transformer file's text encoders and VAE, as named now
@@ -281,6 +282,14 @@ def _components_for(path: Path) -> Path | None:
     from desktop_app.models import components
 
     return components.check_model(path) if path.is_file() else None
+
+
+def _named_components(model: LoadedModel) -> Path | None:
+    """The components folder named for a loaded transformer file now (this run's or the library's), resolved."""
+    from desktop_app.models import components
+
+    named = components.folder_for(model.path, model.family)
+    return None if named is None else Path(named).expanduser().resolve()
 
 
 def _largest_component(folder: Path, parts: Path | None) -> int | None:

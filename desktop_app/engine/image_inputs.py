@@ -82,8 +82,9 @@ def outpaint_inputs(request: GenerationRequest) -> ImageInputs:
     source, image_sha256 = read_image(request.init_image, "init_image")
     start = fit(source.convert("RGB"), (width, height), request.init_fit, Image.Resampling.LANCZOS)
     fitted = describe_fit(source.size, (width, height), request.init_fit)
-    seed = 0 if request.seed is None else request.seed
-    picture = edge_fill(start, request.outpaint, seed)
+    # the fill's noise follows the start image, not the request's seed: a random seed is drawn after this, and
+    # the recipe (which records the drawn seed) must give the same fill again
+    picture = edge_fill(start, request.outpaint, int(image_sha256[:8], 16))
     mask = Image.new("L", picture.size, 255)
     mask.paste(0, (left, top, left + width, top + height))
     sides = ",".join(str(side) for side in request.outpaint)

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from desktop_app.models import model_folder, single_file
+from desktop_app.models.model_hash import components_record
 from desktop_app.errors import ModelError, one_line
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class LoadedModel:
     index: dict = field(default_factory=dict)  # model_index.json
     base_scheduler_config: Any = None  # the folder's scheduler config, before any sampler change
     components: Path | None = None  # a transformer file's: the diffusers folder its other parts came from
+    components_record: dict | None = None  # what recipes record of it (model_hash.components_record), made once
 
     @property
     def defaults(self) -> dict:
@@ -301,4 +303,5 @@ def load_checkpoint(name_or_path: str, device: torch.device, dtype: torch.dtype,
     pipe.set_progress_bar_config(disable=True)
     return LoadedModel(pipe=pipe, name=str(name_or_path), path=path, family=family, device=device, dtype=dtype,
                        display_name=path.stem, index=model_folder.read_index(folder),
-                       base_scheduler_config=pipe.scheduler.config, components=parts)
+                       base_scheduler_config=pipe.scheduler.config, components=parts,
+                       components_record=components_record(parts))

@@ -34,7 +34,7 @@ from desktop_app.engine.control_job import ControlJob, make_control
 from desktop_app.engine.image_inputs import load_inputs
 from desktop_app.engine.image_job import ImageJob, job_classes, make_job, twin
 from desktop_app.engine.lora import apply_embeddings, apply_loras
-from desktop_app.models.model_hash import components_record, model_hash
+from desktop_app.models.model_hash import model_hash
 from desktop_app.engine.preview import DEFAULT_PREVIEW_SHARE, PreviewPacer, capture_x0
 from desktop_app.engine.recipe import Recipe
 from desktop_app.engine.request import MAX_SEED, GenerationRequest
@@ -378,7 +378,7 @@ def make_recipe(request: GenerationRequest, model: LoadedModel, seeds: list[int]
         app_version=desktop_app.__version__, timings={k: round(v, 4) for k, v in timings.items()},
         output_size=tuple(images[0].size) if images else None,
         model_hash=model_hash(model.path) or None,  # hashed once per model, then cached
-        components=components_record(getattr(model, "components", None)),
+        components=getattr(model, "components_record", None),  # hashed once, when the model loaded
         **records)
 
 

@@ -26,7 +26,8 @@ class Explained:
 
 class ExplainWorker(GenerationWorker):
     """``submit(request)`` runs ``explain(request, engine, emit, cancel=...)``; ``explain``: another function
-    with that signature (tests use a quick fake; the default is the engine's)."""
+    with that signature (tests use a quick fake; the default is the engine's). The model is unloaded after each
+    explain (the window's generation worker keeps its own loaded)."""
 
     def __init__(self, device: str = "auto", engine_factory: Callable[[str], object] | None = None,
                  log_dir: Path | None = None, explain: Callable | None = None):
@@ -41,7 +42,14 @@ class ExplainWorker(GenerationWorker):
         if explain is None:
             from desktop_app.engine.explain import explain  # lazy: torch
 
-        data = explain(resolve_names(request), engine, self._on_event, cancel=cancel)
+        try:
+            data = explain(resolve_names(request), engine, self._on_event, cancel=cancel)
+        finally:
+            # the generation worker holds its own copy of the model: this one's is freed after each explain, so
+            # the memory plan of the next generation sees the device's memory whole
+            unload = getattr(engine, "unload", None)
+            if unload is not None:
+                unload()
         if cancel.is_set():  # cancelled after its last check: the person asked to stop, so nothing is shown
             return None
         self.stage.emit("explain", "drawing the figures")

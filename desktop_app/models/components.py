@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from desktop_app.errors import ModelError, printable
+from desktop_app.errors import ModelError, one_line, printable
 from desktop_app.models import families, model_folder
 
 SETTING = "components"  # the library file's map: family -> folder
@@ -70,8 +70,9 @@ def clear(family: str) -> bool:
 def folder_for(model_file, family: str) -> Path | None:
     """The components folder for ``model_file`` of ``family``: this run's, else the library's, else None."""
     named = _run.get(str(Path(model_file).expanduser().resolve()))
-    if named is None and stored().get(family):
-        named = Path(stored()[family])
+    if named is None:
+        folder = stored().get(family)  # library.json, read once
+        named = Path(folder) if folder else None
     return named
 
 
@@ -112,7 +113,10 @@ def check(family: str, folder, file_name: str = "") -> Path:
     if found != family:
         other = families.FAMILIES[found].name if found in families.FAMILIES else "no known family"
         raise refuse(f"{printable(path, 300)} is {other}, not {name}")
-    lacking = missing(path, index)
+    try:
+        lacking = missing(path, index)
+    except OSError as exc:  # a part that cannot be read (permissions): one line, not a traceback
+        raise refuse(f"{printable(path, 300)} cannot be read: {one_line(exc, 200)}") from None
     if lacking:
         raise refuse(f"{printable(path, 300)} lacks {', '.join(lacking)}")
     return path.resolve()

@@ -77,8 +77,9 @@ def sign_bytes(data: bytes, mime: str, recipe: dict | None, title: str) -> bytes
         return _off(f"the signing certificate could not be made ({_reason(exc)})")
     try:
         signer = c2pa.Signer.from_info(c2pa.C2paSignerInfo(c2pa.C2paSigningAlg.ES256, chain, key, None))
-        with signer, c2pa.Builder(manifest(recipe, title), _context(c2pa)) as builder:
-            for ingredient, path in ingredients(recipe):
+        inputs = _inputs(_plain(recipe or {}))  # the start image, mask or input: hashed once for both uses
+        with signer, c2pa.Builder(manifest(recipe, title, inputs), _context(c2pa)) as builder:
+            for ingredient, path in ingredients(recipe, inputs):
                 try:
                     with open(path, "rb") as source:
                         builder.add_ingredient(ingredient, _sniff(path) or "", source)
@@ -91,13 +92,14 @@ def sign_bytes(data: bytes, mime: str, recipe: dict | None, title: str) -> bytes
         return _off(f"signing failed ({_reason(exc)})")
 
 
-def manifest(recipe: dict | None, title: str) -> dict:
-    """The manifest definition for an image made from ``recipe`` (without ingredients: ``ingredients``)."""
+def manifest(recipe: dict | None, title: str, inputs: list | None = None) -> dict:
+    """The manifest definition for an image made from ``recipe`` (without ingredients: ``ingredients``);
+    ``inputs``: ``_inputs`` of the recipe when the caller has them already."""
     import desktop_app
 
     recipe = _plain(recipe or {})
     version = str(recipe.get("app_version") or desktop_app.__version__)
-    ids = [label for label, _ in _inputs(recipe)]
+    ids = [label for label, _ in (_inputs(recipe) if inputs is None else inputs)]
     if recipe.get("job") == "upscale" and "input" in ids:
         actions = [{"action": "c2pa.opened", "parameters": {"ingredientIds": ["input"]}},
                    {"action": "c2pa.resized", "softwareAgent": {"name": "desktop-app", "version": version}}]
@@ -112,11 +114,11 @@ def manifest(recipe: dict | None, title: str) -> dict:
                            {"label": RECIPE_LABEL, "data": recipe}]}
 
 
-def ingredients(recipe: dict | None) -> list[tuple[dict, Path]]:
+def ingredients(recipe: dict | None, inputs: list | None = None) -> list[tuple[dict, Path]]:
     """(ingredient definition, file) for the start image, the mask and an upscale's input: only files that are
     still there and, where the recipe holds their sha256, unchanged since they were used."""
     found = []
-    for label, path in _inputs(recipe or {}):
+    for label, path in (_inputs(recipe or {}) if inputs is None else inputs):
         relationship = "parentOf" if label == "input" else "inputTo"
         found.append(({"title": Path(path).name, "relationship": relationship, "label": label}, Path(path)))
     return found

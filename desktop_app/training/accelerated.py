@@ -13,18 +13,10 @@ from pathlib import Path
 
 import torch
 
+from desktop_app.engine.device import cpu_bf16_units  # the same check generation uses
 from desktop_app.training import checkpoint
 
 COMMANDS = (None, "pause", "cancel")  # index = the code every process all-reduces (max: cancel wins)
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AMX tiles or AVX-512 BF16)."""
-    checks = [getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
-    try:
-        return any(check() for check in checks if check is not None)
-    except RuntimeError:
-        return False
 
 
 def precision(requested: str, device_type: str) -> str:
@@ -35,7 +27,7 @@ def precision(requested: str, device_type: str) -> str:
         if requested == "auto":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         return requested
-    return "bf16" if cpu_has_bf16() else "no"  # the CPU: fp16 autocast is slow there; bf16 only where native
+    return "bf16" if cpu_bf16_units() else "no"  # the CPU: fp16 autocast is slow there; bf16 only where native
 
 
 def weight_dtype(mixed: str, device_type: str) -> torch.dtype:

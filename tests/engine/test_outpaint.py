@@ -156,6 +156,16 @@ def test_embedded_outpaint_below_strength_1_starts_from_the_fill(engine, face):
     assert distance[0.5] < distance[1.0]
 
 
+def test_an_outpaint_from_a_random_seed_is_made_again_from_its_recipe(engine, face):
+    """The window draws a random seed after the inputs are read: the fill must not depend on it, or the recipe
+    (which records the drawn seed) would give another start picture and another image below strength 1."""
+    values = dict(prompt="grinning face", steps=6, width=96, height=64, init_image=str(face),
+                  outpaint=(16, 0, 16, 0), strength=0.6)
+    first, _ = run(engine, GenerationRequest(**values))  # seed None: drawn by the engine
+    again, _ = run(engine, first.recipe.request)  # the request as recorded: the drawn seed in it
+    assert np.abs(levels(first.images[0]) - levels(again.images[0])).max() <= 1
+
+
 # ---- the tiny models -------------------------------------------------------------------------------------------
 
 # family -> (sampler, borders): the packed families' pictures are multiples of 16

@@ -212,3 +212,22 @@ def test_gguf_content_is_checked(made, tmp_path):
     fake.write_bytes(b"\x80\x04not a gguf")
     with pytest.raises(ModelError, match="is not a GGUF file"):
         model_files.inspect(fake)
+
+
+def test_a_components_part_that_cannot_be_read_is_one_line(made, tmp_path, monkeypatch):
+    """A part of the components folder that cannot be listed (permissions) is a ModelError naming the folder,
+    never an OSError traceback."""
+    from pathlib import Path
+
+    parts = tmp_path / "parts"
+    shutil.copytree(made["flux"]["components"], parts)
+    real = Path.iterdir
+
+    def refuse(self):
+        if self.name == "text_encoder_2":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "iterdir", refuse)
+    with pytest.raises(ModelError, match="cannot be read: .*Permission denied"):
+        components.check("flux", parts, "flux.safetensors")
