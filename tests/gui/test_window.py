@@ -41,7 +41,12 @@ def generate_and_wait(qtbot, window, prompt="a smiling cat face", timeout=10_000
 
 
 def test_generate_with_the_tiny_model(qtbot, open_window, tiny_model_dir):
-    window = open_window(model=str(tiny_model_dir))
+    from desktop_app.engine.generate import Engine
+
+    # a preview every step (the app paces them by their cost: on a busy machine a tiny model's step can be
+    # cheaper than its preview, and the pacer then skips some; this test counts what the canvas shows)
+    window = open_window(model=str(tiny_model_dir),
+                         engine_factory=lambda device: Engine(device, preview_share=None))
     window.form.upscale_check.setChecked(False)
     window.form.steps_spin.setValue(5)
     frames = count_frames(window)
