@@ -260,7 +260,10 @@ def _run(config: TrainConfig, emit: Emit, control: Callable[[], str | None], res
                     for p in text_params:  # the text encoder runs outside DDP (the pipeline calls it)
                         if p.grad is not None:
                             p.grad = accelerator.reduce(p.grad, "mean")
-                optimizer.step()
+                # a non-finite gradient (the same on every process: DDP averaged it) never reaches the LoRA:
+                # the step is skipped, and the loss check below stops the run with the last good checkpoint
+                if not accelerator.sync_gradients or _finite(params):
+                    optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 step_loss = step_loss + loss.detach().float() / config.accumulate
         if processes > 1:
@@ -412,3 +415,7 @@ def _samples(config: TrainConfig, pipe, folder: Path, step: int, device, prompt:
     unet.train(was_training)
     return written
 
+
+def _finite(params) -> bool:
+    """Whether every gradient of ``params`` is finite (no NaN or inf)."""
+    return all(bool(torch.isfinite(p.grad).all()) for p in params if p.grad is not None)

@@ -181,3 +181,15 @@ def test_the_engine_generates_with_the_trained_lora_by_name(images, events):
         outputs[name] = np.asarray(engine.run(request, lambda event: None).images[0], dtype=np.float32)
     assert np.abs(outputs["byname"] - np.asarray(plain.images[0], dtype=np.float32)).mean() > 0.1
     assert np.abs(outputs["byname"] - outputs["byname.safetensors"]).max() <= 1  # the same LoRA, both files
+
+
+def test_a_non_finite_step_never_reaches_the_lora(images, events, monkeypatch):
+    """The NaN step's gradients are checked before the optimizer steps: that step is skipped (only the finite
+    steps before it were taken), then the run stops as above."""
+    seen = []
+    real = trainer._finite
+    monkeypatch.setattr(trainer, "_finite", lambda params: seen.append(real(params)) or seen[-1])
+    with pytest.raises(TrainingError):
+        train(quick_config(images, "nan-guard", steps=10, inject_nan_at=3), events)
+    assert seen == [True, True, False]
+    assert trainer._finite([torch.nn.Parameter(torch.zeros(2))])  # no gradient yet: nothing to stop
