@@ -167,10 +167,10 @@ def save_image(image, path: Path, recipe: dict) -> Path:
         image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
     if fmt == "JPEG" and image.mode == "RGBA":
         image = image.convert("RGB")
-    from desktop_app.studio.outputs import write_signed
+    from desktop_app.studio.outputs import save_signed
 
     options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
-    return write_signed(path, lambda stream: image.save(stream, format=fmt, **options), fmt, recipe)
+    return save_signed(image, path, fmt, recipe, **options)  # JPEG, WebP: the IPTC XMP mark, then signed
 
 
 run = upscale  # the command's entry point, as in every command module

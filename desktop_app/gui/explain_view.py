@@ -4,14 +4,17 @@
 its progress as lines and a Cancel; then one page per section of the report: the section titles on the left,
 the figures (scaled to fit, whole pixels for small ones) and the caption on the right. The sections are the
 report's own (``studio/explain_report.build_sections``), so the view and the exported report say the same.
-"Export…" writes the report (index.html, report.pdf, PNG figures, JSON numbers) into a chosen folder; "Open
-report" opens its index.html (written to the outputs folder first when it was not exported yet). What explain
-refuses (a transformer family, a start image) is told in one line.
+"Export…" writes the report (index.html, report.pdf, PNG figures, JSON numbers) into a chosen folder, with the
+creation record of the image explained when there is one (record.json and a page "How this image was made": the
+window's canvas image made from the explained prompt, ``explained_image.py``); "Open report" opens its index.html
+(written to the outputs folder first when it was not exported yet). What explain refuses (a transformer family, a
+start image) is told in one line.
 """
 
 from __future__ import annotations
 
 import math
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -78,14 +81,17 @@ class FigureLabel(QLabel):
 class ExplainView(QWidget):
     """``request_of()`` gives the form's GenerationRequest (or raises RequestError); ``output_dir()`` the
     folder where "Open report" writes a report that was not exported. ``explain``: the job's function (tests
-    give a quick fake; None: the engine's)."""
+    give a quick fake; None: the engine's). ``image_of(request)``: the image file the explained request stands for
+    (its creation record goes into the report), or None; ``history_of()``: the History to read that record from
+    (None: the user folder's)."""
 
     ended = Signal(str)  # "finished", "failed" or "cancelled", after the view shows it
     exported = Signal(str)  # the folder the report was written into
 
     def __init__(self, request_of: Callable, output_dir: Callable[[], Path], device: str = "auto",
                  engine_factory: Callable | None = None, explain: Callable | None = None,
-                 parent: QWidget | None = None):
+                 parent: QWidget | None = None, image_of: Callable | None = None,
+                 history_of: Callable | None = None):
         super().__init__(parent)
         self.setObjectName("explain_view")
         self.request_of, self.output_dir = request_of, output_dir
@@ -94,6 +100,8 @@ class ExplainView(QWidget):
         self._thread: WorkerThread | None = None
         self.running = False
         self.data: dict | None = None
+        self.image_of, self.history_of = image_of, history_of
+        self.image: Path | None = None  # the image file explained, for its creation record
         self.sections: list = []
         self.report_folder: Path | None = None
         self.figure_labels: list[FigureLabel] = []
@@ -180,6 +188,7 @@ class ExplainView(QWidget):
             self._tell(f"Check the settings: {exc}")
             return False
         self._clear()
+        self.image = self._image_for(request)  # taken now: the canvas may show another image by the export
         self._ensure_worker()
         self._began = time.perf_counter()
         self._set_running(True)
@@ -291,7 +300,8 @@ class ExplainView(QWidget):
         folder = Path(folder)
         try:
             check_output(folder / "index.html", folder, what="the report folder")
-            write_report(self.data, folder)
+            record, missing = self._record()
+            write_report(self.data, folder, record=record)
         except OutputProblem as exc:
             self._tell(f"The report was not written: {exc}")
             return None
@@ -300,9 +310,32 @@ class ExplainView(QWidget):
             return None
         self.report_folder = folder
         self.open_button.setToolTip(f"Open {folder / 'index.html'}")
-        self._tell(f"Report written to {folder} (index.html, report.pdf, the figures and their numbers)")
+        with_record = f", the creation record of {self.image.name}" if record is not None else ""
+        self._tell(f"Report written to {folder} (index.html, report.pdf, the figures and their numbers"
+                   f"{with_record})" + (f"; no creation record: {missing}" if missing else ""))
         self.exported.emit(str(folder))
         return folder / "index.html"
+
+    def _image_for(self, request) -> Path | None:
+        if self.image_of is None:
+            return None
+        try:
+            return self.image_of(request)
+        except (OSError, ValueError):  # a file that went away or cannot be read: a report without a record
+            return None
+
+    def _record(self) -> tuple[dict | None, str | None]:
+        """The explained image's creation record (``creation_record.for_export``), or None and why not."""
+        if self.image is None:
+            return None, None
+        from desktop_app.studio.creation_record import for_export
+
+        try:
+            return for_export(self.image, self.history_of() if self.history_of else None), None
+        except RequestError as exc:
+            return None, str(exc).removeprefix("image: ")
+        except (OSError, sqlite3.Error, ValueError) as exc:
+            return None, one_line(exc)
 
     @Slot()
     def open_report(self) -> bool:
@@ -343,7 +376,7 @@ class ExplainView(QWidget):
         bar.setValue(bar.maximum())
 
     def _clear(self) -> None:
-        self.data, self.sections, self.report_folder = None, [], None
+        self.data, self.sections, self.report_folder, self.image = None, [], None, None
         self._lines, self._progress_line = [], False
         self.progress_box.clear()
         self.section_list.clear()
@@ -386,8 +419,11 @@ def add_explain_dock(window: QMainWindow) -> tuple[ExplainView, QDockWidget]:
     """The view in a dock along the window's bottom, hidden until View → Explain… shows it (half the window's
     height). The bottom, not a tab beside the gallery: the figures are rows of pictures and need the window's
     whole width, which the right side (beside the form and the run view) never has."""
-    worker = window.controller.worker
-    view = ExplainView(window.form.build_request, window.output_dir, worker.device, worker._engine_factory)
+    from desktop_app.gui.explained_image import ExplainedImage
+
+    worker, explained = window.controller.worker, ExplainedImage(window)
+    view = ExplainView(window.form.build_request, window.output_dir, worker.device, worker._engine_factory,
+                       image_of=explained.file_for, history_of=lambda: window.controller.history)
     dock = QDockWidget("Explain", window)
     dock.setObjectName("explain_dock")
     dock.setWidget(view)

@@ -69,7 +69,7 @@ class MainWindow(QMainWindow):
         self.view = self.viewer = view = RunView(self.controller)
         self.stage_strip, self.message_area, self.canvas = view.stage_strip, view.message_area, view.canvas
         self.step_label, self.progress_bar, self.thumbnails = view.step_label, view.progress_bar, view.thumbnails
-        self.labels = StatusLabels(self.statusBar())
+        self.labels = StatusLabels(self.statusBar(), self.controller)  # "Unsigned images" when credentials are off
         self.device_label, self.model_label = self.labels.device_label, self.labels.model_label
         self.time_label = self.labels.time_label
         self.menus = menus = WindowMenus(self.menuBar(), self)

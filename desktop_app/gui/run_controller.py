@@ -187,6 +187,7 @@ class RunController(QObject):
     def _on_upscaled(self, finished) -> None:
         self._set_running(False)
         self.result = finished
+        self.kept_files = []  # the upscaled image is in no file yet: the last run's files are not on the canvas
         self.upscaled.emit(finished)
         self.run_ended.emit("finished")
 

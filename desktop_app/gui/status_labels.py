@@ -1,11 +1,13 @@
 """The labels on the right of the window's status bar: the model, the device (and the memory plan when the
-model was offloaded), the last run's time."""
+model was offloaded), the last run's time, and a quiet "Unsigned images" when content credentials are off."""
 
 from __future__ import annotations
 
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QLabel, QStatusBar
 
 from desktop_app.gui import model_info
+from desktop_app.studio import credentials
 
 
 PLAN_TIPS = {  # the engine's memory plans (engine/memory_plan.py) that offload, for a person
@@ -18,7 +20,14 @@ PLAN_TIPS = {  # the engine's memory plans (engine/memory_plan.py) that offload,
 
 
 class StatusLabels:
-    def __init__(self, bar: QStatusBar):
+    def __init__(self, bar: QStatusBar, controller=None):
+        """``controller``: the run controller, whose ``kept`` images are followed by a look at the credentials."""
+        self._bar, self._told = bar, set()
+        self.credentials_label = QLabel("Unsigned images")  # shown only when credentials are off
+        self.credentials_label.setObjectName("credentials_label")
+        self.credentials_label.setContentsMargins(8, 0, 8, 0)
+        self.credentials_label.hide()
+        bar.addPermanentWidget(self.credentials_label)
         self.device_label = QLabel("Device: not loaded yet")
         self.device_label.setObjectName("device_label")
         self.model_label = QLabel()
@@ -28,6 +37,25 @@ class StatusLabels:
         for label in (self.model_label, self.device_label, self.time_label):
             label.setContentsMargins(8, 0, 8, 0)
             bar.addPermanentWidget(label)
+        if controller is not None:
+            controller.kept.connect(lambda _files: self.show_credentials())
+        QTimer.singleShot(0, self.credentials_label, self.show_credentials)  # after the start-up messages
+
+    def show_credentials(self) -> str | None:
+        """Whether the images are signed (``credentials.off_reason``): when not, the label, with the reason as its
+        tooltip, and the reason added to the status bar's message the first time it is met. Returns the reason."""
+        reason = credentials.off_reason()
+        self.credentials_label.setHidden(not reason)
+        if not reason:
+            self.credentials_label.setToolTip("")
+            return None
+        line = reason[:1].upper() + reason[1:]
+        self.credentials_label.setToolTip(line)
+        if reason not in self._told:  # told once; the label stays
+            self._told.add(reason)
+            current = self._bar.currentMessage()
+            self._bar.showMessage(f"{current} · {line}" if current else line)
+        return reason
 
     def show_model(self, model: str) -> None:
         """The form's model, with its folder (or what is wrong with it) as the tooltip."""

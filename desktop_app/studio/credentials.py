@@ -159,12 +159,31 @@ def wanted() -> bool:
 
 
 def off_reason() -> str | None:
-    """Why the last image went without credentials (None when they were on): a line for a window's status bar."""
-    return _state["off"]
+    """Why images go without credentials, a line for a window's status bar: the last signing's failure, or before
+    any, a package that is missing (looked for, not imported: cheap enough for a window's start). None when they
+    are on, or off by the user's own setting."""
+    if _state["off"] is not None:
+        return _state["off"]
+    if not wanted():
+        return None
+    import importlib.util
+
+    for module, package in (("c2pa", "c2pa-python"), ("cryptography", "cryptography")):
+        try:
+            missing = importlib.util.find_spec(module) is None
+        except (ImportError, ValueError):  # ValueError: a module in sys.modules without a spec
+            missing = True
+        if missing:
+            return _off_line(f"the {package} package is not available")
+    return None
+
+
+def _off_line(reason: str) -> str:
+    return f"content credentials are off: {reason}; images are saved without a C2PA manifest"
 
 
 def _off(reason: str) -> None:
-    line = f"content credentials are off: {reason}; images are saved without a C2PA manifest"
+    line = _off_line(reason)
     with _lock:
         _state["off"] = line
         first = line not in _state["told"]

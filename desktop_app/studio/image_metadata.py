@@ -9,8 +9,8 @@ linear in the file and capped:
   data: a PNG declaring a huge size is never decoded, wherever its text chunks lie (PIL decodes the whole image
   to reach chunks after the pixels), and a compressed chunk is inflated only up to ``MAX_TEXT`` (a zTXt "bomb"
   that expands to gigabytes is reported, not expanded);
-- JPEG and WebP go through PIL for their EXIF UserComment, with PIL's warnings kept off stderr and its
-  decompression-bomb error turned into a readable refusal;
+- JPEG and WebP go through PIL for their EXIF UserComment (and XMP, under the PNG chunk's name), with PIL's
+  warnings kept off stderr and its decompression-bomb error turned into a readable refusal;
 - the A1111 "stealth" metadata (text hidden in the least significant bits of the alpha channel, or of the RGB
   channels) is decoded only for images up to ``MAX_STEALTH_PIXELS`` and payloads up to ``MAX_TEXT``.
 
@@ -39,6 +39,7 @@ MAX_STEALTH_PIXELS = 4096 * 4096  # the alpha-channel metadata is read from imag
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 STEALTH_ALPHA = {b"stealth_pnginfo": False, b"stealth_pngcomp": True}  # signature -> gzip-compressed payload
 STEALTH_RGB = {b"stealth_rgbinfo": False, b"stealth_rgbcomp": True}
+XMP_KEY = "XML:com.adobe.xmp"  # a PNG's XMP chunk; a JPEG's or WebP's XMP is given under the same name
 _LSB = bytes(0x30 + (value & 1) for value in range(256))  # byte -> b"0" / b"1" of its least significant bit
 
 
@@ -211,6 +212,9 @@ def _pil_text(stream) -> ImageText:
                 for key, value in (image.info or {}).items():
                     if isinstance(key, str) and isinstance(value, str) and len(value) <= MAX_TEXT:
                         found.chunks[key] = value
+                xmp = (image.info or {}).get("xmp")  # JPEG APP1, WebP XMP chunk: bytes (a PNG's is an iTXt chunk)
+                if isinstance(xmp, bytes) and len(xmp) <= MAX_TEXT:
+                    found.chunks.setdefault(XMP_KEY, xmp.decode("utf-8", errors="replace"))
                 comment = user_comment(image)
                 if comment:
                     found.chunks["parameters"] = comment

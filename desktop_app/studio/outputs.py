@@ -14,6 +14,8 @@ The rule that no finished image is lost:
 
 Every image written here carries C2PA content credentials (``save_png``, ``write_signed``: signed as the last step
 of the one atomic write, after the recipe chunk; ``credentials.py``); without them the image is still written.
+Every one carries the IPTC XMP mark too (digital source type ``trainedAlgorithmicMedia``): an iTXt chunk in a PNG,
+Pillow's ``xmp=`` in a JPEG or WebP (``save_signed``, ``xmp_options``), written before the signature covers it.
 """
 
 from __future__ import annotations
@@ -219,6 +221,25 @@ def write_signed(path: Path, write, image_format: str, recipe: dict | None = Non
             credentials.sign_in_place(stream, mime, recipe, path.name)
 
     return write_atomically(path, write_and_sign, prefix=png_recipe.TEMP_PREFIX)
+
+
+XMP_FORMATS = ("JPEG", "WEBP")  # the formats that take the IPTC XMP mark as Pillow's ``xmp=`` (PNG: an iTXt chunk)
+
+
+def xmp_options(image_format: str, recipe: dict | None = None) -> dict:
+    """Pillow save options that put the IPTC XMP mark (``png_recipe.xmp_packet``: digital source type
+    ``trainedAlgorithmicMedia``) into a JPEG or WebP, as every PNG carries it; {} for other formats."""
+    if str(image_format).upper() not in XMP_FORMATS:
+        return {}
+    return {"xmp": png_recipe.xmp_packet(recipe).encode("utf-8")}
+
+
+def save_signed(image, path: Path, image_format: str, recipe: dict | None = None, **options) -> Path:
+    """``image`` (PIL) written atomically as ``image_format`` with Pillow's ``options``, the IPTC XMP mark in a
+    JPEG or WebP (``xmp_options``), then signed (``write_signed``): the mark is covered by the signature."""
+    options = {**xmp_options(image_format, recipe), **options}
+    return write_signed(path, lambda stream: image.save(stream, format=image_format, **options), image_format,
+                        recipe)
 
 
 def _note(errors: list | None, exc: BaseException) -> None:

@@ -127,6 +127,10 @@ def write_animation(images: list, path: Path | str, durations: list[int] | None 
         frames.append(frame)
         times.append(int(ms))
     options = {"quality": 90, "method": 4} if fmt == "WEBP" else {}
+    if fmt == "WEBP":  # the IPTC mark every image of the studio carries (GIF has no XMP)
+        from desktop_app.studio.png_recipe import xmp_packet
+
+        options["xmp"] = xmp_packet().encode("utf-8")
     if not path.parent.is_dir():
         raise TimelineError(f"cannot write {path}: the folder {path.parent} does not exist")
 

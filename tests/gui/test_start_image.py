@@ -173,3 +173,21 @@ def test_a_recipe_whose_mask_is_gone_keeps_the_start_image_and_names_the_mask(qt
     message = window.statusBar().currentMessage()
     assert f"mask {mask}" in message and "start image" not in message
     assert window.form.start_box.path() == start and window.form.build_request().mask is None
+
+
+def test_an_upscaled_canvas_becomes_the_start_image_not_the_file_it_came_from(qtbot, open_fake_window,
+                                                                            make_engine, monkeypatch, tmp_path):
+    from PySide6.QtWidgets import QFileDialog
+
+    window = open_fake_window(make_engine(tiles=1))
+    generate(qtbot, window)
+    kept = window.controller.kept_files[0]
+    photo = picture(tmp_path / "photo.png", (24, 16))
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *args, **kwargs: (str(photo), ""))
+    with qtbot.waitSignal(window.run_ended, timeout=10_000) as ended:
+        window.upscale_action.trigger()
+    assert ended.args == ["finished"]
+    window.menus.use_start_action.trigger()
+    chosen = window.form.start_box.path()
+    assert chosen != kept and chosen.is_file()
+    assert Image.open(chosen).size == (96, 64), "the upscaled image on the canvas, as it is shown"

@@ -117,3 +117,11 @@ def test_a_full_disk_leaves_no_file_behind(tmp_path, monkeypatch):
     with pytest.raises(TimelineError, match="cannot write .*No space left on device"):
         paced_timeline().write(tmp_path / "a.webp")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_animated_webp_carries_the_iptc_mark(tmp_path):
+    store = paced_timeline(steps=4, every=1)
+    path = tmp_path / "steps.webp"
+    store.write(path)
+    with Image.open(path) as image:
+        assert b"trainedAlgorithmicMedia" in image.info.get("xmp", b"")
