@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from desktop_app.cli import lora as cli_lora
+from desktop_app.cli import image_prompt_options
 from desktop_app.cli import studio as cli_studio
 from desktop_app.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, PROG, BadInput
 from desktop_app.cli.options import model_options
@@ -55,6 +56,7 @@ def register(commands) -> None:
                           "family whose text encoders, tokenizers and VAE it runs with (default: the one named "
                           "with `models components FAMILY FOLDER`)")
     add_image_options(gen)
+    image_prompt_options.add_options(gen)
     gen.add_argument("--weights", choices=("auto", "full", "fp8"), default="auto",
                      help="how the denoiser's weights are stored: fp8 (float8, half the memory of bf16, cast up "
                           "layer by layer as it runs; CUDA and the CPU), full, or auto (fp8 on a GPU the model "
@@ -100,6 +102,7 @@ def generate(args: argparse.Namespace) -> int:
         components.use_for_run(request.model, found)
     check_family(request)  # and a family this version does not run, or a negative prompt it takes none of
     check_controls(request)  # ControlNets that are not ControlNets, or for another family: before torch loads
+    image_prompt_options.check(request)  # an IP-Adapter that is not one, or for another family: the same
     if request.refiner is not None:
         check_folder(request.refiner)
     targets = output_paths(args.out, [(seed + k) % (MAX_SEED + 1) for k in range(request.batch_size)],
@@ -227,11 +230,13 @@ def image_request(args: argparse.Namespace, **values):
     controls = [control_choice(text, args.control_pre or "none") for text in getattr(args, "control", None) or ()]
     if controls:
         values = dict(values, controls=tuple(controls))
+    values = dict(values, **image_prompt_options.values(args))
     try:
         return GenerationRequest(**values, **{name: value for name, value in image.items() if value is not None})
     except RequestError as exc:
-        if exc.field in _IMAGE_FLAGS:
-            raise BadInput(f"{_IMAGE_FLAGS[exc.field]}{str(exc).removeprefix(exc.field + ':')}") from None
+        flags = {**_IMAGE_FLAGS, **image_prompt_options.FLAGS}
+        if exc.field in flags:
+            raise BadInput(f"{flags[exc.field]}{str(exc).removeprefix(exc.field + ':')}") from None
         raise
 
 

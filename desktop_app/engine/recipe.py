@@ -46,6 +46,7 @@ class Recipe:
     # the ControlNets, one record each: name, hash, image_sha256, weight, start, end, preprocessor (the request's
     # "controls" hold their paths); () for none and in older recipes
     control_models: tuple[dict, ...] = ()
+    image_prompt_model: dict | None = None  # the IP-Adapter's record: name, hash, encoder, image_sha256, weight
 
     job = "generate"
 
@@ -74,7 +75,8 @@ class Recipe:
              refiner_model=self.refiner_model, hires=self.hires, upscaler=self.upscaler,
              memory_plan=self.memory_plan)
         _put(data, init_image_sha256=self.init_image_sha256, mask_sha256=self.mask_sha256,
-             components=self.components, control_models=[dict(record) for record in self.control_models])
+             components=self.components, control_models=[dict(record) for record in self.control_models],
+             image_prompt_model=self.image_prompt_model)
         return data
 
     @classmethod
@@ -99,7 +101,9 @@ class Recipe:
             mask_sha256=_text_or_none(data.get("mask_sha256")),
             components=dict(data["components"]) if isinstance(data.get("components"), dict) else None,
             control_models=tuple(dict(record) for record in data.get("control_models") or ()
-                                 if isinstance(record, dict)))
+                                 if isinstance(record, dict)),
+            image_prompt_model=dict(data["image_prompt_model"]) if isinstance(data.get("image_prompt_model"), dict)
+            else None)
 
 
 @dataclass(frozen=True)

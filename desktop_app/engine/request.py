@@ -23,6 +23,7 @@ MAX_OUTPAINT = 1024  # pixels added on one side by outpainting
 OUTPAINT_STRENGTH = 1.0  # outpainting's default strength: the new area is drawn from noise
 CONTROL_PREPROCESSORS = ("none", "canny")  # what makes a ControlNet's image from the one given (control_images.py)
 MAX_CONTROLS, MAX_CONTROL_WEIGHT = 4, 2.0
+DEFAULT_IMAGE_PROMPT_WEIGHT, MAX_IMAGE_PROMPT_WEIGHT = 0.6, 2.0  # h94/IP-Adapter suggests ~0.5 beside a prompt
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,11 @@ class GenerationRequest:
     outpaint: tuple[int, int, int, int] | None = None
     # ControlNets (issue 17): each a model, an image, a weight and the share of the steps it steers
     controls: tuple[ControlChoice, ...] = field(default_factory=tuple)
+    # an image prompt (issue 17): an image file steering the picture through an IP-Adapter (a file or folder,
+    # models/ip_adapter_files.py) with a weight from 0 (the plain picture) to MAX_IMAGE_PROMPT_WEIGHT
+    image_prompt: str | None = None
+    image_prompt_weight: float = DEFAULT_IMAGE_PROMPT_WEIGHT
+    ip_adapter: str | None = None
 
     def __post_init__(self) -> None:
         _check(isinstance(self.prompt, str), "prompt", "must be text")
@@ -145,6 +151,31 @@ class GenerationRequest:
                    f"hires fix goes up to {MAX_HIRES_SIZE}")
         self._check_image_inputs()
         self._check_controls()
+        self._check_image_prompt()
+
+    def _check_image_prompt(self) -> None:
+        """An image file and an IP-Adapter named together (one without the other is refused), and a weight
+        from 0 to MAX_IMAGE_PROMPT_WEIGHT."""
+        from pathlib import PurePath
+
+        for name in ("image_prompt", "ip_adapter"):
+            if isinstance(getattr(self, name), PurePath):
+                object.__setattr__(self, name, str(getattr(self, name)))
+        _check(_is_number(self.image_prompt_weight) and 0 <= self.image_prompt_weight <= MAX_IMAGE_PROMPT_WEIGHT,
+               "image_prompt_weight", f"must be a number from 0 to {MAX_IMAGE_PROMPT_WEIGHT:g}, got "
+                                      f"{self.image_prompt_weight!r}")
+        _check(self.ip_adapter is None or (isinstance(self.ip_adapter, str) and self.ip_adapter.strip() != ""),
+               "ip_adapter", "must name an IP-Adapter (a .safetensors file, or a folder holding one and its "
+                             "image_encoder/), or be empty for none")
+        _check(self.image_prompt is None or (isinstance(self.image_prompt, str) and self.image_prompt.strip()),
+               "image_prompt", "must be an image file, or empty for none")
+        if self.image_prompt is None:
+            _check(self.ip_adapter is None, "ip_adapter", "needs an image prompt (image_prompt): the image the "
+                                                          "IP-Adapter reads")
+            return
+        _check(self.ip_adapter is not None, "ip_adapter", "an image prompt needs an IP-Adapter (a .safetensors "
+                                                          "file, or a folder holding one and its image_encoder/)")
+        _check_image_file("image_prompt", self.image_prompt)
 
     def _check_controls(self) -> None:
         """A tuple (a list from a recipe becomes one) of at most MAX_CONTROLS ControlChoice whose images open;

@@ -33,6 +33,7 @@ from desktop_app.engine.loader import LoadedModel
 from desktop_app.engine.control_job import ControlJob, make_control
 from desktop_app.engine.image_inputs import load_inputs
 from desktop_app.engine.image_job import ImageJob, job_classes, make_job, twin
+from desktop_app.engine.image_prompt import ImagePromptJob, make_image_prompt
 from desktop_app.engine.lora import apply_embeddings, apply_loras
 from desktop_app.models.model_hash import model_hash
 from desktop_app.engine.preview import DEFAULT_PREVIEW_SHARE, PreviewPacer, capture_x0
@@ -63,6 +64,7 @@ class GenerationRun:
         self.lora_hashes: dict[str, str] | None = None  # None: no LoRA
         self.job: ImageJob | None = None  # image to image or inpainting (image_job.py); None: text to image
         self.control: ControlJob | None = None  # the ControlNets (control_job.py); None: none
+        self.image_prompt: ImagePromptJob | None = None  # the IP-Adapter and its image (image_prompt.py)
         # 2. text, 3. noise
         self.text_kwargs: dict = {}
         self.refiner_text_kwargs: dict = {}  # the SDXL refiner's own (its one encoder, 1280 wide)
@@ -113,6 +115,7 @@ class GenerationRun:
         inputs = load_inputs(self.request)  # the start image and mask, fitted to the request's size
         self.job = make_job(inputs, self.pipe, self.family, self.request.strength)
         self.control = make_control(self.request, model, partial(self._stage, "load"))
+        self.image_prompt = make_image_prompt(self.request, model, partial(self._stage, "load"))
         if inputs is not None:
             self.emit(StageStarted("load", inputs.fitted))
             if inputs.fitted != f"start image {self.request.width}x{self.request.height}":
@@ -146,6 +149,8 @@ class GenerationRun:
         self.emit(StageStarted("text", token_detail(getattr(self.pipe, "tokenizer", None), self.request.prompt)))
         with self.timed("text"):
             self.text_kwargs = self.family.encode_text(self.pipe, self.request, self.device)
+            if self.image_prompt is not None:  # the image's embeddings go wherever the text's go (not the refiner)
+                self.text_kwargs.update(self.image_prompt.arguments())
             if self.refine is not None:
                 self.refiner_text_kwargs = self.family.encode_text(self.refine, self.request, self.device)
 
@@ -178,6 +183,7 @@ class GenerationRun:
         steps = (self.job.describe(request.steps, request.strength, request.sampler) if self.job
                  else f"{request.steps} steps, {request.sampler}")
         steps += f", {self.control.describe()}" if self.control else ""
+        steps += f", {self.image_prompt.describe()}" if self.image_prompt else ""
         self.emit(StageStarted("denoise", f"{steps}, guidance {request.guidance_scale:g}"))
         self._denoise_start = time.perf_counter()
         self._total = self.split.total if self.split else None
@@ -208,6 +214,8 @@ class GenerationRun:
         request = self.request
         self._denoise_start, self._decode_start = time.perf_counter(), None  # again after an out-of-memory
         target = self.job.pipe if self.job else self.control.pipe if self.control else self.pipe
+        if self.image_prompt is not None:  # again: attention slicing (a memory fallback) replaces its processors
+            self.image_prompt.install()
         kwargs = dict(self.text_kwargs, width=request.width, height=request.height,
                       num_inference_steps=request.steps, guidance_scale=request.guidance_scale,
                       output_type="pil", **self.family.step_callback(target, self._step_end))
@@ -307,11 +315,18 @@ class GenerationRun:
                            if self.refine is not None else None),
             hires=self.hires_record, upscaler=self.upscaler[1] if self.upscaler is not None else None,
             control_models=self.control.records if self.control is not None else (),
+            **image_prompt_record(self.image_prompt),
             **(self.job.inputs.record if self.job is not None else {}))
         return Finished(images=self.images, seeds=self.seeds, recipe=recipe, timings=dict(self.timings))
 
 
 # ---- plain functions ---------------------------------------------------------------------------------
+
+
+def image_prompt_record(job: ImagePromptJob | None) -> dict:
+    """The recipe's ``image_prompt_model`` (the adapter's name, hash and encoder, the image's sha256, the weight)
+    for a run with an image prompt."""
+    return {} if job is None else {"image_prompt_model": dict(job.record)}
 
 
 def call_batched(pipe, kwargs: dict, generators: list, one_at_a_time: bool, **per_image) -> list:

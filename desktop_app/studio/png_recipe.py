@@ -34,7 +34,7 @@ XMP_KEY = "XML:com.adobe.xmp"
 REQUEST_FIELDS = ("prompt", "negative_prompt", "width", "height", "steps", "guidance_scale", "sampler",
                   "seed", "batch_size", "model", "loras", "upscale", "hires_scale", "hires_strength", "refiner",
                   "refiner_switch", "preview", "init_image", "strength", "mask", "mask_blur", "init_fit",
-                  "outpaint", "controls")
+                  "outpaint", "controls", "image_prompt", "image_prompt_weight", "ip_adapter")
 
 
 
@@ -324,7 +324,7 @@ def request_fields(recipe: dict) -> dict:
 
 def _info(recipe: dict) -> dict:
     keys = ("model_hash", "model_name", "family", "device", "dtype", "app_version", "seeds", "output_size",
-            "lora_hashes", "refiner_model", "format", "timings", "control_models")
+            "lora_hashes", "refiner_model", "format", "timings", "control_models", "image_prompt_model")
     return {key: recipe[key] for key in keys if key in recipe}
 
 
@@ -350,6 +350,10 @@ def describe(found: dict) -> str:
         lines.append(f"ControlNet: {_shown(control['model'])} with {_shown(control['image'])} (weight "
                      f"{control.get('weight', 1):g}, steps {control.get('start', 0):g}-{control.get('end', 1):g}, "
                      f"{_shown(control.get('preprocessor', 'none'))})")
+    if request.get("image_prompt"):
+        lines.append(f"Image prompt: {_shown(request['image_prompt'])} (weight "
+                     f"{request.get('image_prompt_weight', 0.6):g}, IP-Adapter "
+                     f"{_shown(request.get('ip_adapter') or '?')})")
     refiner = request.get("refiner") or info.get("refiner_name")
     if refiner:
         lines.append(f"Refiner: {_shown(refiner)} (switch at {request.get('refiner_switch', 0.8):g})")
