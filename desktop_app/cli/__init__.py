@@ -31,7 +31,7 @@ from desktop_app.cli.errors import (  # noqa: F401 - the exit codes are part of 
 )
 
 # the commands in the order --help lists them, each a module of this package
-COMMANDS = ("generate", "upscale", "info", "explain", "selftest", "bench", "train", "models")
+COMMANDS = ("generate", "edit", "upscale", "info", "explain", "selftest", "bench", "train", "models")
 
 
 def _command(name: str):

@@ -79,6 +79,8 @@ class Family:
     width_keys: tuple[tuple[str, int], ...] = ()  # (tensor name, dimension) holding the width
     variants: tuple[Variant, ...] = ()
     note: str = ""
+    # the pipeline that edits an image by an instruction (edit_job.py), None: the family cannot; see EDIT_MODELS
+    edit: str | None = None
 
     @property
     def denoiser_folder(self) -> str:
@@ -161,7 +163,8 @@ FAMILIES: dict[str, Family] = {f.key: f for f in (
     Family("flux", "Flux.1", text_to_image="FluxPipeline", image_to_image="FluxImg2ImgPipeline",
            inpaint="FluxInpaintPipeline", denoiser="FluxTransformer2DModel", negative_prompt=False, steps=28,
            guidance=3.5, size=1024, latent_channels=16, packed=True,
-           pipelines=("FluxPipeline", "FluxImg2ImgPipeline", "FluxInpaintPipeline"),
+           pipelines=("FluxPipeline", "FluxImg2ImgPipeline", "FluxInpaintPipeline", "FluxKontextPipeline"),
+           edit="FluxKontextPipeline",
            signatures=(Signature("original", (_FLUX_ORIGINAL,), (_CHROMA_ORIGINAL, _FLUX2_ORIGINAL)),
                        Signature("diffusers", ("single_transformer_blocks.0.proj_mlp.weight",
                                                "time_text_embed.timestep_embedder.linear_1.weight"))),
@@ -180,12 +183,13 @@ FAMILIES: dict[str, Family] = {f.key: f for f in (
     Family("flux2-klein", "FLUX.2 [klein]", text_to_image="Flux2KleinPipeline", image_to_image=None,
            inpaint="Flux2KleinInpaintPipeline", steps=4, guidance=1.0, few_step=True,
            pipelines=("Flux2KleinPipeline", "Flux2KleinInpaintPipeline", "Flux2KleinKVPipeline"),
+           edit="Flux2KleinPipeline",
            variants=(Variant("flux2-klein-4b", "FLUX.2 [klein] 4B", width=3072),
                      Variant("flux2-klein-9b", "FLUX.2 [klein] 9B", width=4096)),
            note="the step-distilled releases; the [klein] base models (same tensors) want 50 steps at guidance 4",
            **_FLUX2),
     Family("flux2", "FLUX.2 [dev]", text_to_image="Flux2Pipeline", image_to_image=None, inpaint=None, steps=50,
-           guidance=4.0, pipelines=("Flux2Pipeline",),
+           guidance=4.0, pipelines=("Flux2Pipeline",), edit="Flux2Pipeline",
            variants=(Variant("flux2-dev", "FLUX.2 [dev]", width=6144),),
            **_FLUX2),
     Family("z-image", "Z-Image", text_to_image="ZImagePipeline", image_to_image="ZImageImg2ImgPipeline",
@@ -203,7 +207,9 @@ FAMILIES: dict[str, Family] = {f.key: f for f in (
            image_to_image="QwenImageImg2ImgPipeline", inpaint="QwenImageInpaintPipeline",
            denoiser="QwenImageTransformer2DModel", negative_prompt=True, steps=50, guidance=4.0, size=1328,
            latent_channels=16, packed=True,
-           pipelines=("QwenImagePipeline", "QwenImageImg2ImgPipeline", "QwenImageInpaintPipeline"),
+           pipelines=("QwenImagePipeline", "QwenImageImg2ImgPipeline", "QwenImageInpaintPipeline",
+                      "QwenImageEditPipeline", "QwenImageEditPlusPipeline"),
+           edit="QwenImageEditPipeline",
            signatures=(Signature("diffusers", ("transformer_blocks.0.img_mod.1.weight", "txt_norm.weight",
                                                "img_in.weight"), ("txt_in.text_norm.weight",)),),
            width_keys=(("img_in.bias", 0),),
@@ -255,6 +261,11 @@ SINGLE_FILES = frozenset({"sd3", "flux", "chroma", "sana", "sana-sprint", "z-ima
 # the transformer families run as diffusers folders only (diffusers has no from_single_file for PixArt's)
 FOLDERS_ONLY = frozenset({"pixart-sigma"})
 SUPPORTED = SD_FAMILIES | SINGLE_FILES | FOLDERS_ONLY
+# edit by an instruction: FLUX.2's own pipelines take reference images (one model makes and edits); Flux.1 and
+# Qwen-Image edit only with their edit releases (FLUX.1 Kontext, Qwen-Image-Edit), folders of these pipelines
+EDIT_MODELS = {"FluxKontextPipeline": "FLUX.1 Kontext", "QwenImageEditPipeline": "Qwen-Image-Edit",
+               "QwenImageEditPlusPipeline": "Qwen-Image-Edit-2509 (Plus)", "Flux2KleinPipeline": "FLUX.2 [klein]",
+               "Flux2Pipeline": "FLUX.2 [dev]"}
 # the order single files are tried in: a family whose signature contains another's comes first
 _CONTROLNET = ("controlnet_", "control_", "controlnet.")
 _RECOGNITION_ORDER = ("flux2-klein", "flux2", "chroma", "flux", "sd3", "qwen-image", "z-image", "sana-sprint",

@@ -40,6 +40,13 @@ class FluxFamily(FlowFamily):
     def repeats_given_embeddings(self) -> bool:
         return self.key != "chroma"
 
+    def call_options(self, pipe, request: GenerationRequest) -> dict:
+        # a FLUX.1 Kontext folder (an edit model) draws from text too, but its pipeline rescales the size asked
+        # for to its max_area (1024x1024) unless told the size's own area
+        if type(pipe).__name__ == "FluxKontextPipeline":
+            return {"max_area": request.width * request.height}
+        return {}
+
     def size_multiple(self, pipe) -> int:
         return 2 * int(getattr(pipe, "vae_scale_factor", 8))  # 2x2 latent patches per token
 

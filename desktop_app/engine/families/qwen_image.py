@@ -26,6 +26,15 @@ class QwenImageFamily(FluxFamily):
         # the guidance people set is the real one here; the distilled-guidance input is for other models
         return {"true_cfg_scale": request.guidance_scale, "guidance_scale": None}
 
+    def unsupported(self, request: GenerationRequest) -> tuple[str, str] | None:
+        problem = super().unsupported(request)
+        if problem is None and not request.init_image and _edit_release(request.model):
+            # its pipeline needs an image: text to image is Qwen-Image's (an edit folder has no QwenImagePipeline)
+            return "model", ("Qwen-Image-Edit models change an image by an instruction and draw nothing from "
+                             "text alone: use `desktop-app edit IMAGE INSTRUCTION --model MODEL`, or a Qwen-Image "
+                             "model")
+        return problem
+
     def preview_decoder(self, pipe):
         vae = getattr(pipe, "vae", None)
         return QwenVaePreview(vae) if vae is not None and "latents_mean" in vae.config else None
@@ -50,3 +59,16 @@ class QwenVaePreview:
         mean, std = self.mean.to(latents), self.std.to(latents)
         image = self.vae.decode(latents * std + mean, return_dict=False)[0][:, :, 0]
         return _to_pil((image[0].float() + 1) / 2, size)
+
+
+def _edit_release(model: str) -> bool:
+    """Whether ``model`` is a Qwen-Image-Edit diffusers folder (its pipeline takes an image it must be given)."""
+    from desktop_app.errors import ModelError
+    from desktop_app.models import model_folder
+
+    folder = model_folder.resolve(model)
+    try:
+        index = model_folder.read_index(folder) if folder.is_dir() else {}
+    except ModelError:
+        return False
+    return str(index.get("_class_name", "")).startswith("QwenImageEdit")
