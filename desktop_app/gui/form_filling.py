@@ -67,6 +67,7 @@ def fill_form(form, values: dict) -> list[str]:
     skipped += form.start_box.apply(values)  # image to image: the start image and mask, when still there (named)
     if "controls" in values:  # the rows back; the ControlNet folders and images missing here, named
         skipped += form.control_rows.apply(values["controls"])
+    skipped += form.image_prompt_row.apply(values)  # the image and IP-Adapter when still there (named)
     if "weights" in values and not set_weights(form.weights_combo, values["weights"]):
         skipped.append("weights")  # the last run's (run_controller.remember keeps it with the request)
     return skipped

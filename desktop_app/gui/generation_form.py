@@ -27,6 +27,8 @@ from desktop_app.engine.request import MAX_SEED, MAX_SIZE, MIN_SIZE, SAMPLERS, G
 
 from desktop_app.gui import model_info
 from desktop_app.gui.control_rows import ControlRows
+from desktop_app.gui.hires_fields import hires_fields
+from desktop_app.gui.image_prompt_row import IMAGE_PROMPT_FIELD_WIDGETS, ImagePromptRow
 from desktop_app.gui.weights_choice import weights_combo
 from desktop_app.models import few_step, resolve
 from desktop_app.gui.lora_picker import LoraPicker
@@ -55,7 +57,7 @@ FIELD_WIDGETS = {
     "refiner": ("Refiner", "refiner_choice"),
     "refiner_switch": ("Refiner switch", "refiner_choice"),
     "controls": ("ControlNet", "control_rows"),
-} | START_FIELD_WIDGETS
+} | START_FIELD_WIDGETS | IMAGE_PROMPT_FIELD_WIDGETS
 
 
 # the request's own defaults, for models that declare none (the command line falls back to them too)
@@ -155,25 +157,7 @@ class GenerationForm(QWidget):
         upscale_row = QHBoxLayout()
         upscale_row.addWidget(self.upscale_check)
         upscale_row.addWidget(self.upscaler_combo, 1)
-        self.hires_spin = QDoubleSpinBox()
-        self.hires_spin.setObjectName("hires_scale")
-        self.hires_spin.setRange(1.0, 4.0)
-        self.hires_spin.setSingleStep(0.25)
-        self.hires_spin.setDecimals(2)
-        self.hires_spin.setSpecialValueText("Off")
-        self.hires_spin.setSuffix("x")
-        self.hires_spin.setToolTip("Hires fix (Stable Diffusion models): enlarge this much (with the upscaler "
-                                   "chosen above, else Lanczos), then re-draw detail with a short img2img pass")
-        self.hires_strength_spin = QDoubleSpinBox()
-        self.hires_strength_spin.setObjectName("hires_strength")
-        self.hires_strength_spin.setRange(0.0, 1.0)
-        self.hires_strength_spin.setSingleStep(0.05)
-        self.hires_strength_spin.setValue(0.5)
-        self.hires_strength_spin.setToolTip("Denoising strength of the hires pass: how much it may change")
-        hires_row = QHBoxLayout()
-        hires_row.addWidget(self.hires_spin, 1)
-        hires_row.addWidget(QLabel("strength"))
-        hires_row.addWidget(self.hires_strength_spin, 1)
+        self.hires_spin, self.hires_strength_spin, hires_row = hires_fields()  # Off, or 1.25x .. 4x
         image_box = QGroupBox("Model and image")
         image_form = QFormLayout(image_box)
         image_form.addRow("Model", self.model_combo)
@@ -256,6 +240,8 @@ class GenerationForm(QWidget):
         self.control_rows = ControlRows(lambda: (self.width_spin.value(), self.height_spin.value()))
         self.start_box.changed.connect(lambda: self.control_rows.set_start_image(bool(self.start_box.path())))
         layout.addWidget(self.control_rows)
+        self.image_prompt_row = ImagePromptRow()  # an image steering the picture through an IP-Adapter
+        layout.addWidget(self.image_prompt_row)
         layout.addStretch(1)
         self._on_random_toggled(True)
         self._apply_model_defaults(DEFAULT_MODEL)
@@ -284,6 +270,7 @@ class GenerationForm(QWidget):
             loras=self.lora_picker.choices(),
             controls=self.control_rows.choices(self.model()),  # read and paired torch-free, or named beside it
             **self.start_box.request_fields(),  # the start image, strength, fit; a painted mask is written now
+            **self.image_prompt_row.request_fields(self.model()),  # the adapter read and paired torch-free
         )
 
     def upscaler(self) -> str:
@@ -413,6 +400,7 @@ class GenerationForm(QWidget):
         self.lora_picker.set_family(family)  # first: a family without LoRAs sends none, LCM-LoRA included
         self.start_box.set_family(family)  # a family without image to image (or inpainting) sends no start image
         self.control_rows.set_family(family)  # ControlNets on the SD UNets only
+        self.image_prompt_row.set_family(family)  # IP-Adapters on SD 1.x and SDXL only
         defaults = self._declared(model)  # a Turbo or LCM model (or an LCM-LoRA): its few steps and sampler
         self._offer_samplers(samplers)
         self._few_step_kind = few_step.few_step_kind(model, self.lora_picker.names_checked())
@@ -468,6 +456,8 @@ class GenerationForm(QWidget):
         self.clear_marks()
         if field == "controls" and message:
             self.control_rows.show_note(message.removeprefix("controls:").strip())
+        if field in IMAGE_PROMPT_FIELD_WIDGETS and message:  # an image or adapter refused: its line too
+            self.image_prompt_row.show_note(message)
         attribute = FIELD_WIDGETS.get(field, ("", ""))[1]
         widget = getattr(self, attribute, None) if attribute else None
         if widget is not None:
