@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
+from desktop_app.engine.edit_request import EditRecipe
 from desktop_app.engine.request import GenerationRequest
 
 Size = tuple[int, int]
@@ -156,7 +157,7 @@ class UpscaleRecipe:
         return cls(**values)
 
 
-AnyRecipe = Recipe | UpscaleRecipe
+AnyRecipe = Recipe | UpscaleRecipe | EditRecipe
 
 
 def _put(data: dict, **records) -> None:
@@ -170,4 +171,6 @@ def _text_or_none(value) -> str | None:
 
 def recipe_from_dict(data: dict) -> AnyRecipe:
     """The typed recipe of a dict written by ``to_dict`` (its "job" says which kind)."""
+    if data.get("job") == "edit":
+        return EditRecipe.from_dict(data)
     return UpscaleRecipe.from_dict(data) if data.get("job") == "upscale" else Recipe.from_dict(data)

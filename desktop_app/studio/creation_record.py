@@ -51,7 +51,7 @@ SESSION_RULE = (f"An attempt's previous attempt is the latest earlier image in t
 @dataclass(frozen=True)
 class Event:
     time: float | None  # seconds since the epoch; None: not recorded
-    kind: str  # attempt, start_image, mask, outpaint, upscale, favourite, cycle, limit, unknown
+    kind: str  # attempt, start_image, mask, outpaint, upscale, edit, favourite, cycle, limit, unknown
     description: str
     image: str | None = None  # the file this event is about
     entry_id: int | None = None  # its history row
@@ -220,6 +220,8 @@ class _Walker:
         recipe = node.recipe
         if recipe.get("job") == "upscale":
             self.upscale(node, depth)
+        elif recipe.get("job") == "edit":
+            self.edit(node, depth)
         elif recipe:
             self.generation(node, depth)
         else:
@@ -247,6 +249,27 @@ class _Walker:
                                   {"input": source, "input_size": recipe.get("input_size"),
                                    "output_size": recipe.get("output_size"), "scale": recipe.get("scale"),
                                    "upscaler": upscaler, "tile": recipe.get("tile")}))
+
+    def edit(self, node: _Node, depth: int) -> None:
+        """An image changed by an instruction (``desktop-app edit``): its input first, then the edit."""
+        recipe = node.recipe
+        source = recipe.get("image")
+        if source:
+            parent = self.node(source)
+            if not _is_file(Path(source)) and parent.entry is None:
+                self.add(node.time, Event(node.time, "start_image", f"the edited image {_name(source)} is missing "
+                                                                    "(not on disk, not in the history)",
+                                          str(source), None, {"path": str(source), "missing": True}))
+            else:
+                self.walk(parent, depth + 1, node.time)
+        self.add(node.time, Event(node.time, "edit",
+                                  f"edited {_name(source) if source else 'an image'} into {_name(node.path)} by "
+                                  f"the instruction \"{recipe.get('instruction') or recipe.get('prompt') or ''}\" "
+                                  f"with {recipe.get('model_name') or recipe.get('model') or '?'} (seed "
+                                  f"{recipe.get('seed', '?')})", str(node.path), _id(node),
+                                  {"input": source, "instruction": recipe.get("instruction"),
+                                   "image_sha256": recipe.get("image_sha256"), "model": recipe.get("model"),
+                                   "seed": recipe.get("seed")}))
 
     def generation(self, node: _Node, depth: int) -> None:
         recipe = node.recipe
@@ -362,7 +385,7 @@ def _previous_attempts(entries: list[Entry]) -> dict[int, Entry | None]:
     latest: dict[str, Entry] = {}
     previous: dict[int, Entry | None] = {}
     for entry in entries:
-        if entry.params.get("job") == "upscale":
+        if entry.params.get("job") in ("upscale", "edit"):
             continue
         before = latest.get(entry.model)
         previous[entry.id] = before if before is not None and entry.created - before.created <= SESSION_GAP \

@@ -5,7 +5,8 @@ What the manifest says (``manifest``): made by desktop-app (the claim generator,
 trained model (the ``c2pa.actions`` assertion: ``c2pa.created``, digital source type ``trainedAlgorithmicMedia``),
 with which model, LoRAs and settings (``org.desktop-app.recipe``: the same recipe as the PNG's ``recipe`` chunk,
 model and LoRA hashes included), and from which start image and mask (ingredients, when those files are still
-there and unchanged). An upscale names its input as the parent ingredient.
+there and unchanged). An upscale names its input as the parent ingredient; an edit (``desktop-app edit``) names its
+input image as the parent and says ``c2pa.edited`` by a trained model.
 
 Signing is the last step of writing a file (``sign_in_place``, inside the atomic write): the manifest's hash covers
 every other byte, so the recipe chunk written before it is kept and covered; any change after it makes the
@@ -103,6 +104,12 @@ def manifest(recipe: dict | None, title: str, inputs: list | None = None) -> dic
     if recipe.get("job") == "upscale" and "input" in ids:
         actions = [{"action": "c2pa.opened", "parameters": {"ingredientIds": ["input"]}},
                    {"action": "c2pa.resized", "softwareAgent": {"name": "desktop-app", "version": version}}]
+    elif recipe.get("job") == "edit":
+        edited = {"action": "c2pa.edited", "digitalSourceType": DIGITAL_SOURCE_TYPE,
+                  "softwareAgent": {"name": "desktop-app", "version": version},
+                  "parameters": {"description": str(recipe.get("instruction") or "")}}
+        actions = ([{"action": "c2pa.opened", "parameters": {"ingredientIds": ["input"]}}] if "input" in ids
+                   else []) + [edited]
     else:
         created = {"action": "c2pa.created", "digitalSourceType": DIGITAL_SOURCE_TYPE,
                    "softwareAgent": {"name": "desktop-app", "version": version}}
@@ -125,9 +132,10 @@ def ingredients(recipe: dict | None, inputs: list | None = None) -> list[tuple[d
 
 
 def _inputs(recipe: dict) -> list[tuple[str, str]]:
-    upscale = recipe.get("job") == "upscale"
-    fields = (("input", "input", None),) if upscale else (("init_image", "init_image", "init_image_sha256"),
-                                                          ("mask", "mask", "mask_sha256"))
+    job = recipe.get("job")
+    fields = ((("input", "input", None),) if job == "upscale" else (("input", "image", "image_sha256"),)
+              if job == "edit" else (("init_image", "init_image", "init_image_sha256"),
+                                     ("mask", "mask", "mask_sha256")))
     found = []
     for label, key, hash_key in fields:
         path = recipe.get(key)

@@ -324,7 +324,8 @@ def request_fields(recipe: dict) -> dict:
 
 def _info(recipe: dict) -> dict:
     keys = ("model_hash", "model_name", "family", "device", "dtype", "app_version", "seeds", "output_size",
-            "lora_hashes", "refiner_model", "format", "timings", "control_models", "image_prompt_model")
+            "lora_hashes", "refiner_model", "format", "timings", "control_models", "image_prompt_model",
+            "job", "instruction", "image", "image_sha256", "input_size", "pipeline")
     return {key: recipe[key] for key in keys if key in recipe}
 
 
@@ -339,6 +340,10 @@ def describe(found: dict) -> str:
     lines = [f"Prompt: {_shown(request.get('prompt', ''))}"]
     if request.get("negative_prompt"):
         lines.append(f"Negative prompt: {_shown(request['negative_prompt'])}")
+    if info.get("job") == "edit":
+        lines.append(f"Job: edit by the instruction above ({_shown(info.get('pipeline') or '?')})")
+        lines.append(f"Input image: {_shown(info.get('image') or '?')} "
+                     f"(sha256 {_shown(info.get('image_sha256') or '?')})")
     labels = (("width", "Width"), ("height", "Height"), ("steps", "Steps"), ("guidance_scale", "CFG scale"),
               ("sampler", "Sampler"), ("seed", "Seed"), ("model", "Model"), ("upscale", "Upscale"))
     for key, label in labels:

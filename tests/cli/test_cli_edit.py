@@ -145,3 +145,28 @@ def test_edit_folders_with_generate(models, tmp_path, capsys):
                  "32", "--steps", "2", "--device", "cpu", "--out", str(refused)]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(errors) == 1 and "desktop-app edit IMAGE INSTRUCTION" in errors[0] and not refused.exists()
+
+
+def test_an_edit_says_what_it_was_made_from(models, images, tmp_path, capsys, user_home):
+    """info names the job and its input with its sha256; the credentials say edited, the input the parent; the
+    creation record walks back to the input and describes the edit; the recipe reads back as an EditRecipe."""
+    from desktop_app.engine.edit_request import EditRecipe
+    from desktop_app.engine.recipe import recipe_from_dict
+
+    out = tmp_path / "night.png"
+    assert edit(images["a"], "make it night", models["flux2-klein"], out) == 0
+    capsys.readouterr()
+    assert main(["info", str(out), "--record"]) == 0
+    text = capsys.readouterr().out
+    digest = hashlib.sha256(images["a"].read_bytes()).hexdigest()
+    assert "Job: edit by the instruction above" in text and f"(sha256 {digest})" in text
+    assert 'by the instruction "make it night"' in text
+    assert main(["info", str(out), "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["info"]["job"] == "edit" and found["info"]["image_sha256"] == digest
+    if found["c2pa"]["state"] != "absent":  # credentials on (c2pa-python installed)
+        claims = found["c2pa"]["claims"]
+        assert [action["action"] for action in claims["actions"]] == ["c2pa.opened", "c2pa.edited"]
+        assert [item["relationship"] for item in claims["ingredients"]] == ["parentOf"]
+    with Image.open(out) as image:
+        assert isinstance(recipe_from_dict(json.loads(image.text["recipe"])), EditRecipe)
