@@ -153,6 +153,9 @@ class GenerationRun:
                 self.text_kwargs.update(self.image_prompt.arguments())
             if self.refine is not None:
                 self.refiner_text_kwargs = self.family.encode_text(self.refine, self.request, self.device)
+        line = self.family.prompt_notice(self.request)
+        if line:  # weighting syntax the family's text encoder cannot take: taken out, and said once
+            self.notice("text", line)
 
     # ---- 3. noise -------------------------------------------------------------------------------------
 

@@ -63,6 +63,11 @@ class EngineFamily:
         """(field, message) for what the request asks that this family cannot do here, else None."""
         return None
 
+    def prompt_notice(self, request: GenerationRequest) -> str | None:
+        """One line for the run's notices when the request's A1111 weighting syntax was taken out of its prompts
+        rather than applied (a family whose text encoder cannot take weights), else None."""
+        return None
+
 
 @functools.cache
 def call_parameters(pipeline_class) -> frozenset[str]:

@@ -19,6 +19,21 @@ OWN_SCHEDULERS = ("FlowMatch", "SCMScheduler")  # kept as the model ships them (
 # Chroma's pipeline shares, and SD3LoraLoaderMixin), their LoRAs told apart by engine/lora_families.py
 LORA_FAMILIES = tuple(k for k, f in FAMILIES.items() if f.loras and f.denoiser_folder == "transformer")
 
+# A1111 prompt weighting scales the text encoder's output vector of each weighted token (weighted_encoders.py).
+# These families' encoders are chat language models, and their transformers normalise each text vector before
+# they use it, so a scaled vector is not an emphasised one: the weighting syntax is taken out, the text goes to
+# the pipeline as it is, and the run's notices say so (prompt_notice). Qwen-Image and FLUX.2 [klein] say why in
+# their own files.
+# - Sana, Sana Sprint: Gemma 2's last hidden states, read after the pipeline's long instruction preamble; the
+#   transformer's caption projection (linear, GELU, linear) is followed by an RMS norm of each token
+#   (SanaTransformer2DModel.caption_norm), which takes a token's scale out again, bent by the GELU on the way.
+# - Z-Image: Qwen3's next-to-last hidden states, of the prompt in Qwen's chat template; the transformer's
+#   caption embedder begins with an RMS norm of each token (ZImageTransformer2DModel.cap_embedder), which undoes
+#   any scaling of it exactly.
+# - FLUX.2 [dev]: Mistral Small 3.1's middle hidden states, in its chat template, into FLUX.2's transformer (see
+#   flux2.py).
+UNWEIGHTED = {"sana": "Gemma 2", "sana-sprint": "Gemma 2", "z-image": "Qwen3", "flux2": "Mistral Small 3.1"}
+
 
 class TransformerFamily(EngineFamily):
     hires_fix = False
@@ -39,6 +54,8 @@ class TransformerFamily(EngineFamily):
 
     def __init__(self, key: str, negative_prompt: bool | None = None):
         self.key = key
+        # the chat language model that encodes this family's prompts, when weights cannot be applied to its output
+        self.unweighted: str | None = UNWEIGHTED.get(key)
         if negative_prompt is None:
             from desktop_app.models.families import FAMILIES
 
@@ -60,6 +77,15 @@ class TransformerFamily(EngineFamily):
 
     def initial_noise(self, pipe, request: GenerationRequest, generators: list, device: torch.device) -> dict:
         return {}
+
+    def prompt_notice(self, request: GenerationRequest) -> str | None:
+        from desktop_app.engine.prompt_weights import is_plain
+
+        prompts = [request.prompt, request.negative_prompt] if self.negative_prompt else [request.prompt]
+        if self.unweighted is None or all(is_plain(prompt or "") for prompt in prompts):
+            return None
+        return (f"prompt weighting is not applied on {self.display()} models (their text encoder, "
+                f"{self.unweighted}, is a chat language model): the prompt went without its weighting syntax")
 
     def unsupported(self, request: GenerationRequest) -> tuple[str, str] | None:
         if request.negative_prompt and not self.negative_prompt:

@@ -1,6 +1,13 @@
 """FLUX.2 [klein]: a Qwen3 text encoder, 32-channel latents patchified 2x2 into 128 channels and packed into
 tokens on a plain grid (text to image: no reference images), normalised by the VAE's batch-norm statistics;
-step-distilled (4 steps, no guidance), no negative prompt."""
+step-distilled (4 steps, no guidance), no negative prompt.
+
+No A1111 prompt weighting: Qwen3 is a chat language model whose middle layers' hidden states (9, 18, 27: not
+normalised, with the outsized activations such models carry) are taken of the prompt in its chat template, and
+the transformer layer-normalises each text token before every attention and feed-forward
+(Flux2TransformerBlock.norm1_context, norm2_context), so a scaled token vector is not an emphasised one. The
+weighting syntax is taken out, the text goes to the pipeline, and the run's notices say so (flow.py,
+prompt_notice)."""
 
 from __future__ import annotations
 
@@ -14,6 +21,7 @@ class Flux2Family(FluxFamily):
 
     def __init__(self, key: str = "flux2-klein"):
         super().__init__(key, negative_prompt=False)
+        self.unweighted = "Qwen3"
 
     def preview_latents(self, pipe, x0: torch.Tensor, width: int, height: int) -> torch.Tensor:
         if x0.ndim != 3:

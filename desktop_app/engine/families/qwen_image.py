@@ -1,6 +1,11 @@
 """Qwen-Image: a Qwen2.5-VL text encoder, 16-channel latents of a video-style VAE (one frame) normalised by
 per-channel mean and deviation rather than one scaling factor, packed 2x2 into tokens; real classifier-free
-guidance (``true_cfg_scale``, with a negative prompt: a blank one when the person gives none)."""
+guidance (``true_cfg_scale``, with a negative prompt: a blank one when the person gives none).
+
+No A1111 prompt weighting: Qwen2.5-VL is a chat language model (its last hidden states of the prompt in the chat
+template, the preamble dropped), and the transformer RMS-normalises each text vector on the way in
+(QwenImageTransformer2DModel.txt_norm), which undoes any scaling of a token's vector exactly. The weighting syntax
+is taken out, the text goes to the pipeline, and the run's notices say so (flow.py, prompt_notice)."""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ class QwenImageFamily(FluxFamily):
 
     def __init__(self):
         super().__init__("qwen-image", negative_prompt=True)
+        self.unweighted = "Qwen2.5-VL"
 
     def encode_text(self, pipe, request: GenerationRequest, device: torch.device) -> dict:
         kwargs = super().encode_text(pipe, request, device)

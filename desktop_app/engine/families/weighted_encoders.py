@@ -3,9 +3,10 @@ T5: each token's output vector times its weight, then the sequence scaled back t
 emphasis). The pipeline's own tokenizers and encoders run on the prompt laid out exactly as the pipeline lays it
 out, so that a prompt whose weights are all 1 gives the pipeline's own embeddings, bit for bit.
 
-- T5 (Flux.1, SD3's third encoder, Chroma): one sequence of the pipeline's ``max_sequence_length``. Its tokens are
-  the plain prompt's own (the syntax taken out, a BREAK a space), each weighted by the text it came from; what
-  does not fit is cut as the pipeline cuts it, and said in the log as the pipeline says it.
+- T5 (Flux.1, SD3's third encoder, Chroma, PixArt-Sigma): one sequence of the pipeline's
+  ``max_sequence_length``. Its tokens are the plain prompt's own (the syntax taken out, a BREAK a space), each
+  weighted by the text it came from; what does not fit is cut as the pipeline cuts it, and said in the log as
+  the pipeline says it.
 - CLIP (SD3's two encoders, SDXL's in sd.py): windows of 75 tokens as the SD family cuts them (BREAK, A1111's
   comma backtrack), their penultimate hidden states one after the other along the sequence.
 - The pooled CLIP vector (Flux, SD3) is the pipeline's own, of the plain prompt; SDXL's is A1111's, of the first
@@ -72,29 +73,29 @@ def _convert(pipe, text: str, tokenizer) -> str:
 # ---- T5 ----------------------------------------------------------------------------------------------------
 
 
-def t5_tokens(pipe, tokenizer, prompt: str, max_length: int) -> tuple[list[int], list[float], list[int]]:
+def t5_tokens(pipe, tokenizer, prompt: str, max_length: int,
+              lower: bool = False) -> tuple[list[int], list[float], list[int]]:
     """(ids, weights, attention mask), ``max_length`` long: the tokenizer's own layout of the plain prompt (its
     tokens, the end token, padding), each token weighted by the text it came from (by its characters'
-    offsets; a token that spans text of two weights takes its first character's, spaces aside)."""
-    pieces = prompt_weights.parse(prompt)
-    text, char_weights = "", []
-    for item in pieces:
-        part, weight = (" ", 1.0) if item is prompt_weights.BREAK else (_convert(pipe, item.text, tokenizer),
-                                                                         item.weight)
-        text += part
-        char_weights += [weight] * len(part)
+    offsets; a token that spans text of two weights takes its first character's, spaces aside). ``lower``: the
+    text lower-cased and trimmed first, as PixArt's pipeline prepares it (``clean_caption`` off)."""
+    pieces = [(" ", None) if item is prompt_weights.BREAK else (_convert(pipe, item.text, tokenizer), item.weight)
+              for item in prompt_weights.parse(prompt)]  # None: a BREAK, a space between the words
+    if lower:
+        pieces = _trimmed([(part.lower(), weight) for part, weight in pieces])
+    text = "".join(part for part, _ in pieces)
+    char_weights = [1.0 if weight is None else weight for part, weight in pieces for _ in part]
     if getattr(tokenizer, "is_fast", False):
         encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         ids = list(encoded["input_ids"])
         weights = [_span_weight(text, char_weights, start, end) for start, end in encoded["offset_mapping"]]
     else:  # no offsets: each piece on its own
         ids, weights = [], []
-        for item in pieces:
-            if item is not prompt_weights.BREAK:
-                more = tokenizer(_convert(pipe, item.text, tokenizer), add_special_tokens=False,
-                                 verbose=False)["input_ids"]
+        for part, weight in pieces:
+            if weight is not None:
+                more = tokenizer(part, add_special_tokens=False, verbose=False)["input_ids"]
                 ids += more
-                weights += [item.weight] * len(more)
+                weights += [weight] * len(more)
     room = max_length - tokenizer.num_special_tokens_to_add()
     if len(ids) > room:
         log.warning("The following part of your input was truncated because `max_sequence_length` is set to "
@@ -107,6 +108,19 @@ def t5_tokens(pipe, tokenizer, prompt: str, max_length: int) -> tuple[list[int],
             [1] * len(full) + [0] * padding)
 
 
+def _trimmed(pieces: list[tuple[str, float | None]]) -> list[tuple[str, float | None]]:
+    """The pieces of the text without the whitespace at its two ends (``str.strip`` of the joined text)."""
+    text = "".join(part for part, _ in pieces)
+    first, last = len(text) - len(text.lstrip()), len(text.rstrip())
+    kept, position = [], 0
+    for part, weight in pieces:
+        start, end = max(position, first), min(position + len(part), last)
+        if end > start:
+            kept.append((part[start - position:end - position], weight))
+        position += len(part)
+    return kept
+
+
 def _span_weight(text: str, char_weights: list[float], start: int, end: int) -> float:
     """The weight of a token's first character that is not a space (a tokenizer whose offsets take in the
     space before a word must not give the word the weight of the text before it)."""
@@ -117,11 +131,11 @@ def _span_weight(text: str, char_weights: list[float], start: int, end: int) -> 
 
 
 def t5_embeds(pipe, tokenizer, encoder, prompt: str, max_length: int, device: torch.device,
-              masked: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+              masked: bool = False, lower: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(embeddings (1, max_length, width), the tokenizer's attention mask (1, max_length)) of the weighted prompt:
-    the encoder run once as the pipeline runs it (with the mask where ``masked``, as Chroma's does; without, as
-    Flux's and SD3's do), in the encoder's dtype, then emphasised."""
-    ids, weights, mask = t5_tokens(pipe, tokenizer, prompt, max_length)
+    the encoder run once as the pipeline runs it (with the mask where ``masked``, as Chroma's and PixArt's do;
+    without, as Flux's and SD3's do), in the encoder's dtype, then emphasised. ``lower``: as ``t5_tokens``."""
+    ids, weights, mask = t5_tokens(pipe, tokenizer, prompt, max_length, lower)
     where = _execution_device(encoder, device)
     input_ids = torch.tensor([ids], dtype=torch.long, device=where)
     attention_mask = torch.tensor([mask], dtype=torch.long, device=where)
