@@ -19,6 +19,7 @@ from desktop_app.errors import FailureKind, RequestError
 from desktop_app.gui import model_info, theme, window_state
 from desktop_app.gui.about_dialog import APP_NAME, AboutDialog
 from desktop_app.gui.drops import FileDrops
+from desktop_app.gui.edit_wiring import wire_edit
 from desktop_app.gui.explain_view import add_explain_dock
 from desktop_app.gui.gallery import GalleryPanel
 from desktop_app.gui.left_panel import LeftPanel
@@ -179,6 +180,7 @@ class MainWindow(QMainWindow):
         self.models_panel.changed.connect(self.form.refiner_choice.refresh)  # a refiner added or removed
         self.training_panel.lora_saved.connect(lambda _name: self.models_panel.refresh(hf_cache=False))
         self.start_image = wire_start_image(self)  # the start image, the mask painted on the canvas, their menus
+        self.edit_wiring = wire_edit(self)  # Image → Edit with an Instruction… (edit models)
         wire_weights(self.form, self.controller)  # the Weights choice (auto, full, fp8) goes with each job
 
     # ---- what tests and other modules reach: the controller's state ------------------------------------

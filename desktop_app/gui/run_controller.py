@@ -1,12 +1,14 @@
 """The run lifecycle of the window, without widgets: a QObject that owns the queue, the generation worker and
-its thread, the upscale worker (made at the first upscale job), and what happens to finished work (every image
-kept in the output folder with its recipe, the history, an image that could not be kept held for Save As).
+its thread, the upscale worker (made at the first upscale job), the edit worker (made at the first edit, in the
+generation worker's thread), and what happens to finished work (every image kept in the output folder with its
+recipe, the history, an image that could not be kept held for Save As).
 
-The window is its view: it hands requests in (``enqueue``, ``upscale``, ``cancel``, ``save_image``) and draws
-what the signals report. The signals come in this order for one run: ``started``, then ``stage`` and
-``progress`` while it runs, then one of ``finished`` / ``upscaled`` / ``failed`` / ``cancelled``, then the
-notes about saving (``notice``, ``status``, ``status_note``), then ``run_ended``; the next queued request
-starts after that.
+The window is its view: it hands requests in (``enqueue``, ``upscale``, ``edit``, ``cancel``, ``save_image``) and
+draws what the signals report. The signals come in this order for one run: ``started``, then ``stage`` and
+``progress`` while it runs, then one of ``finished`` / ``upscaled`` / ``edited`` / ``failed`` / ``cancelled``,
+then the notes about saving (``notice``, ``status``, ``status_note``), then ``run_ended``; the next queued request
+starts after that. An edit begins with ``edit_started`` instead of ``started`` (the run view draws generations
+and upscale jobs; gui/edit_wiring.py draws edits).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
-from desktop_app.gui.workers import GenerationWorker, UpscaleWorker, WorkerThread
+from desktop_app.gui.workers import EditWorker, GenerationWorker, UpscaleWorker, WorkerThread
 from desktop_app.studio import history as history_db
 from desktop_app.studio import outputs
 from desktop_app.studio import png_recipe as saving
@@ -30,6 +32,8 @@ class RunController(QObject):
     cancelling = Signal()  # a cancel was asked for; the run ends at the engine's next step or tile
     finished = Signal(object)  # a generation's Finished (its images are kept just after)
     upscaled = Signal(object)  # an upscale job's Finished (kept only by Save As)
+    edit_started = Signal(object)  # the EditRequest now running (``started`` is not sent for an edit)
+    edited = Signal(object)  # an edit's Finished (its image is kept just after, like a generation's)
     failed = Signal(str, str)  # kind (a FailureKind value), readable message
     cancelled = Signal()
     run_ended = Signal(str)  # "finished", "failed" or "cancelled", after the signals above
@@ -70,6 +74,7 @@ class RunController(QObject):
         self._thread.start()
         self._upscale_worker: UpscaleWorker | None = None
         self._upscale_thread: WorkerThread | None = None
+        self._edit_worker: EditWorker | None = None
         self.run_ended.connect(lambda _how: QTimer.singleShot(0, self, self.start_next))  # the next always runs
 
     def _connect(self, worker: GenerationWorker, thread: WorkerThread, on_finished) -> None:
@@ -143,12 +148,26 @@ class RunController(QObject):
         self._upscale_worker.submit(request)
         return True
 
+    # ---- editing an image by an instruction: a job of its own ---------------------------------------------
+
+    def edit(self, request) -> bool:
+        """Run an EditRequest (its model a checked path) in the generation worker's thread, on its Engine, by
+        the edit worker (made now, the first time); the result is kept like a generation's. False when busy."""
+        if self.running:
+            return False
+        if self._edit_worker is None:
+            self._edit_worker = EditWorker(self.worker._get_engine, device=self.worker.device)
+            self._connect(self._edit_worker, self._thread, self._on_edited)
+        self._begin(request, self.edit_started)
+        self._edit_worker.submit(request, self.weights)
+        return True
+
     # ---- the running job ---------------------------------------------------------------------------------
 
-    def _begin(self, request) -> None:
+    def _begin(self, request, started=None) -> None:
         self.request = request
         self._set_running(True)
-        self.started.emit(request)
+        (started or self.started).emit(request)
 
     @Slot()
     def cancel(self) -> None:
@@ -158,6 +177,8 @@ class RunController(QObject):
         self.worker.cancel()  # direct call: the engine sees it at its next step
         if self._upscale_worker is not None:
             self._upscale_worker.cancel()  # an upscale job stops before its next tile
+        if self._edit_worker is not None:
+            self._edit_worker.cancel()  # an edit stops at its next step
         self.cancelling.emit()
 
     def _set_running(self, running: bool) -> None:
@@ -189,6 +210,14 @@ class RunController(QObject):
         self.result = finished
         self.kept_files = []  # the upscaled image is in no file yet: the last run's files are not on the canvas
         self.upscaled.emit(finished)
+        self.run_ended.emit("finished")
+
+    @Slot(object)
+    def _on_edited(self, finished) -> None:
+        self._set_running(False)
+        self.result = finished
+        self.edited.emit(finished)
+        self._keep_outputs(finished)
         self.run_ended.emit("finished")
 
     @Slot(str, str)
@@ -322,6 +351,8 @@ class RunController(QObject):
         Call it before dropping the controller: a QThread destroyed while running aborts the process."""
         if self._thread.isRunning():
             self.worker.cancel()
+            if self._edit_worker is not None:
+                self._edit_worker.cancel()
             self._thread.quit()
             self._thread.wait()
         if self._upscale_worker is not None and self._upscale_thread.isRunning():

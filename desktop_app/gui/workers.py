@@ -194,3 +194,28 @@ class UpscaleWorker(GenerationWorker):
 
     def _execute(self, engine, request, cancel: threading.Event):
         return engine.upscale(request, emit=self._on_event, cancel=cancel)
+
+
+class EditWorker(GenerationWorker):
+    """Runs EditRequests (an image changed by an instruction, engine/edit_job.py) with its own signals, the same
+    as GenerationWorker's: stage ("load", "denoise"), progress once per step (no preview), finished with a
+    Finished whose recipe is an EditRecipe, failed, cancelled (at the next step).
+
+    It lives in the generation worker's thread and runs on that worker's Engine (``engine_source``: its
+    ``_get_engine``): an edit model is as large as the models that generate, so it replaces the loaded one
+    instead of loading beside it, and the two never run at once."""
+
+    def __init__(self, engine_source: Callable[[], object], device: str = "auto"):
+        super().__init__(device=device)
+        self._engine_source = engine_source
+
+    def _get_engine(self):
+        return self._engine_source()
+
+    def _execute(self, engine, request, cancel: threading.Event):
+        own = getattr(engine, "edit", None)  # an engine with an edit job of its own (the tests' fake engine)
+        if callable(own):
+            return own(request, emit=self._on_event, cancel=cancel)
+        from desktop_app.engine.edit_job import run_edit  # lazy: torch
+
+        return run_edit(engine, request, self._on_event, cancel)

@@ -45,6 +45,7 @@ class FakeEngine:
     """The engine's contract without torch. ``run``: stages, one Progress(stage="denoise") per step with a
     preview, then exactly one terminal event (Finished, Cancelled or Failed) before it returns or raises.
     ``upscale(request, emit, cancel)``: an UpscaleRequest enlarged 4x, one Progress(stage="upscale") per tile.
+    ``edit(request, emit, cancel)``: an EditRequest's image inverted, one Progress per step (see EditWorker).
 
     ``delay`` seconds per step; ``error`` raised after the first step (at the start of an upscale); ``runs``
     counts generations; ``requests`` keeps every request the engine was given.
@@ -58,6 +59,7 @@ class FakeEngine:
         self.tiles = tiles
         self.runs = 0
         self.tiles_done = 0
+        self.steps_done = 0  # edit steps run
         self.requests: list = []
         self.started = threading.Event()
 
@@ -123,6 +125,51 @@ class FakeEngine:
         timings = {"total": time.perf_counter() - start}
         recipe = upscale_recipe(request, image.size, 4.0, timings=timings)
         return Finished(images=[big], seeds=[], recipe=recipe, timings=timings)
+
+
+    def edit(self, request, emit=None, cancel=None):
+        """An EditRequest: its image with the colours inverted, one Progress(stage="denoise") per step (8 when
+        the request leaves steps to the model), an EditRecipe as edit_job.run_edit makes it."""
+        emit = emit or (lambda event: None)
+        cancel = cancel or threading.Event()
+        self.requests.append(request)
+        with _terminal(emit) as outcome:
+            outcome.result = self._edit(request, emit, cancel)
+        return outcome.result
+
+    def _edit(self, request, emit, cancel):
+        import hashlib
+        from pathlib import Path
+
+        from PIL import ImageOps
+
+        from desktop_app.engine.edit_request import EditRecipe, EditRequest
+
+        if not isinstance(request, EditRequest):
+            raise TypeError(f"edit takes an EditRequest, got {type(request).__name__}")
+        if self.error is not None:
+            raise self.error
+        request = request.with_defaults(8, 2.5)
+        start = time.perf_counter()
+        emit(StageStarted("load", "fake"))
+        with Image.open(request.image) as opened:
+            image = opened.convert("RGB")
+        emit(StageStarted("denoise", f"edit: {request.steps} steps"))
+        self.started.set()
+        for step in range(1, request.steps + 1):
+            if cancel.is_set():
+                return None
+            time.sleep(self.delay)
+            self.steps_done += 1
+            emit(Progress(step, request.steps, None, time.perf_counter() - start, stage="denoise"))
+        edited = ImageOps.invert(image)
+        timings = {"total": time.perf_counter() - start}
+        sha256 = hashlib.sha256(Path(request.image).read_bytes()).hexdigest()
+        recipe = EditRecipe(request=request, image_sha256=sha256,
+                            input_size=image.size, output_size=edited.size, model_name=Path(request.model).name,
+                            family="flux", pipeline="FluxKontextPipeline", device="cpu", dtype="float32",
+                            app_version="test", timings=timings)
+        return Finished(images=[edited], seeds=[request.seed], recipe=recipe, timings=timings)
 
 
 class _terminal:

@@ -354,6 +354,6 @@ def test_the_menus_are_in_their_places(qtbot, open_window, make_engine):
     assert texts(window.menus.file_menu) == ["Open as S&tart Image…", "Open &Mask…", "", "&Upscale an Image…",
                                              "&Save As…", "", "Open &Output Folder", "Choose Output &Folder…", "",
                                              "&Quit"]
-    assert texts(window.menus.image_menu) == ["&Generate", "&Cancel", "Use as S&tart Image", "",
-                                              "Export &Timeline…"]
+    assert texts(window.menus.image_menu) == ["&Generate", "&Cancel", "Use as S&tart Image",
+                                              "&Edit with an Instruction…", "", "Export &Timeline…"]
     assert texts(window.menus.view_menu) == ["&Gallery", "&Models", "&Explain…", "&Theme", "&Fine-tune"]
