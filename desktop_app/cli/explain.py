@@ -1,6 +1,6 @@
 """``desktop-app explain``: how an image came from the words, as a report (issue 18): DIR/index.html,
-DIR/report.pdf, the figures as PNG and the numbers behind them (tokens.json, schedule.json, frames.json,
-frames.npz)."""
+DIR/report.pdf, the figures as PNG and the numbers behind them (tokens.json, similarity.json, nearest.json,
+schedule.json, frames.json, frames.npz)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,10 @@ def register(commands) -> None:
     parser = commands.add_parser(
         "explain", help="write a report of how an image is made from a prompt (HTML, PDF, figures, numbers)",
         description="Generate one image for PROMPT and write, into DIR, a report of how it was made: the tokens "
-                    "and their embeddings, the seed's noise, the noise schedule and forward diffusion, the "
-                    "denoising frames, guidance compared, the latent and the upscaler. DIR/index.html is one "
-                    "self-contained page; DIR/report.pdf has a titled page per section.")
+                    "and their embeddings, texts and images matched by their encodings and the nearest training "
+                    "images, the seed's noise, the noise schedule and forward diffusion, the denoising frames, "
+                    "guidance compared, where the words landed, the latent and the upscaler. DIR/index.html is "
+                    "one self-contained page; DIR/report.pdf has a titled page per section.")
     parser.add_argument("prompt", help="what to draw")
     parser.add_argument("--out", required=True, metavar="DIR", help="the folder to write the report into")
     parser.add_argument("--seed", type=int, help="seed (default: a random one, reported)")
@@ -29,6 +30,9 @@ def register(commands) -> None:
                         help='"default" (the embedded model), a library name or a diffusers model folder '
                              "(Stable Diffusion 1.x, 2.x, XL)")
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
+    parser.add_argument("--compare", action="append", default=[], metavar="TEXT",
+                        help="a text to match against the images in section 2, beside the prompt (repeatable; "
+                             "default: the history's most recent other prompts)")
 
 
 def explain(args: argparse.Namespace) -> int:
@@ -62,7 +66,8 @@ def explain(args: argparse.Namespace) -> int:
     from desktop_app.engine.generate import Engine
 
     reporter = Reporter(sys.stderr)
-    data = gather(request, Engine(device=args.device, preview_share=None), emit=reporter)
+    others = [text for text in args.compare if text.strip()] or recent_prompts(request.prompt)
+    data = gather(request, Engine(device=args.device, preview_share=None), emit=reporter, other_prompts=others)
     reporter.close()
 
     # 3. the report
@@ -74,6 +79,29 @@ def explain(args: argparse.Namespace) -> int:
     print(f"wrote {printable(folder / 'index.html', 4096)} and report.pdf, {figures} figures and their numbers "
           f"(seed {data['request']['seed']}) in {seconds:.1f} s")
     return EXIT_OK
+
+
+def recent_prompts(prompt: str, count: int = 3) -> list[str]:
+    """The history's most recent prompts other than ``prompt`` (none when the history cannot be read: the report
+    does not need it)."""
+    from desktop_app.studio.history import History, default_db_path
+
+    try:
+        if not default_db_path().is_file():  # no history yet: none is made for this
+            return []
+        history = History()
+        try:
+            entries = history.entries(limit=50)
+        finally:
+            history.close()
+    except Exception:  # a damaged or locked history costs only the other prompts
+        return []
+    found: list[str] = []
+    for entry in entries:
+        text = (entry.prompt or "").strip()
+        if text and text != prompt.strip() and text not in found:
+            found.append(text)
+    return found[:count]
 
 
 run = explain  # the command's entry point, as in every command module

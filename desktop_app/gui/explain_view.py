@@ -190,11 +190,26 @@ class ExplainView(QWidget):
         self._clear()
         self.image = self._image_for(request)  # taken now: the canvas may show another image by the export
         self._ensure_worker()
+        self.worker.other_prompts = self._recent_prompts(request.prompt)  # section 2 matches them too
         self._began = time.perf_counter()
         self._set_running(True)
         self._tell("Explaining: the model runs the request once more, then the guidance comparisons…")
         self.worker.submit(request)
         return True
+
+    def _recent_prompts(self, prompt: str, count: int = 3) -> list[str]:
+        """The history's most recent prompts other than ``prompt`` (none without a history, or when it fails)."""
+        history = self.history_of() if self.history_of else None
+        found: list[str] = []
+        try:
+            entries = history.entries(limit=50) if history is not None else []
+        except Exception:  # a damaged history costs only these texts
+            entries = []
+        for entry in entries:
+            text = (entry.prompt or "").strip()
+            if text and text != prompt.strip() and text not in found:
+                found.append(text)
+        return found[:count]
 
     @Slot()
     def cancel(self) -> None:

@@ -33,6 +33,7 @@ class ExplainWorker(GenerationWorker):
                  log_dir: Path | None = None, explain: Callable | None = None):
         super().__init__(device=device, engine_factory=engine_factory, log_dir=log_dir)
         self._explain = explain
+        self.other_prompts: list[str] = []  # set by the view before each submit: texts section 2 matches too
 
     def _execute(self, engine, request, cancel: threading.Event):
         from desktop_app.models.resolve import resolve_names  # torch-free
@@ -43,7 +44,8 @@ class ExplainWorker(GenerationWorker):
             from desktop_app.engine.explain import explain  # lazy: torch
 
         try:
-            data = explain(resolve_names(request), engine, self._on_event, cancel=cancel)
+            data = explain(resolve_names(request), engine, self._on_event, cancel=cancel,
+                           other_prompts=list(self.other_prompts))
         finally:
             # the generation worker holds its own copy of the model: this one's is freed after each explain, so
             # the memory plan of the next generation sees the device's memory whole

@@ -179,7 +179,9 @@ class TrainingPanel(QWidget):
         layout.addLayout(self.samples_row)
         self.originality = QListWidget()
         self.originality.setMaximumHeight(70)
-        self.originality.setToolTip("For each sample, the nearest training image and a similarity (1.0 = a copy)")
+        self.originality.setToolTip("For each sample, the nearest training image by the image tower, with a "
+                                    "similarity (1.0 = the same picture); near copy: its colour layout "
+                                    "matches one")
         layout.addWidget(self.originality)
         layout.addStretch(1)
         scroll = QScrollArea()

@@ -1,7 +1,8 @@
 """The explain report written out: ``DIR/index.html`` (self-contained: the figures are data URIs),
 ``DIR/report.pdf`` (each section a titled page with a short plain-language caption, written with fpdf2), the
-figures as PNG, and the numbers behind them (``tokens.json``, ``schedule.json``, ``frames.json`` and
-``frames.npz``). Torch-free: it takes the plain data ``engine/explain`` returns (dicts, numpy arrays, PIL images).
+figures as PNG, and the numbers behind them (``tokens.json``, ``similarity.json``, ``nearest.json``,
+``schedule.json``, ``frames.json`` and ``frames.npz``). Torch-free: it takes the plain data ``engine/explain``
+returns (dicts, numpy arrays, PIL images).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from PIL import Image
 
 from desktop_app.paths import write_atomically
 from desktop_app.studio import explain_figures as figures
+from desktop_app.studio import similarity_section
 
 PDF_FONT = "Helvetica"
 
@@ -77,7 +79,8 @@ def numbers(data: dict) -> dict[str, dict]:
               "arrays": "frames.npz: x_t, eps, x0 (one row per step), noise, final_latent, forward (one row per "
                         "forward timestep)"}
     return {"tokens.json": data["tokens"], "schedule.json": data["schedule"], "frames.json": frames,
-            "run.json": {"request": data["request"], "timings": data["timings"]}}
+            "run.json": {"request": data["request"], "timings": data["timings"]},
+            **similarity_section.numbers(data)}
 
 
 def frame_arrays(data: dict) -> dict[str, np.ndarray]:
@@ -108,12 +111,8 @@ def _tokens(request: dict, tokens: dict) -> Section:
 
 
 def _similarity(data: dict) -> Section:
-    return Section(2, "Text and image encodings (not available yet)",
-                   "Not available yet. Matching texts and images by the dot product of their encodings needs an "
-                   "image encoder trained together with the text encoder (a contrastive image tower). The "
-                   f"model {data['request']['model']} has a text encoder only, so there is nothing honest to "
-                   "compare an image's encoding with yet; this page will show that matrix once the embedded "
-                   "model ships its image tower.")
+    title, caption, pictures = similarity_section.section(data)
+    return Section(2, title, caption, pictures)
 
 
 def _noise(data: dict) -> Section:

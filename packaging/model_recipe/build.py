@@ -28,11 +28,13 @@ import data  # noqa: E402
 import encode  # noqa: E402
 import evaluate  # noqa: E402
 import export  # noqa: E402
+import train_contrastive  # noqa: E402
 import train_sr  # noqa: E402
 import train_unet  # noqa: E402
 import train_vae  # noqa: E402
 
-STAGES = ("fetch", "prepare", "vae", "encode", "unet", "sr", "evaluate", "export", "preview", "grid")
+STAGES = ("fetch", "prepare", "vae", "encode", "unet", "sr", "contrastive", "evaluate", "export", "preview",
+          "grid")
 GRID_PROMPTS = [
     "grinning face", "red apple", "fire", "cat face", "rocket", "sunflower", "deer", "red heart",
     "grinning face, noto style", "grinning face, twemoji style", "grinning face, fluent flat style", "ghost",
@@ -68,6 +70,7 @@ def main(argv=None) -> int:
     parser.add_argument("--minutes-vae", type=float, default=20)
     parser.add_argument("--minutes-unet", type=float, default=60)
     parser.add_argument("--minutes-sr", type=float, default=10)
+    parser.add_argument("--minutes-contrastive", type=float, default=25)
     parser.add_argument("--unet-lr", type=float, default=3e-4,
                         help="UNet learning rate (at the start of the stretch)")
     parser.add_argument("--unet-lr-final", type=float, default=None,
@@ -81,10 +84,10 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    steps = dict(vae=None, unet=None, sr=None)
+    steps = dict(vae=None, unet=None, sr=None, contrastive=None)
     limit = None
     if args.tiny:
-        limit, steps = 12, dict(vae=3, unet=3, sr=3)
+        limit, steps = 12, dict(vae=3, unet=3, sr=3, contrastive=3)
     run = STAGES[:-1] if args.stage == "all" else (args.stage,)
     for stage in run:
         print(f"== {stage}", flush=True)
@@ -102,6 +105,9 @@ def main(argv=None) -> int:
         elif stage == "sr":
             train_sr.train(args.cache, args.minutes_sr, steps=steps["sr"], batch=2 if args.tiny else 16,
                            lr=args.sr_lr, lr_final=args.sr_lr_final)
+        elif stage == "contrastive":
+            train_contrastive.train(args.cache, args.minutes_contrastive, steps=steps["contrastive"],
+                                    batch=4 if args.tiny else 256)
         elif stage == "evaluate":
             results = evaluate.run(args.cache, quick=args.tiny)
             results["sr"] = train_sr.bicubic_gain(args.cache)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
 import checkpoints
 import data
 import encode
+import train_contrastive
 import train_sr
 import train_unet
 import train_vae
@@ -39,6 +41,30 @@ def _learning_curve(cache: Path) -> str:
         lines.append(f"| {row['step']} | {row['minutes']:.0f} | {_fmt(row.get('names_cfg5'))} | "
                      f"{_fmt(row.get('paraphrases_cfg5'))} | {_fmt(row.get('names_no_cfg'))} | {row.get('note', '')} |")
     return "\n".join(lines)
+
+
+def contrastive_part(cache: Path) -> str:
+    """The card's bullet on the contrastive image tower (explain section 2, nearest training images), with its
+    held-out retrieval figures; nothing when the stage has not run."""
+    state = checkpoints.load(cache / "ckpt" / "contrastive.pt")
+    if not state:
+        return ""
+    held, train = state.get("held_out", {}), state.get("train", {})
+    figures = ""
+    if held.get("count"):
+        figures = (f" Retrieval among {held['count']} held-out images (emoji never trained on, one name each), "
+                   f"by name: top-1 {held['text_to_image_top1']:.2f}, top-5 {held['text_to_image_top5']:.2f}; "
+                   f"image to name top-1 {held['image_to_text_top1']:.2f} (chance {1 / held['count']:.2f}, "
+                   f"{5 / held['count']:.2f} for top-5). The same among 100 training images: top-1 "
+                   f"{train.get('text_to_image_top1', float('nan')):.2f}.")
+    return textwrap.fill(f"- Contrastive pair (`contrastive/`, for the explain report's text-image matrix and the nearest "
+            f"training images): an image tower (a transformers `ResNetModel`, hidden sizes "
+            f"{train_contrastive.TOWER['hidden_sizes']}, 64 px) and two heads into a "
+            f"{train_contrastive.PROJECTION}-wide space, trained with CLIP's symmetric contrastive loss against "
+            f"the frozen MiniLM (mean-pooled) on the training captions; {state['step']} steps of batch 256 "
+            f"({state['seconds'] / 60:.0f} CPU minutes), one image per base emoji in each batch.{figures} "
+            f"`contrastive/index.npz` holds every training image's encoding and a 32 px thumbnail, with its "
+            f"source and licence in `index.json`.", width=115, subsequent_indent="  ") + "\n"
 
 
 def render(cache: Path) -> str:
@@ -76,7 +102,7 @@ to 256x256. It is not a photo model: it cannot draw photographs, people's likene
   {train_sr.SR_CONFIG['num_feat']} features, {train_sr.SR_CONFIG['num_conv']} convolutions, 4x,
   {sr_state.get('step', 0)} steps of batch 16 ({sr_state.get('seconds', 0) / 60:.0f} CPU minutes) on Fluent art
   rendered at 256 px, from 64 px inputs half clean and half passed through the VAE.
-- Weights stored in fp16; they are upcast to float32 on the CPU.
+{contrastive_part(cache)}- Weights stored in fp16; they are upcast to float32 on the CPU.
 
 ## Training data
 Emoji art from npm packages, fetched at build time and never committed. Captions from CLDR names and tags

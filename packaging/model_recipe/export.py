@@ -12,6 +12,7 @@ from safetensors.torch import save_file
 
 import encode
 import evaluate
+import train_contrastive
 import train_sr
 import train_unet
 import train_vae
@@ -56,6 +57,8 @@ def export(cache: Path, out: Path, card_text: str) -> Path:
     }
     (tmp / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
     (tmp / "MODEL_CARD.md").write_text(card_text)
+    if (cache / "ckpt" / "contrastive.pt").exists():
+        train_contrastive.export_into(cache, tmp / "contrastive")
     if out.exists():
         old = out.with_name(out.name + ".old")
         shutil.rmtree(old, ignore_errors=True)

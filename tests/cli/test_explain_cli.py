@@ -15,9 +15,10 @@ import numpy as np
 from desktop_app.resources import default_model_dir
 
 REPO = Path(__file__).resolve().parents[2]
-FIGURES = {"tokens.png", "noise.png", "noise_histogram.png", "forward.png", "schedule.png", "reverse.png",
-           "guidance.png", "attention.png", "latent.png", "upscale.png"}
-NUMBERS = {"tokens.json", "schedule.json", "frames.json", "frames.npz", "run.json"}
+FIGURES = {"tokens.png", "similarity.png", "nearest.png", "noise.png", "noise_histogram.png", "forward.png",
+           "schedule.png", "reverse.png", "guidance.png", "attention.png", "latent.png", "upscale.png"}
+NUMBERS = {"tokens.json", "similarity.json", "nearest.json", "schedule.json", "frames.json", "frames.npz",
+           "run.json"}
 
 
 def run_cli(*args, timeout=300):
@@ -42,7 +43,7 @@ def test_explain_writes_the_whole_report_on_the_embedded_model(tmp_path):
 
     out = tmp_path / "report"
     prompt = "a red apple on a wooden table"
-    proc = run_cli("explain", prompt, "--out", out, "--seed", 3, "--device", "cpu")
+    proc = run_cli("explain", prompt, "--out", out, "--seed", 3, "--device", "cpu", "--compare", "a green pear")
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     seconds = float(re.search(r"in ([0-9.]+) s", proc.stdout).group(1))
@@ -67,7 +68,18 @@ def test_explain_writes_the_whole_report_on_the_embedded_model(tmp_path):
     pdf = pdfium.PdfDocument(str(out / "report.pdf"))
     titles = [pdf[k].get_textpage().get_text_range().splitlines()[0] for k in range(1, len(pdf))]
     assert [title.split(".")[0] for title in titles] == [str(k) for k in range(1, 9)]
-    assert titles[4] == "5. Reverse diffusion" and "not available yet" in titles[1]
+    assert titles[4] == "5. Reverse diffusion" and titles[1] == "2. Text and image encodings"
+    assert not [title for title in titles if "not available" in title]
+
+    similarity = json.loads((out / "similarity.json").read_text(encoding="utf-8"))
+    assert similarity["texts"][:2] == [prompt, "a green pear"] and similarity["images"][0] == "this result"
+    matrix = np.array(similarity["matrix"])
+    assert matrix.shape == (len(similarity["texts"]), len(similarity["images"]))
+    assert similarity["model_is_embedded"] and np.all(np.abs(matrix) <= 1 + 1e-6)
+    assert similarity["best"] == matrix.argmax(axis=1).tolist()
+    nearest = json.loads((out / "nearest.json").read_text(encoding="utf-8"))
+    sims = [item["similarity"] for item in nearest["nearest"]]
+    assert len(sims) == 5 and sims == sorted(sims, reverse=True) and 0 <= nearest["percentile"] <= 100
     page = (out / "index.html").read_text(encoding="utf-8")
     assert page.count('src="data:image/png;base64,') == len(FIGURES)
 

@@ -26,7 +26,8 @@ def _request(model, **changes):
 @pytest.fixture(scope="module")
 def explained(engine, tiny_model_dir):
     """The tiny embedded model (v-prediction, cosine schedule, DPM++ 2M)."""
-    return explain(_request(tiny_model_dir), engine)
+    return explain(_request(tiny_model_dir), engine, other_prompts=["a green pear", "a red cat on a blue chair",
+                                                                    "a green pear", ""])
 
 
 @pytest.fixture(scope="module")
@@ -199,3 +200,42 @@ def test_a_transformer_family_is_refused_in_one_line(engine, tmp_path):
     folder = build_family("flux", tmp_path / "flux")
     with pytest.raises(RequestError, match="UNet models"):
         explain(_request(folder, steps=2), engine)
+
+
+def test_the_similarity_matrix_is_the_dot_product_of_the_pairs_encodings(explained):
+    """Section 2: each cell is a text's encoding dotted with an image's, by the embedded model's contrastive pair
+    (computed again here, one text and one image at a time)."""
+    from desktop_app.engine import contrastive
+
+    found = explained["similarity"]
+    assert found["texts"][:2] == ["a red cat on a blue chair", "a green pear"], "the prompt, then others once each"
+    assert found["text_kinds"][:2] == ["prompt", "other prompt"] and found["text_kinds"][-1] == "training caption"
+    assert found["images"][:4] == ["this result", "no prompt", "prompt, unguided", "prompt, high"]
+    assert found["pictures"][0] is explained["latent"]["image"]
+    pair = contrastive.load()
+    texts = np.concatenate([pair.encode_texts([text]) for text in found["texts"]])
+    images = np.concatenate([pair.encode_images([picture]) for picture in found["pictures"]])
+    np.testing.assert_allclose(np.linalg.norm(texts, axis=1), 1, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(images, axis=1), 1, atol=1e-5)
+    direct = texts @ images.T
+    np.testing.assert_allclose(found["matrix"], direct, atol=2e-4)
+    for row, best in enumerate(found["best"]):
+        assert direct[row, best] >= direct[row].max() - 2e-4
+    assert not found["embedded"], "a tiny model folder is not the pair's own model"
+
+
+def test_the_nearest_training_images_are_the_results_best_matches_in_the_index(explained):
+    from desktop_app.engine import contrastive
+    from desktop_app.models import training_index
+
+    found = explained["similarity"]
+    pair = contrastive.load()
+    index = training_index.load(pair.folder)
+    code = pair.encode_images([explained["latent"]["image"]])[0]
+    direct = index.embeddings @ code
+    order = np.argsort(-direct)[:len(found["nearest"])]
+    assert [item["label"] for item in found["nearest"]] == [index.items[k]["label"] for k in order]
+    assert [item["similarity"] for item in found["nearest"]] == pytest.approx(direct[order].tolist(), abs=1e-3)
+    assert found["nearest_percentile"] == pytest.approx(100 * np.mean(index.nearest_other < direct[order[0]]),
+                                                        abs=0.1)
+    assert all(item["licence"] in ("MIT", "Apache-2.0", "CC-BY-4.0") for item in found["nearest"])

@@ -91,8 +91,9 @@ class FakeExplain:
         self.steps_done = 0
         self.started = threading.Event()
 
-    def __call__(self, request, engine, emit, cancel=None):
+    def __call__(self, request, engine, emit, cancel=None, other_prompts=()):
         self.requests.append(request)
+        self.other_prompts = list(other_prompts)
         emit(StageStarted("load", "fake-model on cpu (float32)"))
         self.started.set()
         if self.error is not None:
@@ -289,7 +290,7 @@ def test_a_bad_form_value_is_told_before_any_thread_starts(qtbot, make_view):
     assert view.worker is None and fake.requests == []
 
 
-def test_view_explain_in_the_window_explains_the_forms_request(qtbot, open_fake_window):
+def test_view_explain_in_the_window_explains_the_forms_request(qtbot, open_fake_window, tmp_path):
     window = open_fake_window()
     fake = FakeExplain()
     window.explain_view.explain_function = fake
@@ -300,6 +301,9 @@ def test_view_explain_in_the_window_explains_the_forms_request(qtbot, open_fake_
     form.seed_spin.setValue(1234)
     form.steps_spin.setValue(6)
     form.guidance_spin.setValue(5.5)
+    history = window.controller.history
+    for k, prompt in enumerate(["a cat", "a lighthouse at night", "a dog", "a cat"]):  # oldest first
+        history.commit(history.begin(tmp_path / f"{k}.png", {"prompt": prompt}, k), tmp_path / f"{k}.png")
 
     window.menus.explain_action.trigger()
     qtbot.waitUntil(window.explain_dock.isVisible)
@@ -310,6 +314,7 @@ def test_view_explain_in_the_window_explains_the_forms_request(qtbot, open_fake_
     request = fake.requests[0]
     assert (request.prompt, request.seed, request.steps, request.guidance_scale) == \
            ("a lighthouse at night", 1234, 6, 5.5)
+    assert fake.other_prompts == ["a cat", "a dog"], "section 2 matches the history's other recent prompts"
     assert window.explain_view.section_list.count() == 8
     assert window.explain_dock.height() >= window.height() * 0.3  # room for the figures
 

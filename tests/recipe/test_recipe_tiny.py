@@ -31,6 +31,12 @@ def test_recipe_runs_end_to_end_on_a_handful_of_images(tmp_path):
     assert (out / "preview" / "latent_to_rgb.safetensors").exists(), "the fitted preview map ships in the folder"
     card = (out / "MODEL_CARD.md").read_text()
     assert "Twemoji" in card and "CC-BY 4.0" in card
+    assert "Contrastive pair" in card, "the image tower's part and figures are on the card"
+    for name in ("config.json", "model.safetensors", "index.npz", "index.json"):
+        assert (out / "contrastive" / name).exists(), name
+    indexed = json.loads((out / "contrastive" / "index.json").read_text())
+    assert indexed["count"] == len(indexed["items"]) > 0
+    assert set(indexed["sources"]) <= {"noto", "twemoji", "fluent"}
     results = json.loads((tmp_path / "cache" / "eval.json").read_text())
     for key in ("names_cfg", "names_no_cfg", "paraphrases_cfg", "seconds_per_64px_image"):
         assert key in results

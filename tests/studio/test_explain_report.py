@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from desktop_app.studio.explain_report import write_report
+from desktop_app.studio.explain_report import build_sections, write_report
 
-TITLES = ["1. Tokens and embeddings", "2. Text and image encodings (not available yet)", "3. The starting noise",
+TITLES = ["1. Tokens and embeddings", "2. Text and image encodings", "3. The starting noise",
           "4. Forward diffusion and the noise schedule", "5. Reverse diffusion", "6. Guidance",
           "7. Where the words landed (not available yet)", "8. Latent and upscale"]
 
@@ -65,8 +65,26 @@ def fake_data(prompt="a red cat", steps=4, with_upscaler=True) -> dict:
                    "upscaled": _picture((200, 60, 40), (128, 128)) if with_upscaler else None,
                    "upscaler": "RealESRGAN 4x" if with_upscaler else None},
         "attention": None,
+        "similarity": fake_similarity(prompt, image, rng),
         "timings": {"total": 1.5},
     }
+
+
+def fake_similarity(prompt, image, rng) -> dict:
+    """What engine/explain/similarity.py returns, made up: 3 texts x 4 images, 3 nearest training images."""
+    matrix = rng.uniform(-0.2, 0.9, (3, 4)).round(4)
+    nearest = [{"rank": k, "label": f"emoji {k}", "style": "noto", "similarity": s, "source": "pkg 1.0",
+                "licence": "Apache-2.0", "credit": "Noto", "thumbnail": _picture((40 * k, 90, 90))}
+               for k, s in ((1, 0.91), (2, 0.85), (3, 0.8))]
+    return {"texts": [prompt, "a green pear", "emoji 1, noto style"],
+            "text_kinds": ["prompt", "other prompt", "training caption"],
+            "images": ["this result", "no prompt", "prompt, high", "training: emoji 1 (noto)"],
+            "pictures": [image, _picture("grey"), _picture("darkred"), nearest[0]["thumbnail"]],
+            "matrix": matrix.tolist(), "best": matrix.argmax(axis=1).tolist(), "nearest": nearest,
+            "nearest_percentile": 42.0, "typical": {"p5": 0.7, "median": 0.9, "p95": 0.97},
+            "training_images": 100, "histogram": {"low": 0.5, "high": 1.0, "counts": list(range(60))},
+            "embedded": False, "retrieval": {"count": 100, "text_to_image_top1": 0.3, "text_to_image_top5": 0.6,
+                                             "image_to_text_top1": 0.25}}
 
 
 @pytest.fixture
@@ -105,7 +123,8 @@ def test_the_pdf_renders_back_to_a_titled_page_per_section(report):
     for (text, _, _), title in zip(pages[1:], TITLES):
         assert text.splitlines()[0].strip() == title
         assert len(text) > len(title) + 100  # a caption in words under the title
-    figures = {1: ["tokens"], 3: ["noise", "noise_histogram"], 4: ["forward", "schedule"], 5: ["reverse"],
+    figures = {1: ["tokens"], 2: ["similarity", "nearest"], 3: ["noise", "noise_histogram"],
+               4: ["forward", "schedule"], 5: ["reverse"],
                6: ["guidance"], 8: ["latent", "upscale"]}
     for k, names in figures.items():  # each figure on its section's page, drawn where it sits
         sizes = [Image.open(folder / f"{name}.png").size for name in names]
@@ -113,7 +132,7 @@ def test_the_pdf_renders_back_to_a_titled_page_per_section(report):
         for _, drawn in pages[k][2]:
             ink = np.asarray(drawn.convert("L"))
             assert (ink < 200).mean() > 0.01, TITLES[k - 1]
-    for k in (2, 7):  # not available yet: words only
+    for k in (7,):  # not available yet: words only
         assert "Not available yet" in pages[k][0] and pages[k][2] == []
 
 
@@ -122,7 +141,7 @@ def test_the_html_is_one_self_contained_page_with_every_figure(report):
     page = (folder / "index.html").read_text(encoding="utf-8")
     sources = re.findall(r'src="([^"]+)"', page)
     figures = sorted(path.name for path in written if path.suffix == ".png")
-    assert len(sources) == len(figures) == 9
+    assert len(sources) == len(figures) == 11
     assert all(source.startswith("data:image/png;base64,") for source in sources)
     assert "href=" not in page and "<script" not in page
     alts = re.findall(r'alt="([^"]+)"', page)
@@ -174,3 +193,29 @@ def test_a_long_prompt_shows_the_window_line(tmp_path):
 
     assert full_red_rows(token_figure(tokens)) >= 1
     assert full_red_rows(token_figure(fake_data()["tokens"])) == 0
+
+
+def test_section_two_says_what_matched_and_writes_the_numbers(report):
+    data, folder, _ = report
+    found = data["similarity"]
+    saved = json.loads((folder / "similarity.json").read_text(encoding="utf-8"))
+    assert (saved["texts"], saved["images"], saved["matrix"]) == (found["texts"], found["images"], found["matrix"])
+    assert saved["best"] == np.asarray(found["matrix"]).argmax(axis=1).tolist()
+    nearest = json.loads((folder / "nearest.json").read_text(encoding="utf-8"))
+    assert [item["label"] for item in nearest["nearest"]] == ["emoji 1", "emoji 2", "emoji 3"]
+    assert nearest["percentile"] == 42.0 and "thumbnail" not in nearest["nearest"][0]
+    section = build_sections(data)[1]
+    best = found["images"][found["best"][0]]
+    assert f"best match is \u201c{best}\u201d" in section.caption
+    assert "30% of the time" in section.caption and "ships no image encoder of its own" in section.caption
+    assert "closer to its nearest than 42% of training images" in section.caption
+
+
+def test_section_two_without_the_image_tower_says_why_in_words(tmp_path):
+    data = fake_data()
+    data["similarity"] = {"missing": "the contrastive image tower is missing: config.json not in /x"}
+    section = build_sections(data)[1]
+    assert section.title == "Text and image encodings (not available)" and section.figures == []
+    assert "config.json not in /x" in section.caption
+    written = write_report(data, tmp_path / "r")
+    assert not {"similarity.json", "nearest.json"} & {path.name for path in written}

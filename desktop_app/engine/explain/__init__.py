@@ -8,8 +8,9 @@ the same request, and the tokens, noise, latents and predictions that made it.
 
 Sections (numbered as in the issue): 1 tokens and embeddings, 3 the starting noise, 4 forward diffusion and the
 schedule, 5 reverse diffusion, 6 guidance, 7 where the words landed (cross-attention maps, attention_maps.py,
-recorded during the same run), 8 the latent and the upscaler. 2 (text-image similarity) is not made here yet:
-the report says why.
+recorded during the same run), 8 the latent and the upscaler; 2, texts and images matched by the dot product of
+their encodings and the result's nearest training images (similarity.py, with the embedded model's contrastive
+pair), once the run's pictures are made.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from collections.abc import Sequence
 from contextlib import nullcontext
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -40,9 +43,11 @@ HIGH_GUIDANCE = 2.0  # the "high" guidance column: this many times the run's own
 
 
 def explain(request: GenerationRequest, engine=None, emit: Emit | None = None, frames: int = FRAMES,
-            cancel: threading.Event | None = None, attention: bool = True) -> dict:
+            cancel: threading.Event | None = None, attention: bool = True,
+            other_prompts: Sequence[str] = ()) -> dict:
     """Run ``request`` (one image, text to image) and gather every section's data. ``engine``: an
-    ``Engine`` to reuse (one on "auto" by default); ``attention``: record the cross-attention maps (section 7).
+    ``Engine`` to reuse (one on "auto" by default); ``attention``: record the cross-attention maps (section 7);
+    ``other_prompts``: texts to match beside the prompt in section 2 (the history's recent prompts).
     RequestError for what the report cannot explain."""
     from desktop_app.engine.generate import Engine, check_request
     from desktop_app.engine.run_steps import GenerationRun
@@ -112,6 +117,12 @@ def explain(request: GenerationRequest, engine=None, emit: Emit | None = None, f
 
         upscaled = upscale_image(model.upscaler, image, cancel=cancel)
     timings["upscale"] = time.perf_counter() - began
+
+    # 8. texts and images matched by their encodings, and the nearest training images
+    began = time.perf_counter()
+    emit(StageStarted("explain", "matching texts and images"))
+    similarity = _similarity(request.prompt, image, guidance, other_prompts, model)
+    timings["similarity"] = time.perf_counter() - began
     timings["total"] = time.perf_counter() - clock
     return {
         "request": {"prompt": request.prompt, "negative_prompt": request.negative_prompt, "seed": run.seeds[0],
@@ -130,9 +141,24 @@ def explain(request: GenerationRequest, engine=None, emit: Emit | None = None, f
         "latent": {"latent": recorder.final, "image": image, "vae_scale_factor": model.vae_scale_factor,
                    "upscaled": upscaled,
                    "upscaler": _upscaler_name(model.upscaler)},
+        "similarity": similarity,
         "attention": _attention_numbers(attended.result()) if attended is not None else None,
         "timings": {name: round(value, 3) for name, value in timings.items()},
     }
+
+
+def _similarity(prompt: str, image, guidance: list[dict], other_prompts, model) -> dict:
+    """Section 2's data, or {"missing": reason} when the contrastive pair or the index cannot be read."""
+    from desktop_app.engine.explain.similarity import similarity_numbers
+    from desktop_app.errors import ModelError
+    from desktop_app.resources import default_model_dir
+
+    others = [(item["label"], item["image"]) for item in guidance if item["image"] is not image]
+    embedded = Path(model.path).resolve() == default_model_dir().resolve()  # the pair's own model
+    try:
+        return similarity_numbers(prompt, image, others, list(other_prompts), embedded)
+    except ModelError as exc:
+        return {"missing": str(exc)}
 
 
 def _frame_indices(count: int, wanted: int) -> list[int]:
