@@ -61,7 +61,9 @@ def logs_dir() -> Path:
 
 
 def work_dir() -> Path:
-    """Files the window writes for a request: painted masks, a canvas image used as the start image."""
+    """Files the window writes for a request: painted masks, a canvas image used as the start image. Those
+    older than a week that no history entry's recipe names are removed at the window's start
+    (studio/work_cleanup.py)."""
     return _sub("work")
 
 

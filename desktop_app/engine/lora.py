@@ -124,19 +124,20 @@ def check_file(path: Path, kind: str = "lora", name: str | None = None) -> str:
 
 def read_lora_info(path: Path) -> dict:
     """What the LoRA's header says, without loading tensors: cross-attention width (or None), key layout
-    ("kohya" or "diffusers"), the number of tensors and the trigger words from kohya's metadata."""
-    from safetensors import safe_open
+    ("kohya" or "diffusers"), the number of tensors and the trigger words from kohya's metadata. The header
+    is read once while the file is unchanged (models/header_cache.py), for every reader of a LoRA."""
+    from desktop_app.models.model_files import read_header, read_metadata
 
-    with safe_open(str(path), framework="pt") as handle:
-        keys = list(handle.keys())
-        metadata = handle.metadata() or {}
-        width = None
-        for key in keys:
-            if _TO_K_DOWN.search(key):
-                shape = handle.get_slice(key).get_shape()
-                if len(shape) >= 2:
-                    width = int(shape[1])
-                    break
+    header = read_header(path)
+    keys = sorted(header)  # safetensors' own reader lists them so
+    metadata = read_metadata(path)
+    width = None
+    for key in keys:
+        if _TO_K_DOWN.search(key):
+            shape = header[key]["shape"]
+            if len(shape) >= 2:
+                width = int(shape[1])
+                break
     layout = "kohya" if any(k.startswith(("lora_unet_", "lora_te")) for k in keys) else (
         "ComfyUI" if any(k.startswith("diffusion_model.") for k in keys) else "diffusers")
     return {"cross_attention": width, "layout": layout, "tensors": len(keys),
@@ -272,10 +273,9 @@ def _needs_split(pipe, path: Path) -> bool:
     encoder = getattr(pipe, "text_encoder", None)
     if encoder is None or "CLIP" in type(encoder).__name__ or getattr(pipe, "unet", None) is None:
         return False  # CLIP, or a transformer family: its pipeline's loader takes the text-encoder part
-    from safetensors import safe_open
+    from desktop_app.models.model_files import read_header
 
-    with safe_open(str(path), framework="pt") as handle:
-        return any(k.startswith("text_encoder.") and ".lora_A." in k for k in handle.keys())
+    return any(k.startswith("text_encoder.") and ".lora_A." in k for k in read_header(path))
 
 
 def _load_split(pipe, path: Path, adapter: str) -> None:

@@ -75,11 +75,12 @@ def family_name(key: str) -> str:
 
 
 def read_header(path: Path) -> dict[str, list[int]]:
-    """Tensor name -> shape, from the safetensors header alone."""
-    from safetensors import safe_open
+    """Tensor name -> shape, from the safetensors header alone (in name order, as safetensors lists them),
+    read once while the file is unchanged (models/header_cache.py)."""
+    from desktop_app.models.model_files import read_header as read_entries
 
-    with safe_open(str(path), framework="pt") as handle:
-        return {key: list(handle.get_slice(key).get_shape()) for key in handle.keys()}
+    header = read_entries(path)
+    return {key: list(header[key]["shape"]) for key in sorted(header)}
 
 
 def lora_family(shapes: dict[str, list[int]], given: str = "unknown") -> str:

@@ -22,6 +22,7 @@ from desktop_app.gui.workers import EditWorker, GenerationWorker, UpscaleWorker,
 from desktop_app.studio import history as history_db
 from desktop_app.studio import outputs
 from desktop_app.studio import png_recipe as saving
+from desktop_app.studio import work_cleanup
 from desktop_app.studio.history import History
 
 
@@ -56,6 +57,7 @@ class RunController(QObject):
             self.recovered = self.history.recover([self.output_dir()])
         except outputs.HISTORY_ERRORS:
             self.recovered = {}
+        work_cleanup.clean(self.history)  # old canvas copies and masks no recipe names; never raises
         self.running = False
         self.cancelling_now = False
         self.request = None  # the running request

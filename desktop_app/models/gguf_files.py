@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from desktop_app.errors import ModelError, printable
+from desktop_app.models import header_cache
 
 MAGIC = b"GGUF"
 SUFFIX = ".gguf"
@@ -35,9 +36,14 @@ def read_shapes(path: Path, head: bytes) -> dict[str, list[int]]:
     except ImportError:
         raise ModelError(f"{shown} is a GGUF file, and reading those needs the gguf package "
                          "(pip install gguf).") from None
+    # read once while the file is unchanged (header_cache)
+    return dict(header_cache.cached("gguf", path, lambda where: _read(where, GGUFReader)))
+
+
+def _read(path: Path, GGUFReader) -> dict[str, list[int]]:  # noqa: N803 (the reader's class)
     try:
         reader = GGUFReader(str(path))
         return {str(t.name): [int(d) for d in reversed(list(t.shape))] for t in reader.tensors}
     except (ValueError, KeyError, IndexError, OSError, TypeError, OverflowError) as exc:
-        raise ModelError(f"{shown} is a damaged or truncated GGUF file ({printable(exc, 160)}): download or copy "
-                         "it again.") from None
+        raise ModelError(f"{printable(Path(path).name, 200)} is a damaged or truncated GGUF file "
+                         f"({printable(exc, 160)}): download or copy it again.") from None

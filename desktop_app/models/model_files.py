@@ -19,7 +19,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from desktop_app.models import families, lora_width, model_folder
+from desktop_app.models import families, foreign_files, header_cache, lora_width, model_folder
 from desktop_app.errors import ModelError
 from desktop_app.errors import printable
 
@@ -30,9 +30,7 @@ KINDS = (CHECKPOINT, DIFFUSERS, LORA, EMBEDDING, UPSCALER, UNKNOWN)
 
 FAMILY_NAMES = {**families.display_names(), "unknown": "an unknown family"}
 
-PICKLED_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 MAX_HEADER = 100_000_000  # the safetensors library's own limit on the JSON header
-LFS_MAGIC = b"version https://git-lfs.github.com/spec/"
 # the dtypes of the safetensors format (its Rust ``Dtype``), in bits: F4 and F6 pack several values per byte
 DTYPE_BITS = {"BOOL": 8, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8,
               "F8_E8M0": 8, "I16": 16, "U16": 16, "F16": 16, "BF16": 16, "I32": 32, "U32": 32, "F32": 32,
@@ -48,10 +46,6 @@ KEY_CLIP_SD1 = "cond_stage_model.transformer."
 KEY_OPEN_CLIP_SD2 = "cond_stage_model.model."
 KEY_V_PRED = "v_pred"  # the marker A1111 and ComfyUI write into v-prediction SD2 checkpoints
 UNET_PREFIX = "model.diffusion_model."
-
-CONVERT_HINT = ("convert it to .safetensors, for example with the Hugging Face \"safetensors/convert\" Space, or "
-                "in Python with torch.load(path, map_location=\"cpu\", weights_only=True) (which refuses code) "
-                "followed by safetensors.torch.save_file")
 
 _CROSS_ATTN_K = re.compile(r"attn2[._]to_k")
 _LORA_DOWN = re.compile(r"(\.lora_down\.weight|\.lora_A\.weight|\.lora\.down\.weight|\.lora_A\.default\.weight)$")
@@ -93,14 +87,26 @@ def normalize_prediction_type(value: str | None) -> str | None:
 def read_header(path: Path) -> dict:
     """The safetensors header of ``path`` (tensor name -> {"dtype", "shape", "data_offsets"}; "__metadata__"
     removed), checked in full against the format and the file size (``check_header``). Only a regular file
-    is opened (a named pipe would block). Raises ModelError naming what is wrong."""
+    is opened (a named pipe would block). Raises ModelError naming what is wrong. Read once while the file is
+    unchanged (header_cache): the dict is the caller's, its entries are shared and must not be changed."""
+    return dict(header_cache.cached("safetensors", path, _read_header)[0])
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    """The safetensors "__metadata__" of ``path`` (text to text; {} when it has none), from the same one read
+    of the header as ``read_header`` (and its ModelErrors)."""
+    return dict(header_cache.cached("safetensors", path, _read_header)[1])
+
+
+def _read_header(path: Path) -> tuple[dict, dict[str, str]]:
+    """(the tensors' entries, the metadata) of the safetensors file ``path``, read and checked: read_header."""
     path = Path(path)
     shown = _shown(path)
     with model_folder.open_regular(path, "model file") as handle:
         try:
             size = os.fstat(handle.fileno()).st_size
             start = handle.read(128)
-            _refuse_foreign(path, start, size)
+            foreign_files.refuse_foreign(path, start, size)
             if size < 8:
                 raise ModelError(f"{shown} is not a safetensors file: it has only {size} bytes, fewer than "
                                  "the 8-byte header length a safetensors file starts with.")
@@ -117,7 +123,7 @@ def read_header(path: Path) -> dict:
             raise ModelError(f"Cannot read {_shown(path, full=True)}: {exc.strerror or exc}.") from None
     if len(raw) != header_len:
         raise ModelError(f"{shown} changed while it was read (its header is shorter than it says).")
-    return check_header(raw, size - 8 - header_len, path.name)
+    return _checked(raw, size - 8 - header_len, path.name)
 
 
 def check_header(raw: bytes, data_size: int, name: str = "the file") -> dict:
@@ -128,6 +134,11 @@ def check_header(raw: bytes, data_size: int, name: str = "the file") -> dict:
     dtype's size; the tensors, ordered by offset, cover the ``data_size`` bytes after the header from 0 to
     the end, without gaps or overlaps. Time and memory are linear in the header's length; the only error
     raised is ModelError, whose message names the file (``name``) and the problem."""
+    return _checked(raw, data_size, name)[0]
+
+
+def _checked(raw: bytes, data_size: int, name: str) -> tuple[dict, dict[str, str]]:
+    """check_header's tensors, and the header's "__metadata__" ({} when null or absent)."""
     shown = printable(name, 120)
     if not raw.lstrip(b" \t\r\n").startswith(b"{"):  # the format's reader allows JSON whitespace first
         raise ModelError(f"{shown} is damaged or not a safetensors file: its {len(raw):,}-byte header is not "
@@ -166,7 +177,7 @@ def check_header(raw: bytes, data_size: int, name: str = "the file") -> dict:
     if position < data_size:
         raise ModelError(f"{shown} is damaged: {data_size - position:,} bytes after its last tensor belong to "
                          "no tensor.")
-    return header
+    return header, metadata or {}
 
 
 def _check_entry(shown: str, tensor: str, entry) -> tuple[int, int]:
@@ -226,37 +237,6 @@ def _shown(path: Path, full: bool = False) -> str:
     return printable(path if full else Path(path).name, 200)
 
 
-def _refuse_foreign(path: Path, head: bytes, size: int) -> None:
-    """ModelError for an empty file, a Git-LFS pointer, a pickle or a zip archive, whatever its name."""
-    if size == 0:
-        raise ModelError(f"{_shown(path)} is an empty file (0 bytes): an interrupted download or copy? "
-                         "Download or copy it again.")
-    if head.startswith(LFS_MAGIC):
-        raise ModelError(_lfs_message(path, size))
-    pickled = head[:1] == b"\x80" and len(head) > 1 and 2 <= head[1] <= 5
-    zipped = head[:4] in (b"PK\x03\x04", b"PK\x05\x06")
-    if not (pickled or zipped):
-        return
-    what = "a Python pickle" if pickled else "a PyTorch zip archive (a pickle inside a zip)"
-    if path.suffix.lower() in PICKLED_SUFFIXES:
-        raise ModelError(f"{_shown(path)} is a PyTorch checkpoint ({what}). Pickles can run code when loaded, so "
-                         f"this app opens only .safetensors files: {CONVERT_HINT}.")
-    raise ModelError(f"{_shown(path)} is not a safetensors file: it is {what}; pickles can run code when loaded, "
-                     "so this app does not open them.")
-
-
-def _lfs_message(path: Path, size: int) -> str:
-    try:
-        with model_folder.open_regular(path) as handle:
-            text = handle.read(1024).decode("utf-8", errors="replace")  # a pointer is ~130 bytes
-    except (OSError, ModelError):
-        text = ""
-    real = re.search(r"^size (\d+)", text, re.MULTILINE)
-    real_size = f" (the model is {int(real.group(1)):,} bytes)" if real else ""
-    return (f"{_shown(path)} is a Git-LFS pointer of {size:,} bytes, not the model{real_size}. Fetch the real "
-            "file with `git lfs pull` in the repository it came from, or download the file itself.")
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # 2. what the tensors say
 
@@ -284,24 +264,36 @@ def inspect(path, *, allow_pytorch_upscaler: bool = False) -> FileInfo:
         if upscaler_files.sniff(path) != upscaler_files.SAFETENSORS:
             return FileInfo(path, UPSCALER, "unknown", "pytorch", size, 0,
                             "A PyTorch upscaler state dict, read with torch.load(weights_only=True).")
-    shapes = _gguf_shapes(path)
-    if shapes is None:
-        shapes = {name: entry["shape"] for name, entry in read_header(path).items()}
+    shapes = _shapes(path)
     kind, family, layout, details = classify(shapes)
     found = families.recognise(shapes) if kind == CHECKPOINT else None
     variant = found.variant if found and found.family == family else ""
     return FileInfo(path, kind, family, layout, size, len(shapes), details, variant)
 
 
-def _gguf_shapes(path: Path) -> dict[str, list[int]] | None:
-    """The tensor shapes of a GGUF file (by its content, "GGUF" first; a .gguf name must hold one), else None."""
+def _shapes(path: Path) -> dict[str, list[int]]:
+    """The tensor shapes of a safetensors or GGUF file. The content decides: a file not named .gguf is read as
+    safetensors, and only when that fails is it looked at for GGUF's "GGUF" first (a GGUF file under another
+    name is refused in gguf_files); a .gguf name must hold one. So one open reads a safetensors file's header,
+    kept for the other readers of it (header_cache)."""
     from desktop_app.models import gguf_files
 
+    if path.suffix.lower() != gguf_files.SUFFIX:
+        try:
+            return {name: entry["shape"] for name, entry in read_header(path).items()}
+        except ModelError as exc:
+            try:
+                foreign = not gguf_files.is_gguf(_head(path))
+            except ModelError:
+                foreign = True
+            if foreign:
+                raise exc from None
+    return gguf_files.read_shapes(path, header_cache.cached("head", path, _head))
+
+
+def _head(path: Path) -> bytes:
     with model_folder.open_regular(path, "model file") as handle:
-        head = handle.read(4)
-    if not gguf_files.is_gguf(head) and path.suffix.lower() != gguf_files.SUFFIX:
-        return None
-    return gguf_files.read_shapes(path, head)
+        return handle.read(4)
 
 
 def classify(shapes: dict[str, list[int]]) -> tuple[str, str, str, str]:

@@ -232,6 +232,12 @@ class History:
             (stored_path(path), stored_path(path)))
         return cursor.rowcount
 
+    def recipe_texts(self):
+        """The recipe of every row (saved, or being saved), as the JSON text kept: for a scan that must not
+        miss one (studio/work_cleanup.py looks for the files they name)."""
+        for (params,) in self._db.execute("SELECT params FROM images"):
+            yield str(params)
+
     def count(self, state: str | None = None) -> int:
         if state is None:
             return int(self._db.execute("SELECT COUNT(*) FROM images").fetchone()[0])
