@@ -249,8 +249,8 @@ def add_control_options(gen) -> None:
                           f"{MAX_CONTROL_WEIGHT:g} (default 1), START and END the share of the steps it steers "
                           "(default 0 and 1). Repeat for several")
     gen.add_argument("--control-pre", choices=CONTROL_PREPROCESSORS,
-                     help="with --control: make the control images from the images given: canny (OpenCV's edges) "
-                          "or none (the images as they are, the default)")
+                     help="with --control: make the control images from the images given: canny (OpenCV's edges), "
+                          "lineart (dark strokes as white lines) or none (the images as they are, the default)")
 
 
 def control_choice(text: str, preprocessor: str):

@@ -1,36 +1,23 @@
 """A ControlNet's image (issue 17): the file read, fitted to the request's size as a start image is ("crop":
-scaled to cover, centred, the overhang cut), then made into what the ControlNet reads by a preprocessor that
-needs no downloaded weights: "none" (the image as it is: an edge map, a depth map, a pose drawn elsewhere) or
-"canny" (OpenCV's Canny edges, white on black, at the request's size). Torch-free: Pillow, numpy and OpenCV.
+scaled to cover, centred, the overhang cut; image_inputs.py's reading and fitting), then made into what the
+ControlNet reads by a preprocessor that needs no downloaded weights: "none" (the image as it is: an edge map, a
+depth map, a pose drawn elsewhere), "canny" (OpenCV's Canny edges, white on black, at the request's size) or
+"lineart" (dark strokes as white lines on black, the line-art ControlNets' input: A1111's "lineart_standard").
+Pillow, numpy and OpenCV.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-from pathlib import Path
-
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
-from desktop_app.errors import RequestError, one_line, printable
+from desktop_app.engine.image_inputs import fit, flatten, read_image
 
 # AUTOMATIC1111's ControlNet extension's defaults for Canny: hysteresis thresholds on the gradient magnitude
 CANNY_LOW, CANNY_HIGH = 100, 200
-
-
-def read_control_image(path: str) -> tuple[Image.Image, str]:
-    """The image at ``path`` (its pixels read now; turned as its EXIF orientation says) and the file's sha256.
-    RequestError naming "controls" when it cannot be read."""
-    try:
-        data = Path(path).read_bytes()
-        with Image.open(io.BytesIO(data)) as opened:
-            opened.load()
-            image = ImageOps.exif_transpose(opened)
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise RequestError("controls", f"{printable(path)} cannot be read as an image ({one_line(exc, 120)})") \
-            from None
-    return image, hashlib.sha256(data).hexdigest()
+# its "lineart_standard": how far a pixel is darker than its surroundings (a Gaussian blur of this radius), the
+# median stroke's darkness (at least this floor) drawn at level 127
+LINEART_SIGMA, LINEART_FLOOR = 6.0, 16.0
 
 
 def canny(image: Image.Image, low: int = CANNY_LOW, high: int = CANNY_HIGH) -> Image.Image:
@@ -42,20 +29,28 @@ def canny(image: Image.Image, low: int = CANNY_LOW, high: int = CANNY_HIGH) -> I
     return Image.fromarray(np.stack([edges] * 3, axis=-1), "RGB")
 
 
-PREPROCESSORS = {"none": lambda image: image, "canny": canny}
+def lineart(image: Image.Image) -> Image.Image:
+    """The strokes of ``image`` as white lines on black (A1111's "lineart_standard", no model): how much darker
+    each pixel is than its blurred surroundings in its least-dark channel, scaled so that the median stroke is
+    level 127."""
+    import cv2
+
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
+    blurred = cv2.GaussianBlur(pixels, (0, 0), LINEART_SIGMA)
+    darker = np.min(blurred - pixels, axis=2).clip(0, 255)
+    strokes = darker[darker > 8]
+    darker *= 127 / max(LINEART_FLOOR, float(np.median(strokes)) if strokes.size else 0.0)
+    lines = darker.clip(0, 255).astype(np.uint8)
+    return Image.fromarray(np.stack([lines] * 3, axis=-1), "RGB")
+
+
+PREPROCESSORS = {"none": lambda image: image, "canny": canny, "lineart": lineart}
 
 
 def control_image(path: str, preprocessor: str, size: tuple[int, int]) -> tuple[Image.Image, str]:
     """The control image a ControlNet gets for the file at ``path``: RGB at ``size`` (width, height), through
-    ``preprocessor``; and the file's sha256 for the recipe."""
-    source, sha256 = read_control_image(path)
-    if transparent(source):  # a drawn layer: transparent reads as black (no edge, no line)
-        black = Image.new("RGBA", source.size, (0, 0, 0, 255))
-        source = Image.alpha_composite(black, source.convert("RGBA"))
-    rgb = source.convert("RGB")
-    fitted = rgb.copy() if rgb.size == tuple(size) else ImageOps.fit(rgb, size, Image.Resampling.LANCZOS)
+    ``preprocessor``; and the file's sha256 for the recipe. A drawn layer's transparency reads as black (no
+    edge, no line). RequestError naming "controls" when the file cannot be read."""
+    source, sha256 = read_image(path, "controls")
+    fitted = fit(flatten(source).convert("RGB"), size, "crop", Image.Resampling.LANCZOS)
     return PREPROCESSORS[preprocessor](fitted).convert("RGB"), sha256
-
-
-def transparent(image: Image.Image) -> bool:
-    return image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info)

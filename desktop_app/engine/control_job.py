@@ -2,14 +2,16 @@
 of the steps each steers.
 
 The ControlNets load once per folder (kept here until the model is unloaded, or until a request asks for another
-set) on the model's device and dtype, after their config is checked against the loaded UNet (the same cross-
-attention width, blocks and added embedding: a ControlNet for another family is refused in one line before its
-weights load). The run's pipeline is the family's diffusers ControlNet pipeline
-(StableDiffusionControlNetPipeline, StableDiffusionXLControlNetPipeline) made from the loaded pipeline's
-components (image_job.from_components: no float32 cast, no extra memory) and the ControlNets, several as
-diffusers' MultiControlNetModel. It shares the scheduler object, so the request's sampler, the previews' x0
-capture and cancel work as for text to image; it gets the same prompt embeddings and seeded initial latents, so a
-ControlNet of weight 0 (or one whose start/end lie outside the steps) gives the plain picture.
+set) on the model's device and dtype, after their config is checked against the loaded UNet or transformer (a
+UNet's: the same cross-attention width, blocks and added embedding; a transformer's: its family and widths): a
+ControlNet for another family is refused in one line before its weights load. The run's pipeline is the
+family's diffusers ControlNet pipeline (models/families.py CONTROLNETS: StableDiffusionControlNetPipeline,
+StableDiffusionXLControlNetPipeline, StableDiffusion3ControlNetPipeline, FluxControlNetPipeline; the last two
+through control_flow.py) made from the loaded pipeline's components (image_job.from_components: no float32
+cast, no extra memory) and the ControlNets, several as diffusers' multi-ControlNet model. It shares the
+scheduler object, so the request's sampler, the previews' x0 capture and cancel work as for text to image; it
+gets the same prompt embeddings and the same seeded initial noise, so a ControlNet of weight 0 (or one whose
+start/end lie outside the steps) gives the plain picture.
 """
 
 from __future__ import annotations
@@ -19,13 +21,18 @@ from pathlib import Path
 from types import SimpleNamespace
 
 
+from desktop_app.engine.control_flow import FLOW_CONTROLNETS, mean_encoding_class
 from desktop_app.engine.control_images import control_image
 from desktop_app.engine.request import GenerationRequest
 from desktop_app.errors import RequestError
 from desktop_app.models import controlnet_folder
+from desktop_app.models.families import FAMILIES
 from desktop_app.models.model_hash import model_hash
 
-_loaded: dict[tuple, object] = {}  # (folder, weights' size and time, device, dtype) -> ControlNetModel
+_loaded: dict[tuple, object] = {}  # (folder, weights' size and time, device, dtype) -> the ControlNet model
+# the transformer families' text-to-image pipelines and their ControlNet pipelines (models/families.py)
+_TRANSFORMER_PIPELINES = {family.text_to_image: family.controlnet for family in FAMILIES.values()
+                          if family.controlnet in FLOW_CONTROLNETS}
 
 
 @dataclass
@@ -53,7 +60,8 @@ class ControlJob:
         taken = call_parameters(type(self.pipe))
         call = {name: value for name, value in kwargs.items() if name in taken}
         one = len(self.images) == 1
-        call.update(image=self.images[0] if one else list(self.images),
+        image = "control_image" if "control_image" in taken else "image"  # Flux's and SD3's name it so
+        call.update({image: self.images[0] if one else list(self.images)},
                     controlnet_conditioning_scale=self.weights[0] if one else list(self.weights),
                     control_guidance_start=self.starts[0] if one else list(self.starts),
                     control_guidance_end=self.ends[0] if one else list(self.ends))
@@ -70,13 +78,13 @@ def make_control(request: GenerationRequest, model, emit_load=None) -> ControlJo
     class_name = pipeline_class(pipe)
     if class_name is None:
         family = controlnet_folder.family_name(model.family)
-        raise RequestError("controls", f"ControlNets run on Stable Diffusion 1.x, 2.x and SDXL models here; the "
-                                       f"model {model.display_name} is {family}")
-    unet = dict(pipe.unet.config)
+        raise RequestError("controls", f"{controlnet_folder.CONTROL_FAMILIES_LINE}; the model "
+                                       f"{model.display_name} is {family}")
+    denoiser = dict((pipe.unet if getattr(pipe, "unet", None) is not None else pipe.transformer).config)
     infos = []
     for choice in request.controls:  # every config checked before any weights load
         info = controlnet_folder.read_controlnet(choice.model)
-        controlnet_folder.check_pairing(info, model.family, unet, model.display_name)
+        controlnet_folder.check_pairing(info, model.family, denoiser, model.display_name)
         infos.append(info)
     wanted = [_key(info, model) for info in infos]
     for key in [key for key in _loaded if key not in wanted]:  # another set: the old ones go first
@@ -97,11 +105,12 @@ def make_control(request: GenerationRequest, model, emit_load=None) -> ControlJo
 
 def pipeline_class(pipe) -> str | None:
     """The diffusers ControlNet pipeline for the loaded text-to-image ``pipe``: SDXL's for an SDXL base, SD's for
-    every other UNet with one text encoder (SD 1.x, 2.x, the embedded model); None for the rest."""
+    every other UNet with one text encoder (SD 1.x, 2.x, the embedded model), SD3's and Flux.1's for theirs (not
+    Chroma, nor an edit model such as FLUX.1 Kontext); None for the rest."""
     unet = getattr(pipe, "unet", None)
-    if unet is None:
-        return None
     name = type(pipe).__name__
+    if unet is None:
+        return _TRANSFORMER_PIPELINES.get(name)
     if name == "StableDiffusionXLPipeline":
         return "StableDiffusionXLControlNetPipeline"
     if name in ("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", "StableDiffusionInpaintPipeline") \
@@ -119,7 +128,8 @@ def build_pipeline(pipe, class_name: str, nets: list):
 
     given = SimpleNamespace(components={**pipe.components, "controlnet": nets[0] if len(nets) == 1 else nets},
                             config=pipe.config)
-    made = from_components(getattr(diffusers, class_name), given)
+    cls = mean_encoding_class(class_name) if class_name in FLOW_CONTROLNETS else getattr(diffusers, class_name)
+    made = from_components(cls, given)
     made.scheduler = pipe.scheduler  # the request's sampler, and the previews' x0 capture
     if hasattr(pipe, "watermark"):  # SDXL: watermark as the loaded pipeline does (or not)
         made.watermark = pipe.watermark
@@ -141,13 +151,14 @@ def _load(info, key: tuple, model, emit_load):
     held = _loaded.get(key)
     if held is not None:
         return held
-    from diffusers import ControlNetModel
+    import diffusers
 
     from desktop_app.engine.loader import _dtype_kwargs
 
     if emit_load is not None:
         emit_load(f"ControlNet {info.name} ({controlnet_folder.family_name(info.family)})")
-    net = ControlNetModel.from_pretrained(info.path, local_files_only=True, use_safetensors=True,
+    net_class = getattr(diffusers, info.config["_class_name"])  # ControlNetModel, SD3ControlNetModel, Flux's
+    net = net_class.from_pretrained(info.path, local_files_only=True, use_safetensors=True,
                                           variant=info.variant, **_dtype_kwargs(model.dtype))
     net = net.to(model.device).eval()
     _loaded[key] = net

@@ -21,7 +21,8 @@ DEFAULT_STRENGTH, DEFAULT_MASK_BLUR, MAX_MASK_BLUR = 0.6, 4, 256
 INIT_FITS = ("crop", "stretch")  # crop: scaled to cover, centred, the rest cut; stretch: scaled to the size
 MAX_OUTPAINT = 1024  # pixels added on one side by outpainting
 OUTPAINT_STRENGTH = 1.0  # outpainting's default strength: the new area is drawn from noise
-CONTROL_PREPROCESSORS = ("none", "canny")  # what makes a ControlNet's image from the one given (control_images.py)
+# what makes a ControlNet's image from the one given (control_images.py)
+CONTROL_PREPROCESSORS = ("none", "canny", "lineart")
 MAX_CONTROLS, MAX_CONTROL_WEIGHT = 4, 2.0
 DEFAULT_IMAGE_PROMPT_WEIGHT, MAX_IMAGE_PROMPT_WEIGHT = 0.6, 2.0  # h94/IP-Adapter suggests ~0.5 beside a prompt
 
@@ -36,7 +37,8 @@ class LoraChoice:
 class ControlChoice:
     """One ControlNet of a request (issue 17): the model (a name or a folder), its image (a file), how strongly
     it steers (0 to MAX_CONTROL_WEIGHT), the share of the steps it steers (start < end, both 0..1) and what
-    makes its control image from the file ("none": the file as it is; "canny": its edges)."""
+    makes its control image from the file ("none": the file as it is; "canny": its edges; "lineart": its
+    dark strokes)."""
 
     model: str
     image: str

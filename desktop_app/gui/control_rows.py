@@ -1,11 +1,11 @@
 """The form's ControlNet section (issue 17): empty until "Add ControlNet"; each row a ControlNet folder (the
 ones in ``<models>/controlnet/`` and Browse…), its image, weight, the share of the steps it steers (start, end),
-its preprocessor (none / canny) with a small preview of what the ControlNet reads, and Remove.
+its preprocessor (none / canny / lineart) with a small preview of what the ControlNet reads, and Remove.
 
-Offered for the families the engine runs ControlNets on (SD 1.x, 2.x, SDXL and the embedded model), and only
-without a start image (the engine's ControlNets are text to image). Torch-free: folders are read by
-``models/controlnet_folder.py``, the Canny preview by ``engine/control_images.py`` (Pillow and OpenCV), imported
-when a preview is drawn."""
+Offered for the families the engine runs ControlNets on (models/families.py CONTROLNETS: SD 1.x, 2.x, SDXL, the
+embedded model, SD3 and Flux.1), and only without a start image (the engine's ControlNets are text to image).
+Torch-free: folders are read by ``models/controlnet_folder.py``, the Canny preview by ``engine/control_images.py``
+(Pillow and OpenCV), imported when a preview is drawn."""
 
 from __future__ import annotations
 
@@ -30,9 +30,10 @@ from PySide6.QtWidgets import (
 from desktop_app.engine.request import CONTROL_PREPROCESSORS, MAX_CONTROL_WEIGHT, MAX_CONTROLS, ControlChoice
 from desktop_app.errors import ModelError, RequestError, printable
 from desktop_app.models import controlnet_folder
+from desktop_app.models.families import CONTROLNETS
 
 BROWSE = "\x00browse"
-CONTROL_FAMILIES = ("sd1", "sd2", "sd2-v", "sdxl", "embedded")  # engine/control_job.py: the SD pipelines
+CONTROL_FAMILIES = tuple(CONTROLNETS)  # engine/control_job.py: the families' ControlNet pipelines
 THUMB = 56  # the preview's side in pixels
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff);;All files (*)"
 ADD_TIP = f"Steer the picture with an image: edges, depth, a pose (up to {MAX_CONTROLS})"
@@ -53,8 +54,7 @@ def family_line(family: str) -> str:
     """Why the section is off for ``family`` (a models/families.py key), "" when ControlNets run on it."""
     if family in CONTROL_FAMILIES or family == "unknown":
         return ""
-    return (f"ControlNets run on Stable Diffusion 1.x, 2.x and SDXL models here; this model is "
-            f"{controlnet_folder.family_name(family)}")
+    return f"{controlnet_folder.CONTROL_FAMILIES_LINE}; this model is {controlnet_folder.family_name(family)}"
 
 
 def choose_folder(parent: QWidget) -> str:
@@ -119,7 +119,8 @@ class ControlRow(QFrame):
         self.preprocessor_combo.setObjectName("control_preprocessor")
         self.preprocessor_combo.addItems(list(CONTROL_PREPROCESSORS))
         self.preprocessor_combo.setToolTip("none: the image as it is (an edge or depth map made elsewhere); "
-                                           "canny: its edges, found now")
+                                           "canny: its edges, found now; lineart: its dark strokes as "
+                                           "white lines")
         self.preprocessor_combo.currentTextChanged.connect(lambda _text: self.show_preview())
         self.remove_button = QPushButton("Remove")
         self.remove_button.setObjectName("control_remove")
@@ -357,7 +358,7 @@ class ControlRows(QGroupBox):
     @staticmethod
     def _check_pairing(found, model: str) -> None:
         try:
-            family, unet = controlnet_folder.model_unet(model)
+            family, unet = controlnet_folder.model_denoiser(model)
         except (ModelError, OSError):
             return  # the model's own problem: the run names it
         for control in found:

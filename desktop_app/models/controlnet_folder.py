@@ -6,7 +6,8 @@ A ControlNet is a diffusers folder (``config.json`` naming ``ControlNetModel``, 
 path is looked up in ``<models>/controlnet/NAME``. Its family is read from its config: a UNet ControlNet's
 cross-attention width (768 SD 1.x, 1024 SD 2.x, 2048 SDXL) and SDXL's time embedding; the transformer ones by
 their class. Before its weights load, it is checked against the model's UNet config (the same width, blocks and
-added embedding) or, for a single-file model, its family; a ControlNet for another family is refused in one line.
+added embedding), its transformer config (the same family, and the widths the ControlNet's outputs are added
+at) or, for a single-file model, its family; a ControlNet for another family is refused in one line.
 """
 
 from __future__ import annotations
@@ -23,6 +24,13 @@ WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.
 # the UNet config keys a ControlNet must share with the model it steers (its residuals are added to the blocks)
 _SHARED_KEYS = ("cross_attention_dim", "block_out_channels", "addition_embed_type")
 _SAME_FAMILY = {"sd2-v": "sd2"}  # SD 2.x's v-prediction models take SD 2.x ControlNets
+# the transformer config keys a ControlNet must share with the model it steers, where the ControlNet sets them
+# (heads x head width: the hidden states its outputs are added to; the text and pooled widths it reads; SD3.5's
+# official ControlNets set no text width: they read none)
+_TRANSFORMER_KEYS = ("num_attention_heads", "attention_head_dim", "joint_attention_dim", "pooled_projection_dim",
+                     "in_channels")
+# the families ControlNets run on (families.CONTROLNETS), for the line that refuses the others
+CONTROL_FAMILIES_LINE = "ControlNets run on Stable Diffusion 1.x, 2.x, SDXL, SD3 and Flux.1 models here"
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,9 @@ def read_controlnet(name_or_path: str) -> ControlNetInfo:
         raise ModelError(f"ControlNet {shown} has no weights: diffusion_pytorch_model.safetensors is missing "
                          "(only .safetensors weights are loaded)")
     model_files.read_header(weights)  # a disguised pickle, a truncated or damaged file: refused now
+    if config.get("num_mode") is not None:  # Flux's union ControlNets need a mode per image
+        raise ModelError(f"ControlNet {shown} is a union ControlNet (one of {config['num_mode']} modes per "
+                         "image); this version runs ControlNets of one kind (canny, depth ...)")
     return ControlNetInfo(path, config, weights, family_of(config))
 
 
@@ -105,10 +116,11 @@ def family_name(key: str) -> str:
 
 
 def check_pairing(control: ControlNetInfo, model_family: str, unet_config: dict | None, model_label: str) -> None:
-    """ModelError (one line) when ``control`` cannot steer the model of ``model_family`` whose UNet config is
-    ``unet_config`` (None: a transformer, or a single file whose config is not at hand)."""
+    """ModelError (one line) when ``control`` cannot steer the model of ``model_family`` whose UNet (or
+    transformer) config is ``unet_config`` (None: a single file whose config is not at hand)."""
     family = _SAME_FAMILY.get(model_family, model_family)
-    if control.family in ("sd3", "flux") or unet_config is None:
+    transformer = control.family in ("sd3", "flux")
+    if transformer or unet_config is None or "cross_attention_dim" not in unet_config:
         fits = control.family == family
     else:
         fits = all(_same(control.config.get(key), unet_config.get(key)) for key in _SHARED_KEYS)
@@ -116,6 +128,25 @@ def check_pairing(control: ControlNetInfo, model_family: str, unet_config: dict 
         raise ModelError(f"ControlNet {printable(control.name, 120)} is for {family_name(control.family)}; the "
                          f"model {printable(model_label, 120)} is {family_name(family)}: use a ControlNet made "
                          "for its family")
+    if transformer and unet_config is not None:
+        differ = [key for key in _TRANSFORMER_KEYS if control.config.get(key) is not None
+                  and not _same(control.config.get(key), unet_config.get(key))]
+        if differ:
+            shown = ", ".join(f"{key} {control.config.get(key)} (the model's {unet_config.get(key)})"
+                              for key in differ)
+            raise ModelError(f"ControlNet {printable(control.name, 120)} is for another size of "
+                             f"{family_name(family)} than the model {printable(model_label, 120)}: {shown}")
+
+
+def model_denoiser(model_path: str) -> tuple[str, dict | None]:
+    """(family, UNet or transformer config or None) of the model at ``model_path``, torch-free: model_unet's,
+    or a diffusers folder's ``transformer/config.json``."""
+    family, config = model_unet(model_path)
+    folder = model_folder.check_folder(model_path)
+    transformer = folder / "transformer" / "config.json"
+    if config is None and folder.is_dir() and transformer.is_file():
+        config = model_folder.read_json_file(transformer, "config")
+    return family, config if isinstance(config, dict) else None
 
 
 def model_unet(model_path: str) -> tuple[str, dict | None]:
@@ -134,11 +165,11 @@ def model_unet(model_path: str) -> tuple[str, dict | None]:
 def check_controls(controls, model_path: str, model_label: str) -> list[ControlNetInfo]:
     """Each request ControlChoice's ControlNet read and checked against the model at ``model_path``, before
     torch or any weights load (the command line calls this; the engine checks the loaded UNet again)."""
-    family, unet = model_unet(model_path)
+    family, denoiser = model_denoiser(model_path)
     found = []
     for control in controls:
         info = read_controlnet(control.model)
-        check_pairing(info, family, unet, model_label)
+        check_pairing(info, family, denoiser, model_label)
         found.append(info)
     return found
 

@@ -81,6 +81,8 @@ class Family:
     note: str = ""
     # the pipeline that edits an image by an instruction (edit_job.py), None: the family cannot; see EDIT_MODELS
     edit: str | None = None
+    # the pipeline that runs ControlNets on it (engine/control_job.py), None: none here; see CONTROLNETS
+    controlnet: str | None = None
 
     @property
     def denoiser_folder(self) -> str:
@@ -248,7 +250,13 @@ FLOW_MATCHING = frozenset({"sd3", "flux", "chroma", "flux2-klein", "flux2", "z-i
 # and tells apart by their layers (engine/lora_families.py); the others' LoRAs are refused naming the family
 LORAS = frozenset({"sd1", "sd2", "sd2-v", "sdxl", "sdxl-refiner", "embedded", "flux", "chroma", "sd3", "sana",
                     "sana-sprint", "z-image", "qwen-image", "flux2-klein"})
-FAMILIES = {key: replace(family, flow_matching=key in FLOW_MATCHING, loras=key in LORAS)
+# the diffusers pipeline that runs ControlNets on each family (the text-to-image ones, made from its components)
+_SD_CONTROL = "StableDiffusionControlNetPipeline"
+CONTROLNETS = {"sd1": _SD_CONTROL, "sd2": _SD_CONTROL, "sd2-v": _SD_CONTROL, "embedded": _SD_CONTROL,
+               "sdxl": "StableDiffusionXLControlNetPipeline", "sd3": "StableDiffusion3ControlNetPipeline",
+               "flux": "FluxControlNetPipeline"}
+FAMILIES = {key: replace(family, flow_matching=key in FLOW_MATCHING, loras=key in LORAS,
+                         controlnet=CONTROLNETS.get(key))
             for key, family in FAMILIES.items()}
 
 # the text-encoder width an SD UNet cross-attends to, per family (the embedded model's MiniLM gives 384)

@@ -132,6 +132,23 @@ def test_canny_is_opencvs_canny_at_the_request_size(tiny, tmp_path):
     assert control_image(str(wide), "canny", (32, 32))[0].size == (32, 32)  # fitted like a start image
 
 
+def test_lineart_draws_dark_strokes_as_white_lines_on_black(tmp_path):
+    drawing = Image.new("RGB", (64, 64), "white")
+    from PIL import ImageDraw
+
+    ImageDraw.Draw(drawing).line([(8, 32), (56, 32)], fill=(20, 20, 20), width=3)
+    ImageDraw.Draw(drawing).rectangle([40, 4, 60, 20], fill=(200, 200, 200))  # a light flat area: no stroke
+    path = tmp_path / "drawing.png"
+    drawing.save(path)
+    made, _ = control_image(str(path), "lineart", (64, 64))
+    lines = np.asarray(made)[..., 0].astype(int)
+    assert made.mode == "RGB" and made.size == (64, 64)
+    assert lines[32, 16:48].min() >= 100  # the stroke, bright
+    assert lines[50:, :].max() <= 10 and lines[:12, :30].max() <= 10  # white paper far from it, black
+    assert lines[12, 50] < lines[32, 30]  # a flat light area's inside is not a stroke
+    assert GenerationRequest(prompt="a cat", controls=(ControlChoice(model="m", image=str(path),
+                                                                     preprocessor="lineart"),)).controls
+
 def test_canny_preprocessing_changes_what_the_controlnet_sees(generate, sd_request, tiny):
     as_is, _ = generate(sd_request(control(tiny)))
     edges, _ = generate(sd_request(control(tiny, preprocessor="canny")))
