@@ -247,7 +247,8 @@ def add_control_options(gen) -> None:
                      help="a ControlNet (a diffusers ControlNet folder, or a folder's name in the models folder's "
                           "controlnet/) steering the picture with IMAGE; WEIGHT from 0 to "
                           f"{MAX_CONTROL_WEIGHT:g} (default 1), START and END the share of the steps it steers "
-                          "(default 0 and 1). Repeat for several")
+                          "(default 0 and 1). Repeat for several. With --init (and --mask, --outpaint) on SD 1.x, "
+                          "2.x and SDXL models")
     gen.add_argument("--control-pre", choices=CONTROL_PREPROCESSORS,
                      help="with --control: make the control images from the images given: canny (OpenCV's edges), "
                           "lineart (dark strokes as white lines) or none (the images as they are, the default)")

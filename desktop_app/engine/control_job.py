@@ -1,5 +1,9 @@
 """ControlNet (issue 17): one or several ControlNets steer text to image with their images, weights and the share
-of the steps each steers.
+of the steps each steers; on SD and SDXL also image to image, inpainting and outpainting (a start image, and a
+mask): the run's image job (image_job.py) then calls the ControlNet pipeline's img2img or inpaint twin
+(IMAGE_CONTROLNETS: diffusers' StableDiffusion[XL]ControlNetImg2ImgPipeline, ...InpaintPipeline), made the
+same way, with the start image, strength and mask as its own pipeline would get them, so that weight 0 gives
+exactly the plain image-to-image or inpaint picture. SD3's and Flux.1's refuse a start image in one line.
 
 The ControlNets load once per folder (kept here until the model is unloaded, or until a request asks for another
 set) on the model's device and dtype, after their config is checked against the loaded UNet or transformer (a
@@ -33,6 +37,12 @@ _loaded: dict[tuple, object] = {}  # (folder, weights' size and time, device, dt
 # the transformer families' text-to-image pipelines and their ControlNet pipelines (models/families.py)
 _TRANSFORMER_PIPELINES = {family.text_to_image: family.controlnet for family in FAMILIES.values()
                           if family.controlnet in FLOW_CONTROLNETS}
+# with a start image: the ControlNet pipeline's (image to image, inpaint) twins; SD's and SDXL's only
+IMAGE_CONTROLNETS = {
+    "StableDiffusionControlNetPipeline": ("StableDiffusionControlNetImg2ImgPipeline",
+                                          "StableDiffusionControlNetInpaintPipeline"),
+    "StableDiffusionXLControlNetPipeline": ("StableDiffusionXLControlNetImg2ImgPipeline",
+                                            "StableDiffusionXLControlNetInpaintPipeline")}
 
 
 @dataclass
@@ -68,18 +78,26 @@ class ControlJob:
         return call
 
 
-def make_control(request: GenerationRequest, model, emit_load=None) -> ControlJob | None:
+def make_control(request: GenerationRequest, model, emit_load=None, job=None) -> ControlJob | None:
     """The ControlNet job of ``request`` on the loaded ``model`` (engine/loader.LoadedModel), or None when it has
-    no ControlNet. ``emit_load(detail)`` tells which ControlNets load. RequestError for a model family with no
-    ControlNet pipeline here; ModelError for a ControlNet that is not one or is for another family."""
+    no ControlNet. ``emit_load(detail)`` tells which ControlNets load. ``job``: the run's image job
+    (image_job.ImageJob: a start image, with a mask or not), whose ControlNet twin then runs it (SD and SDXL).
+    RequestError for a model family with no ControlNet pipeline here (or none that takes a start image);
+    ModelError for a ControlNet that is not one or is for another family."""
     if not request.controls:
         return None
     pipe = model.pipe
     class_name = pipeline_class(pipe)
+    family = controlnet_folder.family_name(model.family)
     if class_name is None:
-        family = controlnet_folder.family_name(model.family)
         raise RequestError("controls", f"{controlnet_folder.CONTROL_FAMILIES_LINE}; the model "
                                        f"{model.display_name} is {family}")
+    if job is not None:
+        if class_name not in IMAGE_CONTROLNETS:
+            raise RequestError("controls", f"ControlNets take a start image (image to image, inpainting) with "
+                                           f"Stable Diffusion 1.x, 2.x and SDXL models only; the model "
+                                           f"{model.display_name} is {family}: leave the start image empty")
+        class_name = IMAGE_CONTROLNETS[class_name][1 if job.inpaint_pipeline else 0]
     denoiser = dict((pipe.unet if getattr(pipe, "unet", None) is not None else pipe.transformer).config)
     infos = []
     for choice in request.controls:  # every config checked before any weights load

@@ -50,12 +50,13 @@ class ImageJob:
         """The denoise stage's line, e.g. "inpaint: 12 of 20 steps (strength 0.6), DPM++ 2M"."""
         return f"{self.kind}: {int(steps * strength)} of {steps} steps (strength {strength:g}), {sampler}"
 
-    def arguments(self, kwargs: dict) -> dict:
-        """The pipeline call's arguments: ``kwargs`` (those of text to image, less what this pipeline does not
-        take) with the start image, the strength and the mask the model gets."""
+    def arguments(self, kwargs: dict, pipe=None) -> dict:
+        """The pipeline call's arguments: ``kwargs`` (those of text to image, less what this pipeline, or
+        ``pipe`` when given (a ControlNet twin: control_job.py), does not take) with the start image, the
+        strength and the mask the model gets."""
         from desktop_app.engine.families.base import call_parameters
 
-        taken = call_parameters(type(self.pipe))
+        taken = call_parameters(type(pipe or self.pipe))
         call = {name: value for name, value in kwargs.items() if name in taken}
         call.update(image=self.inputs.image, strength=self.strength)
         if self.inpaint_pipeline:

@@ -181,7 +181,8 @@ class GenerationRequest:
 
     def _check_controls(self) -> None:
         """A tuple (a list from a recipe becomes one) of at most MAX_CONTROLS ControlChoice whose images open;
-        text to image only for now (not with a start image or the SDXL refiner)."""
+        not with the SDXL refiner yet. A start image (image to image, inpainting) is checked against the model by
+        the engine (control_job.py: SD 1.x, 2.x and SDXL take both)."""
         if isinstance(self.controls, list):
             object.__setattr__(self, "controls", tuple(self.controls))
         _check(isinstance(self.controls, tuple) and all(isinstance(c, ControlChoice) for c in self.controls),
@@ -190,8 +191,6 @@ class GenerationRequest:
             return
         _check(len(self.controls) <= MAX_CONTROLS, "controls",
                f"{len(self.controls)} ControlNets; at most {MAX_CONTROLS} run at once")
-        _check(self.init_image is None, "controls", "ControlNets do not take a start image yet: leave init_image "
-                                                    "empty (text to image)")
         _check(self.refiner is None, "controls", "ControlNets do not run with the SDXL refiner yet: leave the "
                                                  "refiner empty")
         for control in self.controls:

@@ -114,7 +114,7 @@ class GenerationRun:
         self.pipe.scheduler = self.family.make_scheduler(self.request.sampler, model.base_scheduler_config)
         inputs = load_inputs(self.request)  # the start image and mask, fitted to the request's size
         self.job = make_job(inputs, self.pipe, self.family, self.request.strength)
-        self.control = make_control(self.request, model, partial(self._stage, "load"))
+        self.control = make_control(self.request, model, partial(self._stage, "load"), self.job)
         self.image_prompt = make_image_prompt(self.request, model, partial(self._stage, "load"))
         if inputs is not None:
             self.emit(StageStarted("load", inputs.fitted))
@@ -216,7 +216,7 @@ class GenerationRun:
     def _call_base(self, one_at_a_time: bool) -> list:
         request = self.request
         self._denoise_start, self._decode_start = time.perf_counter(), None  # again after an out-of-memory
-        target = self.job.pipe if self.job else self.control.pipe if self.control else self.pipe
+        target = self.control.pipe if self.control else self.job.pipe if self.job else self.pipe
         if self.image_prompt is not None:  # again: attention slicing (a memory fallback) replaces its processors
             self.image_prompt.install()
         kwargs = dict(self.text_kwargs, width=request.width, height=request.height,
@@ -227,8 +227,9 @@ class GenerationRun:
             # one row per image, and the pipeline told the batch is the prompts' (one image each)
             kwargs = dict(repeat_embeddings(kwargs, len(self.generators)), num_images_per_prompt=1)
         if self.job is not None:  # image to image, inpainting: the start image, strength, mask; pasted back
-            images = call_batched(target, self.job.arguments(kwargs), self.generators, one_at_a_time)
-            return self.job.finish(images)
+            call = self.job.arguments(kwargs, target)
+            call = self.control.arguments(call) if self.control is not None else call  # with ControlNets
+            return self.job.finish(call_batched(target, call, self.generators, one_at_a_time))
         if self.control is not None:  # the ControlNets: their images, weights and ranges
             return call_batched(target, self.control.arguments(kwargs), self.generators, one_at_a_time,
                                 **self.noise)

@@ -3,7 +3,8 @@ ones in ``<models>/controlnet/`` and Browse…), its image, weight, the share of
 its preprocessor (none / canny / lineart) with a small preview of what the ControlNet reads, and Remove.
 
 Offered for the families the engine runs ControlNets on (models/families.py CONTROLNETS: SD 1.x, 2.x, SDXL, the
-embedded model, SD3 and Flux.1), and only without a start image (the engine's ControlNets are text to image).
+embedded model, SD3 and Flux.1); with a start image (image to image, inpainting) for the SD families only (SD3 and
+Flux.1 ControlNets are text to image: engine/control_job.py).
 Torch-free: folders are read by ``models/controlnet_folder.py``, the Canny preview by ``engine/control_images.py``
 (Pillow and OpenCV), imported when a preview is drawn."""
 
@@ -37,7 +38,11 @@ CONTROL_FAMILIES = tuple(CONTROLNETS)  # engine/control_job.py: the families' Co
 THUMB = 56  # the preview's side in pixels
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff);;All files (*)"
 ADD_TIP = f"Steer the picture with an image: edges, depth, a pose (up to {MAX_CONTROLS})"
-START_IMAGE_LINE = "ControlNets run on text to image only: clear the start image to use them"
+START_IMAGE_LINE = ("ControlNets take a start image only with Stable Diffusion 1.x, 2.x and SDXL models: clear "
+                    "the start image to use them with this model")
+# the families whose ControlNets also run image to image and inpainting (engine/control_job.IMAGE_CONTROLNETS)
+_SD_CONTROLNETS = ("StableDiffusionControlNetPipeline", "StableDiffusionXLControlNetPipeline")
+START_IMAGE_FAMILIES = tuple(key for key, pipeline in CONTROLNETS.items() if pipeline in _SD_CONTROLNETS)
 
 
 def library_controlnets() -> list[Path]:
@@ -262,6 +267,7 @@ class ControlRows(QGroupBox):
         self._size_of = size_of
         self.rows: list[ControlRow] = []
         self._family_line = ""
+        self._family = "unknown"
         self._start_image = False
         self._rows_layout = QVBoxLayout()
         self._rows_layout.setContentsMargins(0, 0, 0, 0)
@@ -311,6 +317,7 @@ class ControlRows(QGroupBox):
 
     def set_family(self, family: str) -> None:
         self._family_line = family_line(family)
+        self._family = family
         self._update()
 
     def set_start_image(self, present: bool) -> None:
@@ -318,10 +325,15 @@ class ControlRows(QGroupBox):
         self._update()
 
     def usable(self) -> bool:
-        return not self._family_line and not self._start_image
+        return not self._family_line and not self._start_line()
+
+    def _start_line(self) -> str:
+        """Why a start image turns the section off for this family ("" for the SD families and "unknown")."""
+        refused = self._start_image and self._family not in (*START_IMAGE_FAMILIES, "unknown")
+        return START_IMAGE_LINE if refused else ""
 
     def _update(self) -> None:
-        why = self._family_line or (START_IMAGE_LINE if self._start_image else "")
+        why = self._family_line or self._start_line()
         for row in self.rows:
             row.setEnabled(not why)
             row.setToolTip(why)

@@ -68,6 +68,23 @@ def test_a_controlnet_is_found_by_name_in_the_models_folder(tiny, tmp_path, user
     assert recipe["control_models"][0]["name"] == "edges" and recipe["controls"][0]["preprocessor"] == "none"
 
 
+def test_a_controlnet_with_a_start_image_and_a_mask_inpaints_and_records_both(tiny, tmp_path):
+    mask = tmp_path / "mask.png"
+    square = Image.new("L", (32, 32), 0)
+    square.paste(255, (8, 8, 24, 24))
+    square.save(mask)
+    out = tmp_path / "inpainted.png"
+    proc = generate(tiny, out, "--init", tiny["picture"], "--mask", mask, "--strength", "1",
+                    "--control", f"{tiny['canny-a']}:{tiny['picture']}:0.9")
+    assert proc.returncode == 0, proc.stderr
+    assert "inpaint: 3 of 3 steps" in proc.stderr and "ControlNet canny-a (weight 0.9" in proc.stderr
+    with Image.open(out) as image:
+        recipe = json.loads(image.text["recipe"])
+    assert recipe["init_image"] == str(tiny["picture"]) and recipe["mask"] == str(mask)
+    assert recipe["init_image_sha256"] == hashlib.sha256(tiny["picture"].read_bytes()).hexdigest()
+    assert recipe["controls"][0]["weight"] == 0.9 and recipe["control_models"][0]["name"] == "canny-a"
+
+
 @pytest.mark.parametrize(("control", "more", "words"), [
     ("{sdxl}:{picture}", (), "is for SDXL; the model tiny-sd1 is Stable Diffusion 1.x"),
     ("{canny-a}:{text}", (), "notes.png is not an image Pillow can read"),

@@ -1,9 +1,9 @@
 """The form's ControlNet section (issue 17): empty by default; a row added (a folder of <models>/controlnet/ or
 one browsed to, an image opened, weight, start, end, preprocessor) goes with Generate as the request's
-controls, Remove takes it out; off (with a tooltip) for a family without ControlNets and while a start image is
-set; a dropped recipe restores its rows and names the folders and images missing here in one line; a refused
-ControlNet is named beside the section; and with the real engine on a tiny SD model the row changes the
-picture."""
+controls, Remove takes it out; off (with a tooltip) for a family without ControlNets, on with a start image for
+the SD families and off with one for Flux.1; a dropped recipe restores its rows (and its start image) and names
+the folders and images missing here in one line; a refused ControlNet is named beside the section; and with the
+real engine on a tiny SD model the row changes the picture."""
 
 from __future__ import annotations
 
@@ -142,7 +142,7 @@ def test_a_row_without_an_image_or_for_another_family_is_named_beside_the_sectio
     assert rows.note.text() == "ControlNet x is for SDXL; the model y is SD 1.x"
 
 
-def test_the_section_is_off_for_chroma_and_while_a_start_image_is_set(qtbot, open_fake_window, make_engine,
+def test_the_section_is_off_for_chroma_and_with_a_start_image_for_flux(qtbot, open_fake_window, make_engine,
                                                                       tmp_path, monkeypatch):
     fake_controlnet("edges")
     image = picture(tmp_path / "edges.png")
@@ -157,10 +157,20 @@ def test_the_section_is_off_for_chroma_and_while_a_start_image_is_set(qtbot, ope
     assert form.build_request().controls == ()  # kept for the next model, not sent
     form.select_model("default")
     assert row.isEnabled() and len(form.build_request().controls) == 1
+    # a start image: the SD families take it with their ControlNets (image to image, inpainting)
     form.start_box.set_image(picture(tmp_path / "start.png", (64, 64)))
-    assert not row.isEnabled() and row.toolTip() == START_IMAGE_LINE and "start image" in START_IMAGE_LINE
+    assert row.isEnabled() and rows.add_button.isEnabled() and row.toolTip() == ""
+    request = form.build_request()
+    assert len(request.controls) == 1 and request.init_image is not None
+    form.select_model(str(model_folder(tmp_path, "sdxl")))
+    assert row.isEnabled() and form.start_box.path()
+    # SD3's and Flux.1's ControlNets are text to image: off while the start image is set
+    form.select_model(str(model_folder(tmp_path, "flux")))
+    assert form.start_box.path() and not row.isEnabled() and not rows.add_button.isEnabled()
+    assert row.toolTip() == START_IMAGE_LINE and "SDXL" in START_IMAGE_LINE
     request = form.build_request()
     assert request.controls == () and request.init_image is not None
+    form.select_model("default")
     form.start_box.clear()
     assert row.isEnabled() and len(form.build_request().controls) == 1
 
@@ -200,6 +210,24 @@ def test_a_dropped_recipe_restores_its_rows_and_names_what_is_missing_in_one_lin
     recipe_png(tmp_path / "plain.png")  # a recipe without ControlNets clears the rows
     assert drop(window, tmp_path / "plain.png")
     assert window.form.control_rows.rows == []
+
+
+def test_a_dropped_recipe_with_a_start_image_and_controlnets_restores_both(qtbot, open_fake_window, drop,
+                                                                          tmp_path):
+    fake_controlnet("edges")
+    image = picture(tmp_path / "edges.png")
+    start = picture(tmp_path / "start.png", (64, 64))
+    mask = tmp_path / "mask.png"
+    Image.new("L", (64, 64), 255).save(mask)
+    made = recipe_png(tmp_path / "made.png", init_image=str(start), mask=str(mask), strength=0.6,
+                      controls=(ControlChoice("edges", str(image), 0.7, 0.1, 0.8, "canny"),))
+    window = open_fake_window()
+    assert drop(window, made)
+    form, rows = window.form, window.form.control_rows
+    assert str(form.start_box.path()) == str(start) and len(rows.rows) == 1 and rows.rows[0].isEnabled()
+    request = form.build_request()
+    assert request.init_image == str(start) and request.mask is not None and request.strength == 0.6
+    assert [(c.weight, c.start, c.end, c.preprocessor) for c in request.controls] == [(0.7, 0.1, 0.8, "canny")]
 
 
 @pytest.fixture(scope="module")
