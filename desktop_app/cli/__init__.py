@@ -1,9 +1,9 @@
 """The command line: ``desktop-app`` opens the window; the commands run the engine, library and studio alone.
 
-One module per command (``generate``, ``upscale``, ``info``, ``explain``, ``selftest``, ``bench``, ``train``,
-``models``), each with ``register(commands)`` for its options and ``run(args)``; ``errors`` holds the exit codes,
-``BadInput`` and the one-line failure report that all of them use (no command module imports this package's
-``__init__``).
+One module per command (``generate``, ``edit``, ``upscale``, ``info``, ``explain``, ``compare``, ``selftest``,
+``bench``, ``train``, ``models``), each with ``register(commands)`` for its options and ``run(args)``;
+``errors`` holds the exit codes, ``BadInput`` and the one-line failure report that all of them use (no command
+module imports this package's ``__init__``).
 
 Exit codes (``FailureKind.exit_code``, see ``errors.report_failure``): 0 done; 2 bad input (a request field, a
 missing or damaged model, a bad option), with one line on stderr; 1 anything else, with one line on stderr (out
@@ -31,7 +31,8 @@ from desktop_app.cli.errors import (  # noqa: F401 - the exit codes are part of 
 )
 
 # the commands in the order --help lists them, each a module of this package
-COMMANDS = ("generate", "edit", "upscale", "info", "explain", "selftest", "bench", "train", "models")
+COMMANDS = ("generate", "edit", "upscale", "info", "explain", "compare", "selftest", "bench", "train",
+            "models")
 
 
 def _command(name: str):

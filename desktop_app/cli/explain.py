@@ -33,6 +33,9 @@ def register(commands) -> None:
     parser.add_argument("--compare", action="append", default=[], metavar="TEXT",
                         help="a text to match against the images in section 2, beside the prompt (repeatable; "
                              "default: the history's most recent other prompts)")
+    parser.add_argument("--x", metavar="AXIS", help="a compare grid in section 6, its columns: NAME=V1,V2,... "
+                                                    "(as desktop-app compare --x)")
+    parser.add_argument("--y", metavar="AXIS", help="with --x: the compare grid's rows")
 
 
 def explain(args: argparse.Namespace) -> int:
@@ -60,6 +63,15 @@ def explain(args: argparse.Namespace) -> int:
     request = resolve(request, given=set(options) & set(DECLARED_FIELDS))
     check_folder(request.model)
     check_family(request)
+    from desktop_app.engine.compare_grid import parse_axis
+
+    if args.y and not args.x:
+        raise BadInput("--y gives the compare grid's rows; give its columns with --x too")
+    compare = (parse_axis(args.x, "--x"), parse_axis(args.y, "--y") if args.y else None) if args.x else None
+    if compare is not None:
+        from desktop_app.engine.compare_grid import plan
+
+        plan(request, *compare, fields=("--x", "--y"))
 
     # 2. the run and its numbers (torch loads here)
     from desktop_app.engine.explain import explain as gather
@@ -67,7 +79,8 @@ def explain(args: argparse.Namespace) -> int:
 
     reporter = Reporter(sys.stderr)
     others = [text for text in args.compare if text.strip()] or recent_prompts(request.prompt)
-    data = gather(request, Engine(device=args.device, preview_share=None), emit=reporter, other_prompts=others)
+    data = gather(request, Engine(device=args.device, preview_share=None), emit=reporter, other_prompts=others,
+                  compare=compare)
     reporter.close()
 
     # 3. the report

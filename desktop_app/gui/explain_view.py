@@ -36,7 +36,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop_app.engine.compare_grid import plan
 from desktop_app.errors import RequestError, one_line
+from desktop_app.gui.compare_fields import CompareFields
 from desktop_app.gui.explain_worker import Explained, ExplainWorker
 from desktop_app.gui.images import pil_to_qimage
 from desktop_app.gui.workers import WorkerThread
@@ -172,7 +174,9 @@ class ExplainView(QWidget):
         splitter.setSizes([300, 900])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 4, 8, 8)
+        self.compare_fields = CompareFields()
         layout.addLayout(buttons)
+        layout.addWidget(self.compare_fields)
         layout.addWidget(splitter, 1)
 
     # ---- the run ---------------------------------------------------------------------------------------
@@ -184,6 +188,9 @@ class ExplainView(QWidget):
             return False
         try:
             request = self.request_of()
+            compare = self.compare_fields.axes()
+            if compare is not None:
+                plan(request, *compare, fields=("compare grid X", "compare grid Y"))
         except RequestError as exc:
             self._tell(f"Check the settings: {exc}")
             return False
@@ -191,6 +198,7 @@ class ExplainView(QWidget):
         self.image = self._image_for(request)  # taken now: the canvas may show another image by the export
         self._ensure_worker()
         self.worker.other_prompts = self._recent_prompts(request.prompt)  # section 2 matches them too
+        self.worker.compare = compare  # section 6's compare grid, or None
         self._began = time.perf_counter()
         self._set_running(True)
         self._tell("Explaining: the model runs the request once more, then the guidance comparisons…")

@@ -34,6 +34,7 @@ class ExplainWorker(GenerationWorker):
         super().__init__(device=device, engine_factory=engine_factory, log_dir=log_dir)
         self._explain = explain
         self.other_prompts: list[str] = []  # set by the view before each submit: texts section 2 matches too
+        self.compare = None  # set by the view: (x, y) compare_grid Axes for section 6's grid, or None
 
     def _execute(self, engine, request, cancel: threading.Event):
         from desktop_app.models.resolve import resolve_names  # torch-free
@@ -45,7 +46,7 @@ class ExplainWorker(GenerationWorker):
 
         try:
             data = explain(resolve_names(request), engine, self._on_event, cancel=cancel,
-                           other_prompts=list(self.other_prompts))
+                           other_prompts=list(self.other_prompts), compare=self.compare)
         finally:
             # the generation worker holds its own copy of the model: this one's is freed after each explain, so
             # the memory plan of the next generation sees the device's memory whole

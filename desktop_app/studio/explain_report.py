@@ -74,13 +74,18 @@ def numbers(data: dict) -> dict[str, dict]:
                         {"files": ["reverse.png"]} for frame in reverse["frames"]],
               "forward": [{"timestep": item["timestep"], "alpha_bar": item["alpha_bar"]}
                           for item in data["forward"]["items"]],
-              "guidance": [{key: item[key] for key in ("label", "prompt", "guidance")}
+              "guidance": [{key: item.get(key) for key in ("label", "prompt", "guidance", "negative_prompt")}
                            for item in data["guidance"]],
               "arrays": "frames.npz: x_t, eps, x0 (one row per step), noise, final_latent, forward (one row per "
                         "forward timestep)"}
-    return {"tokens.json": data["tokens"], "schedule.json": data["schedule"], "frames.json": frames,
-            "run.json": {"request": data["request"], "timings": data["timings"]},
-            **similarity_section.numbers(data)}
+    found = {"tokens.json": data["tokens"], "schedule.json": data["schedule"], "frames.json": frames,
+             "run.json": {"request": data["request"], "timings": data["timings"]},
+             **similarity_section.numbers(data)}
+    if data.get("compare"):
+        compare = data["compare"]
+        found["compare.json"] = {"x": compare["x"], "y": compare["y"], "labels": compare["labels"],
+                                 "seeds": compare["seeds"], "files": ["compare.png"]}
+    return found
 
 
 def frame_arrays(data: dict) -> dict[str, np.ndarray]:
@@ -171,15 +176,37 @@ def _reverse(data: dict) -> Section:
 def _guidance(data: dict) -> Section:
     row = data["guidance"]
     labels = [f"{item['label']}\nguidance {item['guidance']:g}" for item in row]
+    ways = "four ways" if len(row) == 4 else f"{len(row)} ways"
     grid = figures.labelled_grid([("", [item["image"] for item in row])], labels, side=160,
-                                 title=f"seed {data['request']['seed']}, four ways")
-    caption = ("The same seed, so the same starting noise, four ways. Without a prompt the model draws "
+                                 title=f"seed {data['request']['seed']}, {ways}")
+    negative = data["request"].get("negative_prompt") or ""
+    caption = (f"The same seed, so the same starting noise, {ways}. Without a prompt the model draws "
                "whatever its training makes likely. With the prompt but no guidance it follows the words "
                "loosely. Guidance (classifier-free) runs the model twice per step, with and without the prompt, "
                "and pushes the result further in the direction the prompt adds; higher guidance follows the "
                "prompt more strongly, at some cost to variety and naturalness. The prompt is what turns the "
                "same noise into this image.")
-    return Section(6, "Guidance", caption, [("guidance.png", grid)])
+    if negative:
+        caption += (f" The negative prompt (\"{negative}\") takes the place of the empty prompt in that second "
+                    "pass, so guidance pushes away from it too; the last picture is this run without it.")
+    found = [("guidance.png", grid)]
+    compare = data.get("compare")
+    if compare:
+        found.append(("compare.png", compare_figure(compare, data["request"]["seed"])))
+        caption += (f" The compare grid below makes the same request over {compare['x']['name']} (across)"
+                    + (f" and {compare['y']['name']} (down)" if compare["y"] else "")
+                    + ", everything else kept, as the X/Y plot of other studios does.")
+    return Section(6, "Guidance", caption, found)
+
+
+def compare_figure(compare: dict, seed) -> Image.Image:
+    """The compare grid's pictures with their axis values as column and row headings."""
+    import textwrap
+
+    columns = ["\n".join(textwrap.wrap(label, 20)[:3]) for label in compare["labels"]["x"]]
+    rows = list(zip(compare["labels"]["y"], compare["images"]))
+    title = f"{compare['x']['name']}" + (f" x {compare['y']['name']}" if compare["y"] else "") + f", seed {seed}"
+    return figures.labelled_grid(rows, columns, side=128, title=title)
 
 
 def _attention(data: dict) -> Section:

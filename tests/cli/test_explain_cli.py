@@ -110,3 +110,10 @@ def test_an_unwritable_folder_is_refused_in_one_line(tmp_path):
 def test_a_bad_option_names_the_field(tmp_path):
     line = one_line_error(run_cli("explain", "a cat", "--out", tmp_path / "r", "--steps", "0"))
     assert "steps" in line
+
+
+def test_a_bad_compare_axis_is_one_line_before_the_model_loads(tmp_path):
+    line = one_line_error(run_cli("explain", "a cat", "--out", tmp_path / "r", "--x", "steps=4,zero"))
+    assert line.endswith("--x: steps=zero: not a whole number"), line
+    line = one_line_error(run_cli("explain", "a cat", "--out", tmp_path / "r", "--y", "steps=4"))
+    assert "--x" in line

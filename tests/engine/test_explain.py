@@ -239,3 +239,28 @@ def test_the_nearest_training_images_are_the_results_best_matches_in_the_index(e
     assert found["nearest_percentile"] == pytest.approx(100 * np.mean(index.nearest_other < direct[order[0]]),
                                                         abs=0.1)
     assert all(item["licence"] in ("MIT", "Apache-2.0", "CC-BY-4.0") for item in found["nearest"])
+
+
+def test_a_negative_prompt_adds_its_column_and_the_compare_grid_reuses_the_run(engine, tiny_model_dir):
+    from desktop_app.engine.compare_grid import parse_axis
+
+    request = _request(tiny_model_dir, negative_prompt="a blue chair", steps=3)
+    data = explain(request, engine, attention=False, compare=(parse_axis("guidance=5,9"), None))
+    row = data["guidance"]
+    assert [item["label"] for item in row][-1] == "without the negative prompt" and len(row) == 5
+    assert row[2]["negative_prompt"] == "a blue chair" and row[4]["negative_prompt"] == ""
+    plain = engine.run(dataclasses.replace(request, negative_prompt=""), lambda event: None).images[0]
+    assert np.array_equal(np.asarray(row[4]["image"]), np.asarray(plain))
+    assert not np.array_equal(np.asarray(row[4]["image"]), np.asarray(row[2]["image"]))
+    grid = data["compare"]
+    assert grid["x"] == {"name": "guidance", "values": ["5", "9"]} and grid["y"] is None
+    assert grid["images"][0][0] is data["latent"]["image"]  # guidance 5 is this run: not made again
+    nine = engine.run(dataclasses.replace(request, guidance_scale=9.0), lambda event: None).images[0]
+    assert np.array_equal(np.asarray(grid["images"][0][1]), np.asarray(nine))
+
+
+def test_a_bad_compare_axis_is_refused_before_the_run(engine, tiny_model_dir):
+    from desktop_app.engine.compare_grid import parse_axis
+
+    with pytest.raises(RequestError, match="steps=0"):
+        explain(_request(tiny_model_dir), engine, compare=(parse_axis("steps=0,2"), None))

@@ -91,9 +91,10 @@ class FakeExplain:
         self.steps_done = 0
         self.started = threading.Event()
 
-    def __call__(self, request, engine, emit, cancel=None, other_prompts=()):
+    def __call__(self, request, engine, emit, cancel=None, other_prompts=(), compare=None):
         self.requests.append(request)
         self.other_prompts = list(other_prompts)
+        self.compare = compare
         emit(StageStarted("load", "fake-model on cpu (float32)"))
         self.started.set()
         if self.error is not None:
@@ -104,7 +105,18 @@ class FakeExplain:
             time.sleep(self.delay)
             self.steps_done = step
             emit(Progress(step, self.steps, None, 0.01 * step, stage="denoise"))
-        return fake_data(request, self.steps)
+        data = fake_data(request, self.steps)
+        if compare is not None:  # run_grid's shape: a picture per cell
+            x, y = compare
+            data["compare"] = {"x": {"name": x.name, "values": list(x.values)},
+                               "y": {"name": y.name, "values": list(y.values)} if y else None,
+                               "labels": {"x": [x.label(v) for v in x.values],
+                                          "y": [y.label(v) for v in y.values] if y else [""]},
+                               "images": [[Image.new("RGB", (32, 32), (20 * k, 30 * j, 90))
+                                           for k in range(len(x.values))]
+                                          for j in range(len(y.values) if y else 1)],
+                               "seeds": [[7] * len(x.values)] * (len(y.values) if y else 1)}
+        return data
 
 
 REQUEST = GenerationRequest(prompt="a red fox in the snow", seed=7, steps=4, guidance_scale=7.5)
@@ -275,6 +287,38 @@ def test_what_explain_refuses_is_one_line(qtbot, make_view, error, words):
     assert message.startswith("Cannot explain this:") and words in message
     assert "\n" not in message and "Traceback" not in message
     assert view.section_list.count() == 0 and view.explain_button.isEnabled()
+
+
+def test_the_compare_grid_row_asks_for_a_grid_in_the_guidance_section(qtbot, make_view):
+    fake = FakeExplain()
+    view = make_view(fake)
+    qtbot.keyClicks(view.compare_fields.x_edit, "cfg=3, 9")
+    qtbot.keyClicks(view.compare_fields.y_edit, 'prompt=red,"grey, dark"')
+
+    assert run_to_end(qtbot, view) == "finished"
+
+    x, y = fake.compare
+    assert (x.name, x.values, y.name, y.values) == ("guidance", ("3", "9"), "prompt", ("red", "grey, dark"))
+    assert view.show_section_titled("guidance")
+    assert [label.name for label in shown_figures(qtbot, view)] == ["guidance.png", "compare.png"]
+    assert "compare grid below" in view.caption_label.text()
+    view.compare_fields.x_edit.clear()
+    view.compare_fields.y_edit.clear()
+    assert run_to_end(qtbot, view) == "finished" and fake.compare is None  # empty X: no grid
+
+
+@pytest.mark.parametrize("x, y, words", [("steps=0,2", "", "compare grid X: steps=0: must be a whole number"),
+                                         ("", "seed=1,2", "fill in X"),
+                                         ("guidance=3", "prompt=pear,fig", "compare grid Y: prompt=pear: not in")])
+def test_a_bad_compare_axis_is_told_before_any_thread_starts(qtbot, make_view, x, y, words):
+    fake = FakeExplain()
+    view = make_view(fake)
+    view.compare_fields.x_edit.setText(x)
+    view.compare_fields.y_edit.setText(y)
+
+    assert not view.explain()
+
+    assert words in view.message() and view.worker is None and fake.requests == []
 
 
 def test_a_bad_form_value_is_told_before_any_thread_starts(qtbot, make_view):

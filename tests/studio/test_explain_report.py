@@ -219,3 +219,28 @@ def test_section_two_without_the_image_tower_says_why_in_words(tmp_path):
     assert "config.json not in /x" in section.caption
     written = write_report(data, tmp_path / "r")
     assert not {"similarity.json", "nearest.json"} & {path.name for path in written}
+
+
+def test_a_compare_grid_is_drawn_in_section_six_with_its_numbers(tmp_path):
+    from desktop_app.studio.explain_report import build_sections, write_report
+
+    data = fake_data()
+    cells = [[_picture((40 * k + 90 * j) % 256) for k in range(3)] for j in range(2)]
+    data["compare"] = {"x": {"name": "guidance", "values": ["1", "5", "9"]},
+                       "y": {"name": "prompt", "values": ["red", "green"]},
+                       "labels": {"x": ["guidance 1", "guidance 5", "guidance 9"], "y": ["red", "green"]},
+                       "images": cells, "seeds": [[5, 5, 5], [5, 5, 5]]}
+    data["request"]["negative_prompt"] = "blurry"
+    section = build_sections(data)[5]
+    assert [name for name, _ in section.figures] == ["guidance.png", "compare.png"]
+    assert "over guidance (across) and prompt (down)" in section.caption and '"blurry"' in section.caption
+    write_report(data, tmp_path)
+    grid = Image.open(tmp_path / "compare.png").convert("RGB")
+    assert grid.width > 3 * 128 and grid.height > 2 * 128
+    colours = {tuple(int(v) for v in c) for c in np.asarray(grid).reshape(-1, 3)}
+    for row in cells:  # every cell's colour is in the grid
+        for cell in row:
+            assert tuple(cell.getpixel((0, 0))) in colours
+    numbers = json.loads((tmp_path / "compare.json").read_text())
+    assert numbers["x"]["values"] == ["1", "5", "9"] and numbers["y"]["name"] == "prompt"
+    assert numbers["labels"]["y"] == ["red", "green"] and numbers["files"] == ["compare.png"]

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from desktop_app.engine.attention_maps import record_attention
+from desktop_app.engine.compare_grid import plan, run_grid
 from desktop_app.engine.events import Emit, StageStarted
 from desktop_app.engine.explain.numbers import (
     LatentDecoder,
@@ -44,10 +45,11 @@ HIGH_GUIDANCE = 2.0  # the "high" guidance column: this many times the run's own
 
 def explain(request: GenerationRequest, engine=None, emit: Emit | None = None, frames: int = FRAMES,
             cancel: threading.Event | None = None, attention: bool = True,
-            other_prompts: Sequence[str] = ()) -> dict:
+            other_prompts: Sequence[str] = (), compare: tuple | None = None) -> dict:
     """Run ``request`` (one image, text to image) and gather every section's data. ``engine``: an
     ``Engine`` to reuse (one on "auto" by default); ``attention``: record the cross-attention maps (section 7);
-    ``other_prompts``: texts to match beside the prompt in section 2 (the history's recent prompts).
+    ``other_prompts``: texts to match beside the prompt in section 2 (the history's recent prompts);
+    ``compare``: (x, y) compare_grid Axes (y may be None) for a compare grid in section 6.
     RequestError for what the report cannot explain."""
     from desktop_app.engine.generate import Engine, check_request
     from desktop_app.engine.run_steps import GenerationRun
@@ -59,6 +61,8 @@ def explain(request: GenerationRequest, engine=None, emit: Emit | None = None, f
         raise RequestError("init_image" if request.init_image else "refiner",
                            "the explain report follows a text-to-image run; leave out the start image and refiner")
     request = dataclasses.replace(request, batch_size=1, upscale=None, hires_scale=None, preview=False)
+    if compare is not None:
+        plan(request, *compare)  # a bad axis value is told before the model loads
     engine = engine or Engine(preview_share=None)
 
     # 1. load the model, and check the request and the family against it
@@ -107,6 +111,10 @@ def explain(request: GenerationRequest, engine=None, emit: Emit | None = None, f
     # 6. guidance: the same seed with no prompt, with the prompt unguided, at this run's guidance, and high
     began = time.perf_counter()
     guidance = _guidance_row(engine, request, image, emit, cancel)
+    grid = None
+    if compare is not None:  # the compare grid over two settings; the run's own cell is not made again
+        seeded = dataclasses.replace(request, seed=run.seeds[0])
+        grid = run_grid(engine, seeded, *compare, emit=emit, cancel=cancel, done={seeded: image})
     timings["guidance"] = time.perf_counter() - began
 
     # 7. the latent, and the upscaler's before and after
@@ -138,6 +146,7 @@ def explain(request: GenerationRequest, engine=None, emit: Emit | None = None, f
                                 for name in ("x_t", "eps", "x0")},
                     "prediction_type": recorder.prediction_type},
         "guidance": guidance,
+        "compare": grid,
         "latent": {"latent": recorder.final, "image": image, "vae_scale_factor": model.vae_scale_factor,
                    "upscaled": upscaled,
                    "upscaler": _upscaler_name(model.upscaler)},
@@ -180,25 +189,30 @@ def _numbers(step) -> dict:
 
 
 def _guidance_row(engine, request: GenerationRequest, image, emit: Emit, cancel) -> list[dict]:
-    """The same seed four ways; the run's own image is the third (not run again)."""
+    """The same seed four ways; the run's own image is the third (not run again); with a negative prompt, a
+    fifth: the run without it."""
     high = min(30.0, max(request.guidance_scale * HIGH_GUIDANCE, request.guidance_scale + 1))
-    settings = [("no prompt", "", 1.0), ("prompt, unguided", request.prompt, 1.0),
-                ("prompt (this run)", request.prompt, request.guidance_scale),
-                ("prompt, high", request.prompt, high)]
+    negative = request.negative_prompt
+    settings = [("no prompt", "", 1.0, ""), ("prompt, unguided", request.prompt, 1.0, negative),
+                ("prompt (this run)", request.prompt, request.guidance_scale, negative),
+                ("prompt, high", request.prompt, high, negative)]
+    if negative:
+        settings.append(("without the negative prompt", request.prompt, request.guidance_scale, ""))
     row = []
-    for label, prompt, scale in settings:
-        if prompt == request.prompt and scale == request.guidance_scale:
+    for label, prompt, scale, negative_prompt in settings:
+        if prompt == request.prompt and scale == request.guidance_scale and negative_prompt == negative:
             picture = image
         else:
             emit(StageStarted("explain", f"guidance: {label} ({scale:g})"))
-            finished = engine.run(dataclasses.replace(request, prompt=prompt, guidance_scale=scale), _ignore,
-                                  cancel)
+            finished = engine.run(dataclasses.replace(request, prompt=prompt, guidance_scale=scale,
+                                                      negative_prompt=negative_prompt), _ignore, cancel)
             if finished is None:
                 from desktop_app.errors import CancelledError
 
                 raise CancelledError("cancelled")
             picture = finished.images[0]
-        row.append({"label": label, "prompt": prompt, "guidance": scale, "image": picture})
+        row.append({"label": label, "prompt": prompt, "guidance": scale, "negative_prompt": negative_prompt,
+                    "image": picture})
     return row
 
 
