@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--section", default="Reverse diffusion", help="the section to show (words of its title)")
+    parser.add_argument("--x", default="", help="the Compare grid row's X (e.g. guidance=1,3,7,12)")
+    parser.add_argument("--y", default="", help="the Compare grid row's Y")
     args = parser.parse_args(argv)
 
     with paths.temporary_home("desktop-app-screenshot-"):  # never the user's own settings and history
@@ -43,6 +45,8 @@ def _capture(args) -> int:
     form.random_check.setChecked(False)
     form.seed_spin.setValue(args.seed)
     view = window.explain_view
+    view.compare_fields.x_edit.setText(args.x)
+    view.compare_fields.y_edit.setText(args.y)
     status = {"code": 1}
 
     def on_end(how: str) -> None:
