@@ -11,8 +11,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --upgrade --quiet pip
 	# torchvision (for spandrel) needs a matching torch: install the pair first, then the project
 	$(PY) -m pip install --quiet -c constraints.txt "torch==2.14.1" "torchvision==0.29.1"
-	# the tested versions of everything else (constraints.txt): a new release cannot break a fresh set-up
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[test]"
+	# the tested versions of everything else (constraints.txt): a new release cannot break a fresh set-up;
+	# cpu-fast: OpenVINO, the embedded model's faster CPU path (tested by the suite)
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,cpu-fast]"
 	touch $(STAMP)
 
 run: $(STAMP)

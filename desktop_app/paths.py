@@ -67,6 +67,14 @@ def work_dir() -> Path:
     return _sub("work")
 
 
+def compiled_dir() -> Path:
+    """Models converted for this machine (the OpenVINO UNet of engine/openvino_path.py), each in a folder keyed
+    by the weights' hash and the library versions: safe to delete, they convert again when next needed."""
+    folder = home() / "cache" / "openvino"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def settings_path() -> Path:
     """settings.json in the user folder (the folder is created; the file is not)."""
     return home() / "settings.json"

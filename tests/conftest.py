@@ -19,6 +19,15 @@ def user_home(tmp_path, monkeypatch):
     return home
 
 
+@pytest.fixture(scope="session", autouse=True)
+def plain_torch_on_the_cpu():
+    """Plain torch for the embedded format on the CPU, from the session's start (module fixtures too): an
+    OpenVINO conversion per test folder would cost seconds each (tests/engine/test_openvino_path.py asks)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DESKTOP_APP_CPU_PATH", "torch")
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A tiny random model in the embedded format (MiniLM text encoder from its package, 4x upscaler)."""

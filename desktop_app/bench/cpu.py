@@ -7,7 +7,10 @@ after one warm-up each, so that the machine's load hits them alike:
   call: each candidate path against float32 eager; with the UNet's FLOPs (FlopCounterMode), the fraction of
   the measured matrix-multiply rate (float32 and bfloat16) each path reaches;
 - the model's whole image with its upscale through the real Engine: the dtype the engine picks on this CPU
-  (``device.dtype_for_model``) against float32, and the PSNR of its image against float32's, same seed;
+  (``device.dtype_for_model``) and, for the embedded format, float32 with the UNet through OpenVINO
+  (engine/openvino_path.py; not measured with ``DESKTOP_APP_CPU_PATH=torch`` or without openvino) against
+  float32 eager, and the PSNR of each image against float32's, same seed; with OpenVINO, also the first image
+  after a start: first use (conversion into an empty folder), cached start, torch (bench/cpu_openvino.py);
 - the embedded upscaler on a 256 px image (``upscale_image``, as the engine calls it), each candidate.
 
 The candidates: float32 with channels-last always; bfloat16 weights (and with channels-last) only where the
@@ -26,9 +29,11 @@ import time
 from contextlib import contextmanager
 
 from desktop_app.bench.common import Settings, interleave, median_of, ratio, spread
+from desktop_app.bench.cpu_openvino import startup
 
 KEYS = ("embedded_ratio", "sd15_step_ratio", "upscaler_ratio", "chosen_path", "psnr_db", "why", "bf16_units",
-        "matmul_gflops", "sd15", "embedded", "upscaler", "psnr_parts", "settings")
+        "matmul_gflops", "sd15", "embedded", "upscaler", "psnr_parts", "settings", "first_use_s", "cached_start_s",
+        "torch_start_s")
 TARGETS = {"embedded_ratio": 0.5, "sd15_step_ratio": 0.2, "upscaler_ratio": 0.5}
 # a tiny UNet of the same architecture, for --quick and the tests (channels divisible by the 32 norm groups)
 TINY_UNET = {"block_out_channels": [32, 32, 64, 64], "layers_per_block": 1, "cross_attention_dim": 32,
@@ -63,14 +68,24 @@ def run(settings: Settings, *, sd_size: int | None = None, sd_config: dict | Non
     sd15 = sd15_step(sd_size, sd_config, dtypes, rounds, matmul)
     embedded = whole_image(settings, rounds, use_bf16)
     upscaler = upscaler_run(embedded.pop("image_fp32"), upscale_px, dtypes, rounds)
+    startup = embedded.get("startup") or {}
+    openvino = None
+    if embedded.get("dtype") == "openvino":
+        openvino = (f"OpenVINO float32, {devices.CPU_PATH_ENV}={devices.cpu_path_setting()} (whole image "
+                    f"{embedded.get('ratio')} of torch's, first image after a cached start "
+                    f"{startup.get('cached_first_image_ratio')} of torch's)")
     psnr = {"embedded_image": embedded.get("psnr_db"), "sd15_step": sd15.get("psnr_db"),
             "upscaler": upscaler.get("psnr_db")}
     return {
         "embedded_ratio": embedded.get("ratio"), "sd15_step_ratio": sd15.get("ratio"),
         "upscaler_ratio": upscaler.get("ratio"),
         "chosen_path": (f"large models {path['large_models']}, small models (the embedded one) "
-                        f"{path['small_models']}"),
-        "psnr_db": embedded.get("psnr_db"), "why": path["why"] + (f"; {skipped}" if skipped else ""),
+                        f"{path['small_models']}" + (", its UNet through OpenVINO" if openvino else "")),
+        "psnr_db": embedded.get("psnr_db"), "why": path["why"] + (f"; {skipped}" if skipped else "")
+        + (f"; the embedded model's UNet: {openvino}" if openvino else "")
+        + (f"; {embedded['openvino_status']}" if embedded.get("openvino_status") else ""),
+        "first_use_s": startup.get("first_use_first_image_s"),
+        "cached_start_s": startup.get("cached_first_image_s"), "torch_start_s": startup.get("torch_first_image_s"),
         "bf16_units": path["bf16_units"], "matmul_gflops": matmul, "sd15": sd15, "embedded": embedded,
         "upscaler": upscaler, "psnr_parts": psnr,
         "settings": {"sd15_size": sd_size, "sd15_batch": 2, "sd15_config_changes": sd_config or None,
@@ -206,20 +221,34 @@ def engine_dtype(model: str):
 
 
 def whole_image(settings: Settings, rounds: int, bf16: bool) -> dict:
-    """The model's image with its upscale, fp32 against the engine's choice (and bfloat16 where measured)."""
+    """The model's image with its upscale, fp32 eager torch against the engine's choice (and bfloat16 where
+    measured, and "openvino": float32 with the UNet through OpenVINO, where openvino is installed and the model
+    is in the embedded format)."""
     import torch
 
+    from desktop_app.bench.cpu_openvino import available, env
+    from desktop_app.engine import device as devices
+    from desktop_app.engine import openvino_path
     from desktop_app.engine.generate import Engine
 
     chosen = engine_dtype(settings.model)
-    paths = [torch.float32] + [d for d in (chosen, torch.bfloat16 if bf16 else None)
-                               if d is not None and d != torch.float32]
+    paths = [(str(d).removeprefix("torch."), d, "torch") for d in dict.fromkeys(
+        [torch.float32] + [d for d in (chosen, torch.bfloat16 if bf16 else None) if d is not None])]
+    missing = available()
+    if devices.cpu_path_setting() == "torch":
+        missing = f"{devices.CPU_PATH_ENV}=torch: OpenVINO not measured"
+    if missing is None:
+        paths.append(("openvino", torch.float32, "openvino"))
     engines, calls, images = {}, {}, {}
-    for dtype in dict.fromkeys(paths):
-        name = str(dtype).removeprefix("torch.")
-        with cpu_dtype(dtype):
+    for name, dtype, runner in paths:
+        with cpu_dtype(dtype), env(devices.CPU_PATH_ENV, runner):
             engines[name] = Engine("cpu")
             model = engines[name].load(settings.model)
+        if runner == "openvino" and not (openvino_path.installed(model.pipe)
+                                         and model.pipe.unet._openvino_runner.ready()):
+            missing = f"the OpenVINO path did not install for {model.family} models (see the log line)"
+            del engines[name]
+            continue
         request = settings.request(preview=False, upscale="default" if model.upscaler is not None else None)
 
         def call(engine=engines[name], dtype=dtype, request=request):
@@ -231,12 +260,15 @@ def whole_image(settings: Settings, rounds: int, bf16: bool) -> dict:
     times = interleave(calls, rounds)
     base = median_of(spread(times["float32"]))
     chosen_name = str(chosen).removeprefix("torch.")
+    if "openvino" in calls and devices.openvino_for(torch.device("cpu"), chosen, model.family):
+        chosen_name = "openvino"
     out = {"dtype": chosen_name, "size": list(images["float32"].size), "upscale": request.upscale,
            "paths": {name: {"s": spread(seconds), "ratio": ratio(median_of(spread(seconds)), base),
                             "psnr_db": None if name == "float32" else psnr_images(images[name],
                                                                                   images["float32"])}
                      for name, seconds in times.items()},
-           "image_fp32": images["float32"]}
+           "image_fp32": images["float32"], "openvino_status": missing,
+           "startup": startup(settings, request, rounds) if "openvino" in calls else None}
     if chosen_name == "float32":
         out["status"] = "the engine's path for this model on this CPU is float32, today's path"
         out["ratio"], out["psnr_db"] = None, None

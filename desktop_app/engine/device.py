@@ -2,7 +2,8 @@
 
 On the CPU the dtype depends on the processor and the model (``dtype_for_model``): bfloat16 where the CPU has
 bf16 matrix units (AMX, AVX-512 BF16, Arm BF16) and the model is large enough to be bound by arithmetic, else
-float32. ``DESKTOP_APP_CPU_DTYPE`` (auto, float32, bfloat16) overrides the choice.
+float32. ``DESKTOP_APP_CPU_DTYPE`` (auto, float32, bfloat16) overrides the choice. ``DESKTOP_APP_CPU_PATH``
+(auto, torch, openvino) says whether the embedded model's UNet runs through OpenVINO (``openvino_for``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ CPU_DTYPES = {"auto": None, "float32": torch.float32, "fp32": torch.float32,
 # (14 M parameters, 16x16 latents, bound by per-operation overhead) 0.97. Below this size (its largest
 # component, counted at 4 bytes a number) a model stays in float32.
 BF16_MIN_BYTES = 400 * 2**20
+# which runtime runs the embedded model's UNet on the CPU: torch (eager) or openvino (engine/openvino_path.py)
+CPU_PATH_ENV = "DESKTOP_APP_CPU_PATH"
+CPU_PATHS = ("auto", "torch", "openvino")
+# auto's choice for the embedded model, from docs/PERFORMANCE.md's measurement (section 9)
+OPENVINO_DEFAULT = True
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,24 @@ def cpu_dtype_setting() -> torch.dtype | None:
     if value not in CPU_DTYPES:
         raise RequestError(CPU_DTYPE_ENV, f"unknown CPU dtype {value!r}; choose one of: auto, float32, bfloat16")
     return CPU_DTYPES[value]
+
+
+def cpu_path_setting() -> str:
+    """What ``DESKTOP_APP_CPU_PATH`` asks for: "auto" (unset), "torch" or "openvino". Another value is a
+    RequestError naming the variable."""
+    value = os.environ.get(CPU_PATH_ENV, "").strip().lower() or "auto"
+    if value not in CPU_PATHS:
+        raise RequestError(CPU_PATH_ENV, f"unknown CPU path {value!r}; choose one of: {', '.join(CPU_PATHS)}")
+    return value
+
+
+def openvino_for(device: torch.device, dtype: torch.dtype, family: str) -> bool:
+    """Whether the model's UNet runs through OpenVINO: on the CPU in float32, the embedded model only (the one
+    measured), when ``DESKTOP_APP_CPU_PATH`` is openvino or auto (see OPENVINO_DEFAULT)."""
+    if torch.device(device).type != "cpu" or dtype != torch.float32 or family != "embedded":
+        return False
+    setting = cpu_path_setting()
+    return setting == "openvino" or (setting == "auto" and OPENVINO_DEFAULT)
 
 
 def cpu_bf16_units() -> bool:

@@ -95,6 +95,7 @@ def load_model(name_or_path: str, device: torch.device | str, dtype: torch.dtype
     pipe.to(device)
     if hasattr(pipe, "set_progress_bar_config"):
         pipe.set_progress_bar_config(disable=True)
+    _cpu_path(pipe, folder, family, device, dtype)
     upscaler = None
     upscaler_file = model_folder.upscaler_path(folder)
     if upscaler_file is not None:
@@ -107,6 +108,19 @@ def load_model(name_or_path: str, device: torch.device | str, dtype: torch.dtype
         display_name=model_folder.display_name(name_or_path), index=index,
         base_scheduler_config=pipe.scheduler.config,
     )
+
+
+def _cpu_path(pipe, folder: Path, family: str, device: torch.device, dtype: torch.dtype) -> None:
+    """The embedded model's UNet through OpenVINO on the CPU where device.openvino_for says so (a failure
+    leaves plain torch and one log line: engine/openvino_path.py)."""
+    from desktop_app.engine import device as devices
+
+    if devices.openvino_for(device, dtype, family):
+        from desktop_app.engine import openvino_path
+
+        defaults = model_folder.defaults(model_folder.read_index(folder))
+        size = (int(defaults.get("width", 512)), int(defaults.get("height", 512)))
+        openvino_path.install(pipe, folder, quiet_missing=devices.cpu_path_setting() == "auto", size=size)
 
 
 def _load_embedded(folder: Path, index: dict, dtype: torch.dtype):

@@ -49,11 +49,16 @@ def package_data_to_copy() -> list[str]:
     return PACKAGE_DATA + [name for name in OPTIONAL_PACKAGE_DATA if importlib.util.find_spec(name) is not None]
 
 # Never used by the app; each was checked by running the self-test without it (README, "Packaging").
+# excluded modules the app imports only after importlib.util.find_spec finds them, falling back without them
+OPTIONAL_IMPORTS = {"openvino": "desktop_app/engine/openvino_path.py"}
 EXCLUDES = [
     "triton",  # torch's GPU compiler: the app never calls torch.compile
     "scipy",  # diffusers imports it only for optional sigma schedules the app does not offer
     "sklearn", "tensorboard", "torch.utils.tensorboard", "IPython", "matplotlib", "tkinter", "_tkinter",
     "sentence_transformers", "pytest", "pytestqt", "_pytest", "ruff", "PyInstaller",
+    # the OpenVINO CPU path (engine/openvino_path.py): 180 MB and plugins not yet checked frozen; without it the
+    # bundle runs the plain torch path and says so (OPTIONAL_IMPORTS)
+    "openvino", "openvino_telemetry",
     # Qt modules the window does not use (only QtCore, QtGui, QtWidgets are imported)
     "PySide6.QtNetwork", "PySide6.QtQml", "PySide6.QtQuick", "PySide6.QtQuickWidgets", "PySide6.QtWebEngineCore",
     "PySide6.QtWebEngineWidgets", "PySide6.Qt3DCore", "PySide6.QtMultimedia", "PySide6.QtPdf", "PySide6.QtSql",
