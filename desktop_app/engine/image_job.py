@@ -15,6 +15,9 @@ tokens for Flux) around the feathered area; after decoding, the pixels outside t
 back from the start image (image_inputs.paste_back), so that they are kept exactly. Outpainting is inpainting of
 the new area of an extended picture (image_inputs.outpaint_inputs). A family with an inpaint
 pipeline but none for image to image (FLUX.2 [klein]) runs image to image as inpainting of the whole frame.
+A FLUX.1 Fill model (models/flux_fill.py: a FluxFillPipeline folder, or a Fill transformer file with the
+components of a Flux.1 folder) inpaints and outpaints with diffusers' FluxFillPipeline, the mask and the start
+image as its own conditioning; text to image and plain image to image on it are refused in one line.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 
 from desktop_app.engine.image_inputs import ImageInputs, model_mask, paste_back
 from desktop_app.errors import RequestError
+from desktop_app.models import flux_fill
 
 _twins: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # text-to-image pipe -> {class name: twin}
 # pipelines that are not a family's text-to-image class but run as one (a folder saved from another class)
@@ -78,6 +82,11 @@ class ImageJob:
 def make_job(inputs: ImageInputs | None, pipe, family, strength: float) -> ImageJob | None:
     """The job for ``inputs`` on the loaded ``pipe`` (``family``: its engine family), or None for text to
     image. RequestError naming init_image or mask when diffusers has no pipeline for it in this family."""
+    if is_fill_model(pipe):  # FLUX.1 Fill: its own pipeline, for a start image with a mask only
+        if inputs is None or inputs.mask is None:
+            field, job = ("init_image", "text to image") if inputs is None else ("mask", "image to image")
+            raise RequestError(field, flux_fill.needs_a_mask(job))
+        return ImageJob(inputs, twin(pipe, flux_fill.PIPELINE), True, int(family.size_multiple(pipe)), strength)
     if inputs is None:
         return None
     image_to_image, inpaint = job_classes(type(pipe).__name__)
@@ -96,6 +105,16 @@ def make_job(inputs: ImageInputs | None, pipe, family, strength: float) -> Image
         raise RequestError("init_image", f"image to image is not available for {name} models here: diffusers "
                                          "has no image-to-image or inpaint pipeline for them")
     return ImageJob(inputs, twin(pipe, chosen), chosen == inpaint, int(family.size_multiple(pipe)), strength)
+
+
+def is_fill_model(pipe) -> bool:
+    """A FLUX.1 Fill model: a FluxFillPipeline folder, or a Fill transformer in a Flux pipeline (a single file
+    with the components of another Flux.1 folder)."""
+    transformer = getattr(pipe, "transformer", None)
+    config = getattr(transformer, "config", None)
+    if type(pipe).__name__ == flux_fill.PIPELINE:
+        return True
+    return type(transformer).__name__ == "FluxTransformer2DModel" and flux_fill.is_fill(transformer=config)
 
 
 def job_classes(pipeline_class: str) -> tuple[str | None, str | None]:

@@ -34,6 +34,8 @@ def load(path: Path, info: model_files.FileInfo, dtype: torch.dtype, dtype_kwarg
     folder = model_components.check(family.key, folder, shown)
     # 2. the transformer's config: the folder's own, else the published one of the file's variant
     config_dir = model_components.transformer_config(folder)
+    if config_dir is not None and info.variant and _other_inputs(config_dir, info.variant):
+        config_dir = None  # a FLUX.1 Fill file with a FLUX.1 [dev] folder's components: its published config
     if config_dir is None:
         if not info.variant:
             raise ModelError(f"{shown} is a {family.name} transformer of no published size, and its components "
@@ -62,3 +64,18 @@ def load(path: Path, info: model_files.FileInfo, dtype: torch.dtype, dtype_kwarg
     pipe = pipeline.from_pretrained(folder, transformer=transformer, local_files_only=True, use_safetensors=True,
                                     **dtype_kwargs)
     return pipe, folder
+
+
+def _other_inputs(config_dir: Path, variant: str) -> bool:
+    """Whether the components' transformer config takes other input channels than the file's published variant
+    (FLUX.1 Fill's 384 against FLUX.1 [dev]'s 64)."""
+    import json
+
+    try:
+        own = json.loads((config_dir / "transformer" / "config.json").read_text(encoding="utf-8"))
+        folder = single_file.bundled_transformer_config(variant)
+        published = json.loads((folder / "transformer" / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, ModelError):
+        return False
+    channels = own.get("in_channels"), published.get("in_channels")
+    return all(isinstance(c, int) for c in channels) and channels[0] != channels[1]

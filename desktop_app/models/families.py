@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from desktop_app.errors import ModelError
-from desktop_app.models import model_folder
+from desktop_app.models import flux_fill, model_folder
 from desktop_app.resources import resources_dir
 
 PREFIX = "model.diffusion_model."  # ComfyUI and SAI/BFL full checkpoints put the network under this prefix
@@ -116,6 +116,7 @@ _CHROMA_ORIGINAL = "distilled_guidance_layer.in_proj.bias"
 _CHROMA_DIFFUSERS = "distilled_guidance_layer.in_proj.weight"
 _FLUX2_ORIGINAL, _FLUX2_DIFFUSERS = "single_stream_modulation.lin.weight", "single_stream_modulation.linear.weight"
 _FLUX_IN = (("img_in.weight", 1, 64), ("x_embedder.weight", 1, 64))  # Fill and Depth take more channels
+_FILL_IN = (("img_in.weight", 1, 384), ("x_embedder.weight", 1, 384))  # FLUX.1 Fill: image, masked image, mask
 _FLUX_GUIDANCE = ("guidance_in.in_layer.bias", "time_text_embed.guidance_embedder.linear_1.weight")
 _FLUX2 = dict(denoiser="Flux2Transformer2DModel", negative_prompt=False, size=1024, latent_channels=32,
               packed=True, signatures=(
@@ -165,7 +166,8 @@ FAMILIES: dict[str, Family] = {f.key: f for f in (
     Family("flux", "Flux.1", text_to_image="FluxPipeline", image_to_image="FluxImg2ImgPipeline",
            inpaint="FluxInpaintPipeline", denoiser="FluxTransformer2DModel", negative_prompt=False, steps=28,
            guidance=3.5, size=1024, latent_channels=16, packed=True,
-           pipelines=("FluxPipeline", "FluxImg2ImgPipeline", "FluxInpaintPipeline", "FluxKontextPipeline"),
+           pipelines=("FluxPipeline", "FluxImg2ImgPipeline", "FluxInpaintPipeline", "FluxKontextPipeline",
+                      flux_fill.PIPELINE),
            edit="FluxKontextPipeline",
            signatures=(Signature("original", (_FLUX_ORIGINAL,), (_CHROMA_ORIGINAL, _FLUX2_ORIGINAL)),
                        Signature("diffusers", ("single_transformer_blocks.0.proj_mlp.weight",
@@ -173,7 +175,9 @@ FAMILIES: dict[str, Family] = {f.key: f for f in (
            width_keys=(("img_in.bias", 0), ("x_embedder.bias", 0)),
            variants=(Variant("flux-dev", "FLUX.1 [dev]", width=3072, has=_FLUX_GUIDANCE, dims=_FLUX_IN),
                      Variant("flux-schnell", "FLUX.1 [schnell]", width=3072, lacks=_FLUX_GUIDANCE, dims=_FLUX_IN,
-                             steps=4, guidance=0.0))),
+                             steps=4, guidance=0.0),  # Fill: BFL's and diffusers' 50 steps at guidance 30
+                     Variant(flux_fill.VARIANT, flux_fill.NAME, width=3072, has=_FLUX_GUIDANCE, dims=_FILL_IN,
+                             steps=50, guidance=30.0))),
     Family("chroma", "Chroma", text_to_image="ChromaPipeline", image_to_image="ChromaImg2ImgPipeline",
            inpaint="ChromaInpaintPipeline", denoiser="ChromaTransformer2DModel", negative_prompt=True, steps=35,
            guidance=5.0, size=1024, latent_channels=16, packed=True,
@@ -230,7 +234,7 @@ FAMILIES: dict[str, Family] = {f.key: f for f in (
                        Signature("diffusers", (*_SANA_DIFFUSERS, _SPRINT_DIFFUSERS))),
            variants=(Variant("sana-sprint-1600m", "Sana Sprint 1.6B", width=2240),
                      Variant("sana-sprint-600m", "Sana Sprint 0.6B", width=1152)),
-           note="image to image: SanaSprintImg2ImgPipeline", **_SANA),
+           **(_SANA | {"image_to_image": "SanaSprintImg2ImgPipeline"})),
     Family("pixart-sigma", "PixArt-Sigma", text_to_image="PixArtSigmaPipeline", image_to_image=None, inpaint=None,
            denoiser="PixArtTransformer2DModel", negative_prompt=True, steps=20, guidance=4.5, size=1024,
            latent_channels=4, pipelines=("PixArtSigmaPipeline", "PixArtSigmaPAGPipeline"),
@@ -416,6 +420,8 @@ def folder_family(folder: Path, index: dict) -> tuple[str, str]:
     transformer = _config(folder / "transformer" / "config.json")
     if family == "unknown":
         family = family_for_denoiser(str(transformer.get("_class_name", "")), transformer) or "unknown"
+    if family == "flux" and flux_fill.is_fill(index, transformer):  # a Fill folder of any size
+        return family, flux_fill.VARIANT
     return family, folder_variant(family, transformer) if transformer else ""
 
 

@@ -16,7 +16,7 @@ import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from desktop_app.models import model_files
+from desktop_app.models import flux_fill, model_files
 from desktop_app import paths
 from desktop_app.paths import write_text_atomically
 from desktop_app.models import model_folder
@@ -53,8 +53,11 @@ class Entry:
 
     @property
     def family_cell(self) -> str:
-        """The family for a table: "sd2 (epsilon)" when a prediction type is remembered, "—" when unknown."""
+        """The family for a table: "sd2 (epsilon)" when a prediction type is remembered, "flux (FLUX.1 Fill)"
+        for an inpainting-only Fill model (model_files names it in the details), "—" when unknown."""
         family = self.family if self.family != "unknown" else "—"
+        if family == "flux" and f"({flux_fill.NAME})" in self.details:
+            return f"{family} ({flux_fill.NAME})"
         if self.prediction_type:
             return f"{family} ({'v' if self.prediction_type == 'v_prediction' else 'epsilon'})"
         return family

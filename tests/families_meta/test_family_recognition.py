@@ -77,9 +77,11 @@ def test_what_only_looks_like_a_family_is_not_taken_for_it(tmp_path):
     # Qwen-Image 2.1 (another transformer) carries a text norm inside txt_in
     qwen21 = {**ORIGINAL["qwen-image"][1], "txt_in.text_norm.weight": [3584]}
     assert families.recognise(qwen21) is None
-    # FLUX.1 Fill takes 384 input channels: Flux.1, but neither bundled variant fits it
+    # FLUX.1 Fill takes 384 input channels, FLUX.1 Depth 128: Flux.1, the one its own variant, the other none
     fill = {**ORIGINAL["flux-dev"][1], "img_in.weight": [3072, 384]}
-    assert (families.recognise(fill).family, families.recognise(fill).variant) == ("flux", "")
+    assert (families.recognise(fill).family, families.recognise(fill).variant) == ("flux", "flux-fill")
+    depth = {**ORIGINAL["flux-dev"][1], "img_in.weight": [3072, 128]}
+    assert (families.recognise(depth).family, families.recognise(depth).variant) == ("flux", "")
     # Sana 1.5 adds QK norm to Sana 1600M: Sana, with no bundled config
     sana15 = {**sana, "blocks.0.attn.q_norm.weight": [2240]}
     assert (families.recognise(sana15).family, families.recognise(sana15).variant) == ("sana", "")
@@ -160,5 +162,5 @@ def test_bundled_transformer_config_folders():
             folder = single_file.bundled_transformer_config(variant.key)
             config = json.loads((folder / "transformer" / "config.json").read_text())
             assert config["_class_name"] == family.denoiser
-    with pytest.raises(ModelError, match="No bundled transformer config for 'flux-fill'"):
-        single_file.bundled_transformer_config("flux-fill")
+    with pytest.raises(ModelError, match="No bundled transformer config for 'flux-depth'"):
+        single_file.bundled_transformer_config("flux-depth")

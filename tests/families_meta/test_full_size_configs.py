@@ -20,6 +20,8 @@ PUBLISHED = {
     "flux-dev": (12, "FLUX.1 [dev] model card, black-forest-labs/FLUX.1-dev: a 12 billion parameter rectified "
                      "flow transformer"),
     "flux-schnell": (12, "FLUX.1 [schnell] model card, black-forest-labs/FLUX.1-schnell: 12 billion parameters"),
+    "flux-fill": (12, "FLUX.1 Fill [dev] model card, black-forest-labs/FLUX.1-Fill-dev: a 12 billion parameter "
+                      "rectified flow transformer"),
     "sd3-medium": (2, "Stability AI, 'Stable Diffusion 3 Medium' (June 2024): a 2 billion parameter SD3 model"),
     "sd3.5-large": (8.1, "Stability AI, 'Introducing Stable Diffusion 3.5' (Oct 2024): Large, 8.1 billion "
                          "parameters"),
