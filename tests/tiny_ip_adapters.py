@@ -65,3 +65,38 @@ def prompt_picture(path: Path, size: int = 48) -> Path:
     pixels[(x - size // 2) ** 2 + (y - size // 3) ** 2 < (size // 5) ** 2] = (250, 240, 30)
     Image.fromarray(pixels).save(path)
     return Path(path)
+
+
+def flux_adapter_state(transformer, image_width: int = IMAGE_WIDTH, seed: int = 0, tokens: int = 4) -> dict:
+    """XLabs' layout (XLabs-AI/flux-ip-adapter's ``ip_adapter.safetensors``) of a Flux.1 IP-Adapter for
+    ``transformer`` (a diffusers FluxTransformer2DModel): ``ip_adapter_proj_model.{proj,norm}.*`` and a key and
+    value projection (with biases) from the T5-wide image tokens for each double block."""
+    generator = torch.Generator().manual_seed(seed)
+    config = transformer.config
+    joint, inner = config.joint_attention_dim, config.num_attention_heads * config.attention_head_dim
+
+    def random(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=generator) * scale / shape[-1] ** 0.5).contiguous()
+
+    state = {"ip_adapter_proj_model.proj.weight": random(tokens * joint, image_width, scale=4.0),
+             "ip_adapter_proj_model.proj.bias": torch.zeros(tokens * joint),
+             "ip_adapter_proj_model.norm.weight": torch.ones(joint),
+             "ip_adapter_proj_model.norm.bias": torch.zeros(joint)}
+    for k in range(len(transformer.transformer_blocks)):
+        for part in ("k", "v"):
+            prefix = f"double_blocks.{k}.processor.ip_adapter_double_stream_{part}_proj"
+            state[f"{prefix}.weight"] = random(inner, joint, scale=3.0)
+            state[f"{prefix}.bias"] = random(inner, scale=0.5)
+    return state
+
+
+def build_flux_ip_adapter(transformer, out: Path, seed: int = 0, name: str = "ip_adapter") -> Path:
+    """A folder ``out`` as XLabs-AI/flux-ip-adapter with the image encoder put beside it: ``NAME.safetensors``
+    for ``transformer`` and ``image_encoder/`` (a tiny random CLIPVisionModelWithProjection)."""
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(flux_adapter_state(transformer, seed=seed), out / f"{name}.safetensors")
+    build_image_encoder(out / "image_encoder", seed=seed)
+    return out

@@ -16,15 +16,17 @@ def add_options(gen) -> None:
     from desktop_app.engine.request import DEFAULT_IMAGE_PROMPT_WEIGHT, MAX_IMAGE_PROMPT_WEIGHT
 
     gen.add_argument("--image-prompt", metavar="IMAGE[:WEIGHT]",
-                     help="an image prompt (Stable Diffusion 1.x and SDXL): IMAGE steers the picture through "
-                          f"--ip-adapter; WEIGHT from 0 (the plain picture) to {MAX_IMAGE_PROMPT_WEIGHT:g} "
-                          f"(default {DEFAULT_IMAGE_PROMPT_WEIGHT:g})")
+                     help="an image prompt (Stable Diffusion 1.x, SDXL and Flux.1): IMAGE steers the picture "
+                          "through --ip-adapter; WEIGHT from 0 (the plain picture) to "
+                          f"{MAX_IMAGE_PROMPT_WEIGHT:g} (default {DEFAULT_IMAGE_PROMPT_WEIGHT:g})")
     gen.add_argument("--ip-adapter", metavar="NAME_OR_PATH",
                      help="with --image-prompt: the IP-Adapter, laid out as h94/IP-Adapter: an "
                           "ip-adapter*.safetensors file with its image encoder (a CLIPVisionModelWithProjection "
                           "folder) as image_encoder/ beside it or in a folder next to its folder (h94's "
                           "models/image_encoder for sdxl_models/*vit-h*); or a folder holding one such file and "
-                          "image_encoder/; or a name in the models folder's ip-adapter/. Only .safetensors load")
+                          "image_encoder/; or a name in the models folder's ip-adapter/. For Flux.1: XLabs' "
+                          "ip_adapter.safetensors (XLabs-AI/flux-ip-adapter) with CLIP ViT-L/14 "
+                          "(openai/clip-vit-large-patch14) as image_encoder/ beside it. Only .safetensors load")
 
 
 def values(args: argparse.Namespace) -> dict:
@@ -37,7 +39,7 @@ def values(args: argparse.Namespace) -> dict:
         raise BadInput("--ip-adapter needs --image-prompt (the image the IP-Adapter reads)")
     if adapter is None:
         raise BadInput("--image-prompt needs --ip-adapter (an ip-adapter*.safetensors file, or a folder holding "
-                       "one and its image_encoder/)")
+                       "one, or XLabs' Flux ip_adapter.safetensors, and its image_encoder/)")
     image, weight = split_weight(text)
     from desktop_app.errors import ModelError
     from desktop_app.models.ip_adapter_files import resolve_adapter

@@ -1,5 +1,9 @@
 """Image prompts (issue 17): an IP-Adapter lets an image steer the picture beside the text, on Stable Diffusion
-1.x and SDXL UNets.
+1.x and SDXL UNets, and on Flux.1's transformer (XLabs' adapters: image_prompt_flux.py builds their modules, which
+are installed and taken off as the UNet's are; the image's CLIP embedding goes to the pipelines as
+``ip_adapter_image_embeds``, with a black image's as ``negative_ip_adapter_image_embeds`` so that the pipeline
+never encodes one itself. Flux.1 is guidance-distilled and the studio runs no true-CFG pass: the adapter steers
+the one pass each step takes).
 
 The adapter's weights become, as in diffusers' ``load_ip_adapter``, an image projection (the UNet's
 ``encoder_hid_proj``) and an IPAdapterAttnProcessor2_0 per cross-attention layer holding its key and value
@@ -25,6 +29,7 @@ import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from desktop_app.engine import image_prompt_flux
 from desktop_app.engine.request import GenerationRequest
 from desktop_app.errors import ModelError, RequestError, one_line, printable
 from desktop_app.models import ip_adapter_files
@@ -38,8 +43,8 @@ _held: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # UNet -> Adapte
 
 @dataclass
 class Adapter:
-    """One IP-Adapter built for one UNet: its processors by attention name, its image projection, the processors
-    they replace, its image encoder, and the files' identity."""
+    """One IP-Adapter built for one UNet (or Flux transformer): its processors by attention name, its image
+    projection, the processors they replace, its image encoder, and the files' identity."""
 
     key: tuple
     info: ip_adapter_files.AdapterInfo
@@ -53,16 +58,18 @@ class Adapter:
     def install(self, unet) -> None:
         """The adapter's processors and projection on ``unet`` (again, when attention slicing replaced them)."""
         current = unet.attn_processors
-        if unet.encoder_hid_proj is self.projection and all(current[name] is proc
-                                                            for name, proc in self.processors.items()):
+        installed = getattr(unet, "encoder_hid_proj", None) is self.projection
+        if installed and all(current[name] is proc for name, proc in self.processors.items()):
             return
         self.replaced.update({name: current[name] for name in self.processors
                               if current[name] is not self.processors[name]})
         unet.set_attn_processor({**current, **self.processors})
-        if unet.encoder_hid_proj is not self.projection:
+        typed = "encoder_hid_dim_type" in unet.config  # a UNet's; Flux's transformer has none
+        if not installed and typed:
             self.hid_type = unet.config.encoder_hid_dim_type
         unet.encoder_hid_proj = self.projection
-        unet.config.encoder_hid_dim_type = "ip_image_proj"  # as diffusers' _load_ip_adapter_weights sets it
+        if typed:
+            unet.config.encoder_hid_dim_type = "ip_image_proj"  # as diffusers' _load_ip_adapter_weights sets it
 
     def remove(self, unet) -> None:
         """``unet`` as it was: its own processors (those the adapter's replaced), no image projection."""
@@ -71,9 +78,10 @@ class Adapter:
             restored = {name: (self.replaced.get(name, proc) if current[name] is proc else current[name])
                         for name, proc in current.items()}
             unet.set_attn_processor(restored)
-        if unet.encoder_hid_proj is self.projection:
+        if getattr(unet, "encoder_hid_proj", None) is self.projection:
             unet.encoder_hid_proj = None
-            unet.config.encoder_hid_dim_type = self.hid_type
+            if "encoder_hid_dim_type" in unet.config:
+                unet.config.encoder_hid_dim_type = self.hid_type
 
     def set_weight(self, weight: float) -> None:
         for proc in self.processors.values():
@@ -88,6 +96,7 @@ class ImagePromptJob:
     unet: object
     embeds: object  # the tensor diffusers takes in ``ip_adapter_image_embeds`` (unconditional half first)
     record: dict  # the recipe's: name, hash, encoder, image_sha256, weight
+    negative: object = None  # Flux.1's ``negative_ip_adapter_image_embeds`` (a black image's); None on a UNet
 
     def describe(self) -> str:
         """The denoise stage's addition, e.g. "image prompt ip-adapter_sd15 (weight 0.6)"."""
@@ -95,6 +104,8 @@ class ImagePromptJob:
 
     def arguments(self) -> dict:
         """What every call of the base model's pipelines takes (with the text embeddings)."""
+        if self.negative is not None:
+            return {"ip_adapter_image_embeds": [self.embeds], "negative_ip_adapter_image_embeds": [self.negative]}
         return {"ip_adapter_image_embeds": [self.embeds]}
 
     def install(self) -> None:
@@ -104,31 +115,39 @@ class ImagePromptJob:
 def make_image_prompt(request: GenerationRequest, model, emit_load=None) -> ImagePromptJob | None:
     """The image prompt of ``request`` on the loaded ``model`` (engine/loader.LoadedModel), or None when it has
     none (then a UNet left with an adapter by an earlier run gets its own processors back). ``emit_load(detail)``
-    tells which adapter loads. RequestError for a model with no UNet that takes one; ModelError for an adapter
+    tells which adapter loads. RequestError for a model whose pipeline takes none; ModelError for an adapter
     that is not one, or is for another family."""
     pipe = model.pipe
-    unet = getattr(pipe, "unet", None)
+    flux = type(pipe).__name__ in image_prompt_flux.PIPELINES
+    unet = getattr(pipe, "transformer" if flux else "unet", None)  # the denoiser the adapter goes on
     held = _held.get(unet) if unet is not None else None
     if not request.image_prompt:
         if held is not None:
             held.remove(unet)
         return None
-    if unet is None or type(pipe).__name__ not in PIPELINES:
+    if unet is None or not (flux or type(pipe).__name__ in PIPELINES):
         family = ip_adapter_files.family_name(model.family)
-        raise RequestError("image_prompt", f"image prompts (IP-Adapter) run on Stable Diffusion 1.x and SDXL "
-                                           f"models here; the model {model.display_name} is {family}")
+        kind = f"{family} ({type(pipe).__name__})" if model.family == ip_adapter_files.FLUX_FAMILY else family
+        raise RequestError("image_prompt", f"image prompts (IP-Adapter) run on {ip_adapter_files.RUN_ON} "
+                                           f"models here; the model {model.display_name} is {kind}")
     info = ip_adapter_files.read_adapter(request.ip_adapter)
-    ip_adapter_files.check_pairing(info, model.family, dict(unet.config), model.display_name)
+    family = ip_adapter_files.FLUX_FAMILY if flux else model.family
+    ip_adapter_files.check_pairing(info, family, dict(unet.config), model.display_name)
     adapter = _adapter(info, unet, model, emit_load)
     adapter.set_weight(request.image_prompt_weight)
     adapter.install(unet)
     image, sha256 = read_image(request.image_prompt)
-    guided = request.guidance_scale > 1 and unet.config.get("time_cond_proj_dim") is None  # as the pipelines say
-    embeds = encode(adapter, image, guided, model)
+    negative = None
+    if flux:
+        embeds, negative = image_prompt_flux.embeds(adapter.encoder, _processor(adapter.image_size), image,
+                                                    adapter.image_size, model)
+    else:
+        guided = request.guidance_scale > 1 and unet.config.get("time_cond_proj_dim") is None  # as pipelines say
+        embeds = encode(adapter, image, guided, model)
     record = {"name": info.name, "hash": model_hash(info.weights) or None, "encoder": info.encoder.name
               if info.encoder.parent == info.weights.parent else f"{info.encoder.parent.name}/{info.encoder.name}",
               "image_sha256": sha256, "weight": request.image_prompt_weight}
-    return ImagePromptJob(adapter, unet, embeds, record)
+    return ImagePromptJob(adapter, unet, embeds, record, negative)
 
 
 def read_image(path: str):
@@ -154,11 +173,10 @@ def encode(adapter: Adapter, image, guided: bool, model):
     """``image``'s embedding for the adapter, as diffusers' ``encode_image`` and
     ``prepare_ip_adapter_image_embeds`` make it: (1 or 2 with guidance, 1 image, ...) on the model's device."""
     import torch
-    from transformers import CLIPImageProcessor
 
     encoder = adapter.encoder
     size = adapter.image_size
-    pixels = CLIPImageProcessor(size=size, crop_size=size)(image, return_tensors="pt").pixel_values
+    pixels = _processor(size)(image, return_tensors="pt").pixel_values
     where = _encoder_device(encoder)
     if where != model.device and where.type == "cpu" and model.device.type != "cpu":
         encoder.to(model.device)  # an offloaded model: the encoder comes for the encode, and goes back after
@@ -178,6 +196,12 @@ def encode(adapter: Adapter, image, guided: bool, model):
     return torch.cat([negative, positive]) if guided else positive
 
 
+def _processor(size: int):
+    from transformers import CLIPImageProcessor
+
+    return CLIPImageProcessor(size=size, crop_size=size)
+
+
 def _adapter(info, unet, model, emit_load) -> Adapter:
     """The adapter built for ``unet`` (the one held when the files are the same)."""
     stat = info.weights.stat()
@@ -192,7 +216,8 @@ def _adapter(info, unet, model, emit_load) -> Adapter:
     if emit_load is not None:
         emit_load(f"IP-Adapter {info.name} ({ip_adapter_files.family_name(info.family)}), image encoder "
                   f"{info.encoder.name}")
-    adapter = build(info, unet, model)
+    adapter = build_flux(info, unet, model) if info.family == ip_adapter_files.FLUX_FAMILY else \
+        build(info, unet, model)
     adapter.key = key
     _held[unet] = adapter
     return adapter
@@ -201,11 +226,9 @@ def _adapter(info, unet, model, emit_load) -> Adapter:
 def build(info, unet, model) -> Adapter:
     """The adapter's processors and projection from its weights file, checked against ``unet``, on the UNet's
     device (the model's, when the UNet is offloaded layer by layer) and dtype; its image encoder loaded."""
-    import torch
     from diffusers.models.attention_processor import IPAdapterAttnProcessor2_0
     from diffusers.models.embeddings import MultiIPAdapterImageProjection
     from safetensors.torch import load_file
-    from transformers import CLIPVisionModelWithProjection
 
     state = load_file(str(info.weights))
     names = [name for name in unet.attn_processors if not name.endswith("attn1.processor")
@@ -236,18 +259,36 @@ def build(info, unet, model) -> Adapter:
                          f"({one_line(exc, 160)})") from None
     projection = MultiIPAdapterImageProjection([projection]).to(device=device, dtype=dtype)
     del state
+    encoder = _load_encoder(info, model, device)
+    return Adapter((), info, processors, projection, encoder, int(encoder.config.image_size))
+
+
+def build_flux(info, transformer, model) -> Adapter:
+    """A Flux.1 adapter's processors and projection (image_prompt_flux.py), checked against ``transformer``, and
+    its image encoder loaded."""
+    device = _module_device(transformer, model)
+    processors, projection = image_prompt_flux.build(info, transformer, model, device, model.dtype)
+    encoder = _load_encoder(info, model, device)
+    return Adapter((), info, processors, projection, encoder, int(encoder.config.image_size))
+
+
+def _load_encoder(info, model, device):
+    """The adapter's CLIPVisionModelWithProjection, in the model's dtype: on the model's device, or on the CPU
+    between runs when the denoiser waits there (``device`` is not the model's)."""
+    import torch
+    from transformers import CLIPVisionModelWithProjection
+
     from desktop_app.engine.loader import _quiet_loading
 
     try:
         with _quiet_loading():  # no progress bar: the "load" stage says what loads
             encoder = CLIPVisionModelWithProjection.from_pretrained(
-                str(info.encoder), local_files_only=True, use_safetensors=True, dtype=dtype)
+                str(info.encoder), local_files_only=True, use_safetensors=True, dtype=model.dtype)
     except (OSError, ValueError) as exc:
         raise ModelError(f"the image encoder {printable(info.encoder, 160)} cannot be loaded "
                          f"({one_line(exc, 160)})") from None
     offloaded = device != model.device  # the UNet waits on the CPU: so does the encoder, between runs
-    encoder = encoder.to(torch.device("cpu") if offloaded else model.device).eval()
-    return Adapter((), info, processors, projection, encoder, int(encoder.config.image_size))
+    return encoder.to(torch.device("cpu") if offloaded else model.device).eval()
 
 
 def _tokens(info, state) -> int:

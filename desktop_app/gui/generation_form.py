@@ -400,7 +400,7 @@ class GenerationForm(QWidget):
         self.lora_picker.set_family(family)  # first: a family without LoRAs sends none, LCM-LoRA included
         self.start_box.set_family(family)  # a family without image to image (or inpainting) sends no start image
         self.control_rows.set_family(family)  # ControlNets on the SD UNets only
-        self.image_prompt_row.set_family(family)  # IP-Adapters on SD 1.x and SDXL only
+        self.image_prompt_row.set_family(family)  # IP-Adapters on SD 1.x, SDXL and Flux.1
         defaults = self._declared(model)  # a Turbo or LCM model (or an LCM-LoRA): its few steps and sampler
         self._offer_samplers(samplers)
         self._few_step_kind = few_step.few_step_kind(model, self.lora_picker.names_checked())

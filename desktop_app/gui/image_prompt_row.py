@@ -2,8 +2,9 @@
 (0: the plain picture, up to MAX_IMAGE_PROMPT_WEIGHT), and the adapter (an entry of the models folder's
 ``ip-adapter/``, or a file or folder browsed to).
 
-Offered for the families the engine runs IP-Adapters on (SD 1.x and SDXL); off, with a tooltip naming the family,
-for the others (the embedded model included): what is set is then kept but not sent, as the ControlNet rows are.
+Offered for the families the engine runs IP-Adapters on (SD 1.x, SDXL and Flux.1); off, with a tooltip naming the
+family, for the others (the embedded model included): what is set is then kept but not sent, as the ControlNet
+rows are.
 The adapter is read and paired with the model torch-free when Generate is pressed (models/ip_adapter_files.py),
 so a bad one is one line beside the row, never a traceback."""
 
@@ -29,7 +30,7 @@ from desktop_app.errors import ModelError, RequestError, printable
 from desktop_app.gui.drops import FileDrops
 from desktop_app.models import ip_adapter_files, model_folder
 
-IMAGE_PROMPT_FAMILIES = ("sd1", "sdxl")  # engine/image_prompt.py: the SD 1.x and SDXL UNets
+IMAGE_PROMPT_FAMILIES = ip_adapter_files.IMAGE_PROMPT_FAMILIES  # engine/image_prompt.py: SD 1.x, SDXL, Flux.1
 BROWSE_FILE, BROWSE_FOLDER = "\x00browse-file", "\x00browse-folder"
 THUMB = 56
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff);;All files (*)"
@@ -55,7 +56,7 @@ def library_adapters() -> list[tuple[str, str]]:
         if path.is_file() and path.suffix.lower() == ".safetensors":
             found.append((path.stem, path.name))
         elif path.is_dir() and path.name != ip_adapter_files.ENCODER:
-            files = sorted(p for p in path.glob("*.safetensors") if p.name.lower().startswith("ip-adapter"))
+            files = sorted(p for p in path.glob("*.safetensors") if ip_adapter_files.is_adapter_name(p.name))
             if len(files) == 1:
                 found.append((path.name, path.name))
             found += [(f"{path.name}/{p.stem}", str(p)) for p in files] if len(files) > 1 else []
@@ -66,7 +67,7 @@ def family_line(family: str) -> str:
     """Why the row is off for ``family`` (a models/families.py key), "" when image prompts run on it."""
     if family in IMAGE_PROMPT_FAMILIES or family == "unknown":
         return ""
-    return (f"Image prompts (IP-Adapter) run on Stable Diffusion 1.x and SDXL models here; this model is "
+    return (f"Image prompts (IP-Adapter) run on {ip_adapter_files.RUN_ON} models here; this model is "
             f"{ip_adapter_files.family_name(family)}")
 
 
@@ -127,7 +128,7 @@ class ImagePromptRow(QGroupBox):
         self.adapter_combo.setObjectName("ip_adapter")
         self.adapter_combo.setToolTip("The IP-Adapter: one in the models folder's ip-adapter/, or Browse… (an "
                                       "ip-adapter*.safetensors with its image_encoder/ beside it, as h94 lays "
-                                      "them out)")
+                                      "them out; for Flux.1 XLabs' ip_adapter.safetensors)")
         self.adapter_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.adapter_combo.setMinimumContentsLength(8)
         self.adapter_combo.activated.connect(self._on_adapter_activated)
@@ -273,13 +274,13 @@ class ImagePromptRow(QGroupBox):
     def _check_pairing(info, model: str) -> None:
         if not model:
             return
-        from desktop_app.models.controlnet_folder import model_unet
+        from desktop_app.models.controlnet_folder import model_denoiser
 
         try:
-            family, unet = model_unet(model)
+            family, denoiser = model_denoiser(model)
         except (ModelError, OSError):
             return  # the model's own problem: the run names it
-        ip_adapter_files.check_pairing(info, family, unet, model_folder.display_name(model))
+        ip_adapter_files.check_pairing(info, family, denoiser, model_folder.display_name(model))
 
     def apply(self, values: dict) -> list[str]:
         """Take a recipe's image prompt (its "image_prompt", "image_prompt_weight", "ip_adapter"); returns the

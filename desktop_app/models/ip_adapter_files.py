@@ -3,14 +3,19 @@ it means, which model family it is for, and whether it fits a given model.
 
 An IP-Adapter is two parts, laid out as the h94/IP-Adapter repository lays them out:
 - its weights: one ``ip-adapter*.safetensors`` file holding ``image_proj.*`` (the image projection) and
-  ``ip_adapter.*`` (a key and value projection per cross-attention layer of the UNet);
+  ``ip_adapter.*`` (a key and value projection per cross-attention layer of the UNet); or, for Flux.1, XLabs'
+  layout (XLabs-AI/flux-ip-adapter's ``ip_adapter.safetensors``, what diffusers' FluxIPAdapterMixin loads):
+  ``ip_adapter_proj_model.*`` (the projection of the CLIP image embedding into 4 tokens of the T5 width) and
+  ``double_blocks.N.processor.ip_adapter_double_stream_{k,v}_proj.*`` (a key and value projection per double
+  block of the transformer);
 - its image encoder: a transformers CLIPVisionModelWithProjection folder named ``image_encoder`` (config.json
   and model.safetensors), beside the weights file or in a folder next to the file's folder (h94's
   ``models/image_encoder`` serves its ``sdxl_models/*_vit-h`` adapters); the first one whose width fits is used.
 A user names the file, or a folder holding one such file, or a name looked up in ``<models>/ip-adapter/``.
 Only .safetensors weights load (h94 ships a .safetensors beside each .bin). The family is read from the widths:
 the cross-attention width the adapter writes into (768 SD 1.x, 2048 SDXL) is checked against the model's UNet
-before any weights load, and the embedding width it reads against its image encoder.
+before any weights load, and the embedding width it reads against its image encoder; a Flux.1 adapter's T5 width,
+inner width and double blocks against the model's transformer.
 """
 
 from __future__ import annotations
@@ -24,6 +29,10 @@ from desktop_app.models import families, model_files, model_folder
 ENCODER = "image_encoder"
 ENCODER_WEIGHTS = ("model.safetensors", "model.fp16.safetensors")
 _SAME_FAMILY = {"sd2-v": "sd2"}
+FLUX_FAMILY = "flux"
+IMAGE_PROMPT_FAMILIES = ("sd1", "sdxl", FLUX_FAMILY)  # the families whose models take an image prompt here
+RUN_ON = "Stable Diffusion 1.x, SDXL and Flux.1"
+_XLABS_PROJ, _XLABS_BLOCK = "ip_adapter_proj_model.", "double_blocks.{}.processor.ip_adapter_double_stream_{}_proj"
 
 
 @dataclass(frozen=True)
@@ -35,7 +44,8 @@ class AdapterInfo:
     kind: str  # "plain" (the CLIP image embedding, 4 tokens), "plus" (the encoder's hidden states), "full"
     image_width: int  # the width it reads from the image encoder
     layers: int  # its cross-attention layers (each a key and a value projection)
-    hidden_sizes: frozenset  # the widths of those layers (the UNet blocks' channels)
+    hidden_sizes: frozenset  # the widths of those layers (the UNet blocks' channels; Flux: its inner width)
+    tokens: int = 4  # the image tokens its projection makes (XLabs' Flux adapter: 4, or 16)
 
     @property
     def name(self) -> str:
@@ -69,8 +79,14 @@ def resolve_adapter(name_or_path: str) -> Path:
                      f"in {printable(adapters_dir(), 200)}")
 
 
+def is_adapter_name(name: str) -> bool:
+    """A weights file name a folder's adapter goes by: ``ip-adapter*`` (h94) or ``ip_adapter*`` (XLabs)."""
+    return name.lower().replace("_", "-").startswith("ip-adapter") and name.lower().endswith(".safetensors")
+
+
 def weights_file(path: Path) -> Path:
-    """The adapter's weights file: ``path`` itself, or the one ``ip-adapter*.safetensors`` in the folder."""
+    """The adapter's weights file: ``path`` itself, or the one ``ip-adapter*.safetensors`` (or XLabs'
+    ``ip_adapter.safetensors``) in the folder."""
     shown = printable(path, 200)
     if path.is_file():
         if path.suffix.lower() != ".safetensors":
@@ -79,12 +95,12 @@ def weights_file(path: Path) -> Path:
         return path
     if not path.is_dir():
         raise ModelError(f"IP-Adapter {shown} is neither a file nor a folder")
-    found = sorted(p for p in path.glob("*.safetensors") if p.name.lower().startswith("ip-adapter")
-                   and p.is_file())
+    found = sorted(p for p in path.glob("*.safetensors") if is_adapter_name(p.name) and p.is_file())
     if not found:
         pickled = sorted(p.name for p in path.glob("ip-adapter*.bin"))
         more = f" (only {', '.join(pickled[:3])}: .bin weights are not loaded)" if pickled else ""
-        raise ModelError(f"IP-Adapter folder {shown} holds no ip-adapter*.safetensors file{more}")
+        raise ModelError(f"IP-Adapter folder {shown} holds no ip-adapter*.safetensors (nor XLabs' "
+                         f"ip_adapter.safetensors) file{more}")
     if len(found) > 1:
         names = ", ".join(p.name for p in found[:4]) + (" ..." if len(found) > 4 else "")
         raise ModelError(f"IP-Adapter folder {shown} holds {len(found)} adapters ({names}): name the file")
@@ -98,6 +114,8 @@ def read_adapter(name_or_path: str) -> AdapterInfo:
     weights = weights_file(resolve_adapter(name_or_path))
     header = model_files.read_header(weights)  # a disguised pickle, a truncated or damaged file: refused now
     shapes = {name: entry.get("shape") for name, entry in header.items() if isinstance(entry, dict)}
+    if any(name.startswith(_XLABS_PROJ) for name in shapes):
+        return _read_flux(weights, shapes)
     kind, width, image_width = _projection(weights, shapes)
     keys = [shapes.get(f"ip_adapter.{1 + 2 * k}.to_k_ip.weight") for k in range(len(shapes))]
     keys = keys[:next((k for k, shape in enumerate(keys) if shape is None), len(keys))]
@@ -108,6 +126,33 @@ def read_adapter(name_or_path: str) -> AdapterInfo:
     encoder = find_encoder(weights, kind, image_width)
     return AdapterInfo(weights, encoder, family, width, kind, image_width, len(keys),
                        frozenset(shape[0] for shape in keys))
+
+
+def _read_flux(weights: Path, shapes: dict) -> AdapterInfo:
+    """An XLabs-layout Flux.1 adapter: its projection's widths and tokens, and a key and value projection (with
+    their biases) of one shape for each double block 0, 1, ... ."""
+    shown = printable(weights.name, 120)
+    proj, norm = shapes.get(f"{_XLABS_PROJ}proj.weight"), shapes.get(f"{_XLABS_PROJ}norm.weight")
+    width = norm[0] if isinstance(norm, list) and len(norm) == 1 and isinstance(norm[0], int) else None
+    if not _matrix(proj) or not width or proj[0] not in (4 * width, 16 * width) or \
+            shapes.get(f"{_XLABS_PROJ}proj.bias") != [proj[0]]:
+        raise ModelError(f"{shown} is not a Flux IP-Adapter this version loads: its ip_adapter_proj_model is of "
+                         "no known kind (a linear projection into 4 or 16 tokens and a norm, as XLabs' has)")
+    blocks = []
+    while any(name.startswith(f"double_blocks.{len(blocks)}.") for name in shapes):
+        k = len(blocks)
+        key, value = (shapes.get(f"{_XLABS_BLOCK.format(k, part)}.weight") for part in ("k", "v"))
+        biases = [shapes.get(f"{_XLABS_BLOCK.format(k, part)}.bias") for part in ("k", "v")]
+        if not _matrix(key) or key != value or key[1] != width or biases != [[key[0]]] * 2:
+            raise ModelError(f"{shown} is not a Flux IP-Adapter this version loads: double block {k} has no key "
+                             f"and value projections from the {width}-wide image tokens")
+        blocks.append(key[0])
+    if not blocks:
+        raise ModelError(f"{shown} is not a Flux IP-Adapter: it has ip_adapter_proj_model.* but no "
+                         "double_blocks.N.processor.ip_adapter_double_stream_k_proj/v_proj weights")
+    encoder = find_encoder(weights, "plain", proj[1])
+    return AdapterInfo(weights, encoder, FLUX_FAMILY, width, "plain", proj[1], len(blocks), frozenset(blocks),
+                       tokens=proj[0] // width)
 
 
 def _projection(weights: Path, shapes: dict) -> tuple[str, int, int]:
@@ -191,17 +236,21 @@ def family_name(key: str) -> str:
     return declared.name if declared is not None else ("a model of no known family" if key == "unknown" else key)
 
 
-def check_pairing(adapter: AdapterInfo, model_family: str, unet_config: dict | None, model_label: str) -> None:
-    """ModelError (one line) when ``adapter`` cannot run on the model of ``model_family`` whose UNet config is
-    ``unet_config`` (None: a single file, compared by family): a model with no UNet (the transformer families),
-    or one of another cross-attention width."""
+def check_pairing(adapter: AdapterInfo, model_family: str, config: dict | None, model_label: str) -> None:
+    """ModelError (one line) when ``adapter`` cannot run on the model of ``model_family`` whose UNet (or Flux
+    transformer) config is ``config`` (None: a single file, compared by family): a family that takes no image
+    prompt here, an adapter for another family, or one of another width (or, on Flux.1, of another inner width or
+    number of double blocks)."""
     family = _SAME_FAMILY.get(model_family, model_family)
     label = printable(model_label, 120)
-    if family not in families.SD_FAMILIES and unet_config is None:
-        raise ModelError(f"image prompts (IP-Adapter) run on Stable Diffusion 1.x and SDXL models here; the model "
-                         f"{label} is {family_name(family)}")
-    if unet_config is not None:
-        width, channels = unet_config.get("cross_attention_dim"), unet_config.get("block_out_channels") or ()
+    unet = config is not None and "cross_attention_dim" in config
+    if family not in families.SD_FAMILIES and family != FLUX_FAMILY and not unet:
+        raise ModelError(f"image prompts (IP-Adapter) run on {RUN_ON} models here; the model {label} is "
+                         f"{family_name(family)}")
+    if adapter.family == FLUX_FAMILY or family == FLUX_FAMILY:
+        fits = adapter.family == family
+    elif unet:
+        width, channels = config.get("cross_attention_dim"), config.get("block_out_channels") or ()
         fits = width == adapter.width and adapter.hidden_sizes <= set(channels)
     else:
         fits = adapter.family == family
@@ -209,14 +258,30 @@ def check_pairing(adapter: AdapterInfo, model_family: str, unet_config: dict | N
         raise ModelError(f"IP-Adapter {printable(adapter.name, 120)} is for {family_name(adapter.family)} "
                          f"({adapter.width} wide); the model {label} is {family_name(family)}: use an IP-Adapter "
                          "made for its family")
+    if family == FLUX_FAMILY and config is not None:
+        _check_flux_widths(adapter, config, label)
+
+
+def _check_flux_widths(adapter: AdapterInfo, config: dict, label: str) -> None:
+    """A Flux.1 adapter against the transformer's config: its T5 width, inner width and double blocks."""
+    heads, head = config.get("num_attention_heads"), config.get("attention_head_dim")
+    inner = heads * head if isinstance(heads, int) and isinstance(head, int) else None
+    wanted = {"T5 width": (adapter.width, config.get("joint_attention_dim")),
+              "inner width": (sorted(adapter.hidden_sizes)[0] if len(adapter.hidden_sizes) == 1 else None, inner),
+              "double blocks": (adapter.layers, config.get("num_layers"))}
+    differ = [f"{what} {ours} (the model's {theirs})" for what, (ours, theirs) in wanted.items()
+              if theirs is not None and ours != theirs]
+    if differ:
+        raise ModelError(f"IP-Adapter {printable(adapter.name, 120)} is for another size of Flux.1 than the model "
+                         f"{label}: {', '.join(differ)}")
 
 
 def check_image_prompt(adapter: str, model_path: str, model_label: str) -> AdapterInfo:
     """The request's IP-Adapter read and checked against the model at ``model_path``, before torch or any
-    weights load (the command line calls this; the engine checks the loaded UNet again)."""
-    from desktop_app.models.controlnet_folder import model_unet
+    weights load (the command line calls this; the engine checks the loaded UNet or transformer again)."""
+    from desktop_app.models.controlnet_folder import model_denoiser
 
-    family, unet = model_unet(model_path)
+    family, denoiser = model_denoiser(model_path)
     info = read_adapter(adapter)
-    check_pairing(info, family, unet, model_label)
+    check_pairing(info, family, denoiser, model_label)
     return info

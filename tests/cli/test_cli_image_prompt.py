@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 from test_cli import assert_one_line_error, run_cli
 from tiny_checkpoints import build_tiny_pipeline
-from tiny_ip_adapters import build_ip_adapter, prompt_picture
+from tiny_families import build_pipeline
+from tiny_ip_adapters import build_flux_ip_adapter, build_ip_adapter, prompt_picture
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +21,10 @@ def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli-ip-adapter")
     sd1 = build_tiny_pipeline("sd1")
     sd1.save_pretrained(root / "tiny-sd1")
+    flux = build_pipeline("flux")
+    flux.save_pretrained(root / "tiny-flux")
     return {"model": root / "tiny-sd1", "adapter": build_ip_adapter(sd1.unet, root / "sd1"),
+            "flux": root / "tiny-flux", "flux-adapter": build_flux_ip_adapter(flux.transformer, root / "xlabs"),
             "xl-adapter": build_ip_adapter(build_tiny_pipeline("sdxl").unet, root / "sdxl"),
             "picture": prompt_picture(root / "prompt.png")}
 
@@ -69,6 +73,8 @@ def test_an_adapter_is_found_by_name_and_the_weight_defaults(tiny, tmp_path, use
 @pytest.mark.parametrize(("prompt", "adapter", "words"), [
     ("{picture}", "{xl}", "--ip-adapter: IP-Adapter ip-adapter_tiny is for SDXL (2048 wide); the model tiny-sd1 "
                           "is Stable Diffusion 1.x"),
+    ("{picture}", "{flux}", "--ip-adapter: IP-Adapter ip_adapter is for Flux.1 (32 wide); the model tiny-sd1 is "
+                            "Stable Diffusion 1.x"),
     ("{picture}", None, "--image-prompt needs --ip-adapter"),
     (None, "{adapter}", "--ip-adapter needs --image-prompt"),
     ("{picture}:3", "{adapter}", "--image-prompt WEIGHT must be a number from 0 to 2, got 3.0"),
@@ -83,7 +89,8 @@ def test_bad_image_prompt_input_exits_2_with_one_line(tiny, tmp_path, prompt, ad
     bare = tmp_path / "solo" / "bare"
     bare.mkdir(parents=True)
     shutil.copy(tiny["adapter"] / "ip-adapter_tiny.safetensors", bare)
-    names = {"picture": tiny["picture"], "xl": tiny["xl-adapter"], "adapter": tiny["adapter"], "text": text,
+    names = {"picture": tiny["picture"], "xl": tiny["xl-adapter"], "flux": tiny["flux-adapter"],
+             "adapter": tiny["adapter"], "text": text,
              "gone": tmp_path / "gone.png", "bare": bare}
     given = (("--image-prompt", prompt.format_map(names)) if prompt else ()) + (
         ("--ip-adapter", adapter.format_map(names)) if adapter else ())
@@ -91,3 +98,22 @@ def test_bad_image_prompt_input_exits_2_with_one_line(tiny, tmp_path, prompt, ad
     line = assert_one_line_error(proc)
     assert words in line, line
     assert not (tmp_path / "out.png").exists()
+
+
+def test_a_flux_model_takes_an_xlabs_adapter_and_refuses_an_sd_one(tiny, tmp_path):
+    def flux(out, adapter):
+        return run_cli("generate", "a red cat", "--model", tiny["flux"], "--width", 32, "--height", 32, "--steps",
+                       2, "--seed", 5, "--device", "cpu", "--out", out, "--image-prompt", f"{tiny['picture']}:0.9",
+                       "--ip-adapter", adapter)
+
+    out = tmp_path / "flux.png"
+    proc = flux(out, tiny["flux-adapter"])
+    assert proc.returncode == 0, proc.stderr
+    assert "image prompt ip_adapter (weight 0.9)" in proc.stderr
+    with Image.open(out) as image:
+        recipe = json.loads(image.text["recipe"])
+    assert recipe["ip_adapter"] == str(tiny["flux-adapter"])
+    assert recipe["image_prompt_model"]["name"] == "ip_adapter"
+    line = assert_one_line_error(flux(tmp_path / "no.png", tiny["adapter"]))
+    assert "ip-adapter_tiny is for Stable Diffusion 1.x (768 wide); the model tiny-flux is Flux.1" in line
+    assert not (tmp_path / "no.png").exists()

@@ -173,7 +173,9 @@ def test_the_embedded_model_and_a_model_with_no_unet_are_refused(engine, tiny, t
     with pytest.raises(ModelError, match="is for Stable Diffusion 1.x .768 wide.; the model tiny-embedded is"):
         engine.run(request, lambda event: None)
     info = ip_adapter_files.read_adapter(str(tiny["adapter"]))
-    with pytest.raises(ModelError, match="run on Stable Diffusion 1.x and SDXL models here; the model x is"):
+    with pytest.raises(ModelError, match="run on Stable Diffusion 1.x, SDXL and Flux.1 models here; the model x"):
+        ip_adapter_files.check_pairing(info, "sd3", None, "x")
+    with pytest.raises(ModelError, match="is for Stable Diffusion 1.x .768 wide.; the model x is Flux.1"):
         ip_adapter_files.check_pairing(info, "flux", None, "x")
 
 

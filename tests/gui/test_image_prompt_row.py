@@ -55,6 +55,35 @@ def sd_model(root, name: str, unet: dict, pipeline: str = "StableDiffusionPipeli
     return folder
 
 
+FLUX_TRANSFORMER = {"_class_name": "FluxTransformer2DModel", "num_layers": 2, "num_attention_heads": 2,
+                    "attention_head_dim": 16, "joint_attention_dim": 64}
+
+
+def fake_flux_adapter(folder, blocks: int = 2, width: int = 64, inner: int = 32):
+    """XLabs' layout (what models/ip_adapter_files.py reads for Flux.1) and its image encoder."""
+    fake_adapter(folder)
+    (folder / "ip-adapter_tiny.safetensors").unlink()
+    zeros = {"ip_adapter_proj_model.proj.weight": np.zeros((4 * width, 32), np.float32),
+             "ip_adapter_proj_model.proj.bias": np.zeros((4 * width,), np.float32),
+             "ip_adapter_proj_model.norm.weight": np.zeros((width,), np.float32)}
+    for k in range(blocks):
+        for part in ("k", "v"):
+            prefix = f"double_blocks.{k}.processor.ip_adapter_double_stream_{part}_proj"
+            zeros[f"{prefix}.weight"] = np.zeros((inner, width), np.float32)
+            zeros[f"{prefix}.bias"] = np.zeros((inner,), np.float32)
+    save_file(zeros, str(folder / "ip_adapter.safetensors"))
+    return folder
+
+
+def flux_model(root, name: str = "tiny-flux"):
+    """A model folder the form reads as Flux.1 (its index and transformer config)."""
+    folder = root / name
+    (folder / "transformer").mkdir(parents=True, exist_ok=True)
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
+    (folder / "transformer" / "config.json").write_text(json.dumps(FLUX_TRANSFORMER))
+    return folder
+
+
 def picture(path, size=(40, 40)):
     pixels = np.zeros((size[1], size[0], 3), np.uint8)
     pixels[..., 0] = np.linspace(0, 255, size[0], dtype=np.uint8)
@@ -113,23 +142,25 @@ def test_generate_sends_the_image_prompt_its_weight_and_adapter_and_clear_takes_
     assert generate(qtbot, window) == "finished" and engine.requests[-1].image_prompt is None
 
 
-def test_the_row_is_off_for_the_embedded_model_and_flux_and_on_for_sdxl(qtbot, open_fake_window, tmp_path,
-                                                                        monkeypatch):
+def test_the_row_is_off_for_the_embedded_model_and_sd3_and_on_for_sdxl_and_flux(qtbot, open_fake_window, tmp_path,
+                                                                                 monkeypatch):
     fake_adapter(ip_adapter_files.adapters_dir() / "sd15-plain")
     window = open_fake_window()
     form, row = window.form, window.form.image_prompt_row
     assert form.model() == "default"
     assert not row.image_button.isEnabled() and not row.adapter_combo.isEnabled()
     assert not row.weight_spin.isEnabled()
-    assert "the embedded model" in row.toolTip() and "SDXL" in row.toolTip()
+    assert "the embedded model" in row.toolTip() and "SDXL and Flux.1" in row.toolTip()
     assert row.note.text() == row.toolTip() and "\n" not in row.note.text()
     row.set_image(picture(tmp_path / "look.png"))
     assert form.build_request().image_prompt is None  # kept for the next model, not sent
-    flux = tmp_path / "flux"
-    flux.mkdir()
-    (flux / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
-    form.select_model(str(flux))
-    assert not row.image_button.isEnabled() and "Flux.1" in row.toolTip()
+    sd3 = tmp_path / "sd3"
+    sd3.mkdir()
+    (sd3 / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusion3Pipeline"}))
+    form.select_model(str(sd3))
+    assert not row.image_button.isEnabled() and "Stable Diffusion 3" in row.toolTip()
+    form.select_model(str(flux_model(tmp_path)))
+    assert row.image_button.isEnabled() and row.adapter_combo.isEnabled() and not row.note.isVisible()
     form.select_model(str(sd_model(tmp_path, "tiny-sd1", SD1_UNET)))
     assert row.image_button.isEnabled() and not row.note.isVisible()
     assert form.build_request().image_prompt == str(tmp_path / "look.png")
@@ -232,3 +263,32 @@ def test_the_real_engine_draws_another_picture_with_an_image_prompt(qtbot, open_
     assert steered.shape == plain.shape and np.abs(steered - plain).max() > 8
     assert result.recipe.request.ip_adapter == "tiny" and adapter.name == "tiny"
     assert result.recipe.image_prompt_model["weight"] == 1.0
+
+
+def test_a_flux_adapter_goes_with_generate_on_flux_and_is_refused_on_sd_in_one_line(qtbot, open_fake_window,
+                                                                                     make_engine, tmp_path,
+                                                                                     monkeypatch):
+    fake_adapter(ip_adapter_files.adapters_dir() / "sd15-plain")
+    fake_flux_adapter(ip_adapter_files.adapters_dir() / "flux-ip-adapter")
+    fake_flux_adapter(ip_adapter_files.adapters_dir() / "flux-three-blocks", blocks=3)
+    engine = make_engine()
+    window = open_fake_window(engine)
+    form, row = window.form, window.form.image_prompt_row
+    form.select_model(str(flux_model(tmp_path)))
+    image = picture(tmp_path / "look.png")
+    fill_row(qtbot, row, monkeypatch, image, "flux-ip-adapter", 0.9)
+    assert generate(qtbot, window) == "finished"
+    sent = engine.requests[-1]
+    assert (sent.image_prompt, sent.image_prompt_weight, sent.ip_adapter) == (str(image), 0.9, "flux-ip-adapter")
+    refusals = [("sd15-plain", "is for Stable Diffusion 1.x (768 wide); the model tiny-flux is Flux.1"),
+                ("flux-three-blocks", "another size of Flux.1 than the model tiny-flux: double blocks 3 (the "
+                                      "model's 2)")]
+    for adapter, words in refusals:
+        row.adapter_combo.setCurrentIndex(row.adapter_combo.findText(adapter))
+        window.generate()
+        assert words in row.note.text() and "\n" not in row.note.text() and engine.runs == 1
+    form.select_model(str(sd_model(tmp_path, "tiny-sd1", SD1_UNET)))
+    row.adapter_combo.setCurrentIndex(row.adapter_combo.findText("flux-ip-adapter"))
+    window.generate()
+    assert "is for Flux.1 (64 wide); the model tiny-sd1 is Stable Diffusion 1.x" in row.note.text()
+    assert engine.runs == 1
