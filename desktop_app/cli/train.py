@@ -83,8 +83,12 @@ def make_config(args: argparse.Namespace):
     if not args.images or not args.token:
         raise BadInput("--images DIR and --token TOKEN are needed (see desktop-app train --help)")
     check_model(args.model)  # an SDXL model is refused before the device, the dataset or torch
+    from desktop_app.training.config import preset_line
+    from desktop_app.training.device_memory import memory_gb
+
     device = choose_device(args.device)
-    values = preset(device.type)
+    memory = memory_gb(str(device))  # a small GPU gets a smaller rank and batch, and accumulates
+    values = preset(device.type, memory)
     values.update({k: v for k, v in {"steps": args.steps, "rank": args.rank, "learning_rate": args.lr,
                                      "batch_size": args.batch, "resolution": args.resolution,
                                      "accumulate": getattr(args, "accumulate", None),
@@ -92,6 +96,11 @@ def make_config(args: argparse.Namespace):
                    if v is not None})
     if args.resolution is None:
         values["resolution"] = native_resolution(args.model, values["resolution"])
+    given = [name for name in ("steps", "rank", "lr", "batch", "resolution", "accumulate")
+             if getattr(args, name, None) is not None]
+    # told when training starts (a bad option is one line, before it)
+    args.preset_line = preset_line(str(device), memory, values) + (f" (given: {', '.join(given)})" if given
+                                                                    else "")
     return TrainConfig(images=args.images, token=args.token, name=name, class_word=args.class_word,
                        model=args.model, device=str(device), seed=args.seed, crop=args.crop,
                        train_text_encoder=args.train_text_encoder, prior_preservation=args.prior_preservation,
@@ -137,8 +146,8 @@ class Bar:
     """Training events on stderr: a progress bar (loss, elapsed, ETA) on a terminal, a line now and then
     elsewhere."""
 
-    def __init__(self, stream, as_json: bool):
-        self.stream, self.as_json = stream, as_json
+    def __init__(self, stream, as_json: bool, preset: str = ""):
+        self.stream, self.as_json, self.preset = stream, as_json, preset  # preset: told after "started"
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
 
     def __call__(self, event: dict) -> None:
@@ -158,6 +167,8 @@ class Bar:
             where = "resuming at step " + str(event["step"]) if event["resumed"] else "starting"
             self.stream.write(f"train: {event['images']} image(s), {where}, {event['total']} steps on "
                               f"{event['device']} ({event['dtype']}); prompt \"{event['instance_prompt']}\"\n")
+            if self.preset and not event["resumed"]:
+                self.stream.write(f"train: {self.preset}\n")
         elif kind in ("unusable", "warning"):
             text = f"{event['path']}: {event['reason']}" if kind == "unusable" else event["message"]
             text = printable(text, 1000)  # file names from the images folder: no terminal escapes
@@ -187,12 +198,14 @@ def run(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
         if config.processes > 1:
-            event = train_processes(config, Bar(sys.stderr, args.json), lambda: command[0], args.resume)
+            event = train_processes(config, Bar(sys.stderr, args.json, getattr(args, "preset_line", "")),
+                                    lambda: command[0], args.resume)
             if event["event"] == "failed":
                 print(f"\n{PROG}: error: {' '.join(str(event['message']).split())}", file=sys.stderr)
                 return 2 if event.get("kind") == "bad_input" else 1
         else:
-            event = train(config, Bar(sys.stderr, args.json), lambda: command[0], resume=args.resume)
+            event = train(config, Bar(sys.stderr, args.json, getattr(args, "preset_line", "")), lambda: command[0],
+                          resume=args.resume)
     except (RequestError, ModelError, DatasetError) as exc:
         raise BadInput(" ".join(str(exc).split())) from None
     except TrainingError as exc:

@@ -35,7 +35,8 @@ from PySide6.QtWidgets import (
 
 from desktop_app.errors import FailureKind, ModelError, RequestError
 from desktop_app.training import checkpoint, dataset
-from desktop_app.training.config import PRESETS, RARE_TOKENS, TrainConfig, job_path
+from desktop_app.training import device_memory
+from desktop_app.training.config import RARE_TOKENS, TrainConfig, job_path, preset, preset_line
 from desktop_app.training.support import check_model
 from desktop_app.gui.buttons import action_button
 from desktop_app.gui.images import pil_to_qimage
@@ -111,6 +112,8 @@ class TrainingPanel(QWidget):
         self.device_combo.addItems(["cpu", "cuda", "mps"])
         self.device_combo.currentTextChanged.connect(self.apply_preset)
         form.addRow("Device (preset)", self.device_combo)
+        self.preset_label = QLabel(objectName="training_preset", wordWrap=True)  # what the preset chose, why
+        form.addRow("", self.preset_label)
         self.resolution = _spin(32, 2048, 8)
         self.rank = _spin(1, 256)
         self.lr = QDoubleSpinBox(decimals=6, minimum=1e-6, maximum=0.1, singleStep=1e-4)
@@ -195,12 +198,12 @@ class TrainingPanel(QWidget):
 
     @Slot(str)
     def apply_preset(self, device: str) -> None:
-        values = PRESETS.get(device, PRESETS["cpu"])
-        self.resolution.setValue(values["resolution"])
-        self.rank.setValue(values["rank"])
-        self.lr.setValue(values["learning_rate"])
-        self.steps.setValue(values["steps"])
-        self.batch.setValue(values["batch_size"])
+        memory = device_memory.memory_gb(device)  # nvidia-smi, or a Mac's memory; None: the base preset
+        values = preset(device, memory, check_8bit=False)
+        self.preset_label.setText(preset_line(device, memory, values))
+        for spin, key in ((self.accumulate, "accumulate"), (self.resolution, "resolution"), (self.rank, "rank"),
+                          (self.lr, "learning_rate"), (self.steps, "steps"), (self.batch, "batch_size")):
+            spin.setValue(values.get(key, 1))
         cuda = device == "cuda"  # MPS and the CPU: no CUDA-only options shown
         self.mixed_precision.setCurrentText(values["mixed_precision"])
         self.mixed_precision.setVisible(cuda)

@@ -151,13 +151,46 @@ def job_path(name: str) -> Path:
         raise RequestError("out", str(exc)) from None
 
 
-def preset(device: str) -> dict:
-    """The preset for a device name ("cpu", "cuda", "cuda:1", "mps"). 8-bit Adam only where bitsandbytes
-    imports (never on MPS or the CPU)."""
-    values = dict(PRESETS.get(device.split(":", 1)[0], PRESETS["cpu"]))
-    if values["use_8bit_adam"] and not bitsandbytes_available():
+# what a GPU's memory changes in its preset (LoRA of an SD 1.x/2.x UNet at 512 px; kohya's and the diffusers
+# examples' settings for such cards): (at least this many GB of memory, the changes), the largest that fits wins.
+# Every card learns from the same images a step (EFFECTIVE_BATCH): a small one by accumulating micro-batches.
+EFFECTIVE_BATCH = 4
+MEMORY_TIERS = {
+    "cuda": ((0, {"rank": 4, "batch_size": 1, "accumulate": 4}),
+             (7.5, {"rank": 8, "batch_size": 2, "accumulate": 2}),
+             (11.5, {"rank": 16, "batch_size": 2, "accumulate": 2}),
+             (19.5, {"rank": 16, "batch_size": 4, "accumulate": 1, "gradient_checkpointing": False})),
+    "mps": ((0, {"batch_size": 1, "accumulate": 4}), (23.5, {"batch_size": 2, "accumulate": 2})),
+}
+
+
+def preset(device: str, memory_gb: float | None = None, check_8bit: bool = True) -> dict:
+    """The preset for a device name ("cpu", "cuda", "cuda:1", "mps") with ``memory_gb`` of memory (a GPU's own,
+    or the unified memory of a Mac; None: the kind's base preset). 8-bit Adam only where bitsandbytes imports
+    (never on MPS or the CPU); ``check_8bit`` False leaves that to the training process (the window: importing
+    bitsandbytes imports torch)."""
+    kind = device.split(":", 1)[0]
+    values = dict(PRESETS.get(kind, PRESETS["cpu"]))
+    tier: dict = {}
+    for least, changes in MEMORY_TIERS.get(kind, ()) if memory_gb is not None else ():
+        if memory_gb >= least:
+            tier = changes
+    values.update(tier)
+    if check_8bit and values["use_8bit_adam"] and not bitsandbytes_available():
         values["use_8bit_adam"] = False
     return values
+
+
+def preset_line(device: str, memory_gb: float | None, values: dict) -> str:
+    """The preset told in one line: what was chosen, and from what."""
+    memory = f" with {memory_gb:.1f} GB" if memory_gb is not None else ""
+    accumulate = int(values.get("accumulate", 1))
+    batch = f"batch {values['batch_size']}" + (f" x accumulate {accumulate} ({values['batch_size'] * accumulate} "
+                                               "images a step)" if accumulate > 1 else "")
+    extras = [name for name, on in (("gradient checkpointing", values.get("gradient_checkpointing")),
+                                    ("8-bit Adam", values.get("use_8bit_adam"))) if on]
+    return (f"preset for {device}{memory}: {values['resolution']} px, rank {values['rank']}, {batch}"
+            + "".join(f", {extra}" for extra in extras) + f", {values['steps']} steps")
 
 
 def bitsandbytes_available() -> bool:

@@ -23,6 +23,7 @@ def test_train_writes_the_lora_and_prints_originality(images, capsys):
     lines = [line for line in out.splitlines() if "nearest img" in line]
     assert len(lines) == 2 and all("similarity" in line for line in lines)
     assert "3 image(s), starting, 3 steps on cpu (float32)" in err
+    assert "train: preset for cpu: 64 px, rank 4, batch 1, 3 steps (given: steps" in err  # told once started
     assert "Traceback" not in err
 
 
