@@ -1,9 +1,11 @@
 """ControlNet (issue 17): one or several ControlNets steer text to image with their images, weights and the share
-of the steps each steers; on SD and SDXL also image to image, inpainting and outpainting (a start image, and a
-mask): the run's image job (image_job.py) then calls the ControlNet pipeline's img2img or inpaint twin
-(IMAGE_CONTROLNETS: diffusers' StableDiffusion[XL]ControlNetImg2ImgPipeline, ...InpaintPipeline), made the
-same way, with the start image, strength and mask as its own pipeline would get them, so that weight 0 gives
-exactly the plain image-to-image or inpaint picture. SD3's and Flux.1's refuse a start image in one line.
+of the steps each steers; on SD, SDXL and Flux.1 also image to image, inpainting and outpainting (a start image,
+and a mask): the run's image job (image_job.py) then calls the ControlNet pipeline's img2img or inpaint twin
+(IMAGE_CONTROLNETS: diffusers' StableDiffusion[XL]ControlNetImg2ImgPipeline, ...InpaintPipeline,
+FluxControlNetImg2ImgPipeline, FluxControlNetInpaintPipeline), made the same way, with the start image, strength
+and mask as its own pipeline would get them, so that weight 0 gives exactly the plain image-to-image or inpaint
+picture (Flux.1's: control_flow.py). SD3's refuse a start image in one line (diffusers' SD3 ControlNet
+inpainting pipeline takes no start image and needs an inpainting ControlNet: control_flow.py).
 
 The ControlNets load once per folder (kept here until the model is unloaded, or until a request asks for another
 set) on the model's device and dtype, after their config is checked against the loaded UNet or transformer (a
@@ -25,8 +27,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 
-from desktop_app.engine.control_flow import FLOW_CONTROLNETS, mean_encoding_class
+from desktop_app.engine.control_flow import FLOW_CONTROLNETS, FLOW_IMAGE_CONTROLNETS, mean_encoding_class
 from desktop_app.engine.control_images import control_image
+from desktop_app.engine.image_job import is_fill_model
 from desktop_app.engine.request import GenerationRequest
 from desktop_app.errors import RequestError
 from desktop_app.models import controlnet_folder
@@ -37,8 +40,8 @@ _loaded: dict[tuple, object] = {}  # (folder, weights' size and time, device, dt
 # the transformer families' text-to-image pipelines and their ControlNet pipelines (models/families.py)
 _TRANSFORMER_PIPELINES = {family.text_to_image: family.controlnet for family in FAMILIES.values()
                           if family.controlnet in FLOW_CONTROLNETS}
-# with a start image: the ControlNet pipeline's (image to image, inpaint) twins; SD's and SDXL's only
-IMAGE_CONTROLNETS = {
+# with a start image: the ControlNet pipeline's (image to image, inpaint) twins; SD's, SDXL's and Flux.1's
+IMAGE_CONTROLNETS = {**FLOW_IMAGE_CONTROLNETS,
     "StableDiffusionControlNetPipeline": ("StableDiffusionControlNetImg2ImgPipeline",
                                           "StableDiffusionControlNetInpaintPipeline"),
     "StableDiffusionXLControlNetPipeline": ("StableDiffusionXLControlNetImg2ImgPipeline",
@@ -75,18 +78,25 @@ class ControlJob:
                     controlnet_conditioning_scale=self.weights[0] if one else list(self.weights),
                     control_guidance_start=self.starts[0] if one else list(self.starts),
                     control_guidance_end=self.ends[0] if one else list(self.ends))
+        if not one and "control_mode" in taken:  # Flux's img2img and inpaint twins run none without one each
+            call["control_mode"] = [None] * len(self.images)
         return call
 
 
 def make_control(request: GenerationRequest, model, emit_load=None, job=None) -> ControlJob | None:
     """The ControlNet job of ``request`` on the loaded ``model`` (engine/loader.LoadedModel), or None when it has
     no ControlNet. ``emit_load(detail)`` tells which ControlNets load. ``job``: the run's image job
-    (image_job.ImageJob: a start image, with a mask or not), whose ControlNet twin then runs it (SD and SDXL).
+    (image_job.ImageJob: a start image, with a mask or not), whose ControlNet twin then runs it (SD, SDXL,
+    Flux.1).
     RequestError for a model family with no ControlNet pipeline here (or none that takes a start image);
     ModelError for a ControlNet that is not one or is for another family."""
     if not request.controls:
         return None
     pipe = model.pipe
+    if is_fill_model(pipe):  # its transformer reads the mask and start image as extra channels
+        raise RequestError("controls", f"ControlNets do not run on FLUX.1 Fill models here; the model "
+                                       f"{model.display_name} is one: inpaint with it alone, or use a FLUX.1 "
+                                       "[dev] or [schnell] model with the ControlNet")
     class_name = pipeline_class(pipe)
     family = controlnet_folder.family_name(model.family)
     if class_name is None:
@@ -95,7 +105,7 @@ def make_control(request: GenerationRequest, model, emit_load=None, job=None) ->
     if job is not None:
         if class_name not in IMAGE_CONTROLNETS:
             raise RequestError("controls", f"ControlNets take a start image (image to image, inpainting) with "
-                                           f"Stable Diffusion 1.x, 2.x and SDXL models only; the model "
+                                           f"Stable Diffusion 1.x, 2.x, SDXL and Flux.1 models only; the model "
                                            f"{model.display_name} is {family}: leave the start image empty")
         class_name = IMAGE_CONTROLNETS[class_name][1 if job.inpaint_pipeline else 0]
     denoiser = dict((pipe.unet if getattr(pipe, "unet", None) is not None else pipe.transformer).config)
@@ -146,7 +156,8 @@ def build_pipeline(pipe, class_name: str, nets: list):
 
     given = SimpleNamespace(components={**pipe.components, "controlnet": nets[0] if len(nets) == 1 else nets},
                             config=pipe.config)
-    cls = mean_encoding_class(class_name) if class_name in FLOW_CONTROLNETS else getattr(diffusers, class_name)
+    flow = {*FLOW_CONTROLNETS, *(name for twins in FLOW_IMAGE_CONTROLNETS.values() for name in twins)}
+    cls = mean_encoding_class(class_name) if class_name in flow else getattr(diffusers, class_name)
     made = from_components(cls, given)
     made.scheduler = pipe.scheduler  # the request's sampler, and the previews' x0 capture
     if hasattr(pipe, "watermark"):  # SDXL: watermark as the loaded pipeline does (or not)

@@ -3,8 +3,8 @@ ones in ``<models>/controlnet/`` and Browse…), its image, weight, the share of
 its preprocessor (none / canny / lineart) with a small preview of what the ControlNet reads, and Remove.
 
 Offered for the families the engine runs ControlNets on (models/families.py CONTROLNETS: SD 1.x, 2.x, SDXL, the
-embedded model, SD3 and Flux.1); with a start image (image to image, inpainting) for the SD families only (SD3 and
-Flux.1 ControlNets are text to image: engine/control_job.py).
+embedded model, SD3 and Flux.1); with a start image (image to image, inpainting) for the SD families and Flux.1
+(SD3's ControlNets are text to image: engine/control_job.py).
 Torch-free: folders are read by ``models/controlnet_folder.py``, the Canny preview by ``engine/control_images.py``
 (Pillow and OpenCV), imported when a preview is drawn."""
 
@@ -38,11 +38,12 @@ CONTROL_FAMILIES = tuple(CONTROLNETS)  # engine/control_job.py: the families' Co
 THUMB = 56  # the preview's side in pixels
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff);;All files (*)"
 ADD_TIP = f"Steer the picture with an image: edges, depth, a pose (up to {MAX_CONTROLS})"
-START_IMAGE_LINE = ("ControlNets take a start image only with Stable Diffusion 1.x, 2.x and SDXL models: clear "
-                    "the start image to use them with this model")
+START_IMAGE_LINE = ("ControlNets take a start image only with Stable Diffusion 1.x, 2.x, SDXL and Flux.1 models: "
+                    "clear the start image to use them with this model")
 # the families whose ControlNets also run image to image and inpainting (engine/control_job.IMAGE_CONTROLNETS)
-_SD_CONTROLNETS = ("StableDiffusionControlNetPipeline", "StableDiffusionXLControlNetPipeline")
-START_IMAGE_FAMILIES = tuple(key for key, pipeline in CONTROLNETS.items() if pipeline in _SD_CONTROLNETS)
+_IMAGE_CONTROLNETS = ("StableDiffusionControlNetPipeline", "StableDiffusionXLControlNetPipeline",
+                      "FluxControlNetPipeline")
+START_IMAGE_FAMILIES = tuple(key for key, pipeline in CONTROLNETS.items() if pipeline in _IMAGE_CONTROLNETS)
 
 
 def library_controlnets() -> list[Path]:
@@ -71,6 +72,12 @@ def choose_image(parent: QWidget) -> str:
     return path
 
 
+def draw_image(parent: QWidget, size: tuple[int, int], start: str | None):
+    from desktop_app.gui.scribble_dialog import draw_scribble
+
+    return draw_scribble(parent, size, start)
+
+
 def _spin(name: str, low: float, high: float, value: float, tip: str) -> QDoubleSpinBox:
     spin = QDoubleSpinBox()
     spin.setObjectName(name)
@@ -89,6 +96,7 @@ class ControlRow(QFrame):
 
     folder_dialog = staticmethod(choose_folder)  # replaceable in tests
     image_dialog = staticmethod(choose_image)
+    draw_dialog = staticmethod(draw_image)
 
     def __init__(self, size_of=lambda: (64, 64), parent: QWidget | None = None):
         super().__init__(parent)
@@ -108,6 +116,10 @@ class ControlRow(QFrame):
         self.image_button.setToolTip("The image the ControlNet follows (an edge map, depth map, pose, or a "
                                      "picture to take Canny edges from)")
         self.image_button.clicked.connect(self._on_open_image)
+        self.draw_button = QPushButton("Draw…")
+        self.draw_button.setObjectName("control_image_draw")
+        self.draw_button.setToolTip("Draw a scribble (white lines on black) at the picture's size as the image")
+        self.draw_button.clicked.connect(self._on_draw)
         self.image_label = QLabel("no image")
         self.image_label.setObjectName("control_image_name")
         self.thumb = QLabel()
@@ -136,6 +148,7 @@ class ControlRow(QFrame):
         grid.addWidget(self.remove_button, 0, 4)
         image_row = QHBoxLayout()
         image_row.addWidget(self.image_button)
+        image_row.addWidget(self.draw_button)
         image_row.addWidget(self.image_label, 1)
         image_row.addWidget(self.preprocessor_combo)
         grid.addLayout(image_row, 1, 0, 1, 4)
@@ -189,6 +202,18 @@ class ControlRow(QFrame):
         path = self.image_dialog(self)
         if path:
             self.set_image(path)
+
+    def _on_draw(self) -> None:
+        from desktop_app.gui.scribble_dialog import is_scribble
+
+        path, problem = self.draw_dialog(self, self._size_of(), self.image_path if is_scribble(self.image_path)
+                                         else None)
+        if path is not None:
+            self.preprocessor_combo.setCurrentText("none")  # a scribble is what the ControlNet reads
+            self.set_image(str(path))
+        elif problem:
+            self.image_label.setText("drawing not saved")
+            self.image_label.setToolTip(problem)
 
     def set_image(self, path: str) -> None:
         self.image_path = str(path)
@@ -328,7 +353,7 @@ class ControlRows(QGroupBox):
         return not self._family_line and not self._start_line()
 
     def _start_line(self) -> str:
-        """Why a start image turns the section off for this family ("" for the SD families and "unknown")."""
+        """Why a start image turns the section off for this family ("" where it runs, and "unknown")."""
         refused = self._start_image and self._family not in (*START_IMAGE_FAMILIES, "unknown")
         return START_IMAGE_LINE if refused else ""
 

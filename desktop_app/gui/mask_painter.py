@@ -98,7 +98,10 @@ class MaskLayer(QObject):
         else:
             painter.setPen(QPen(colour, width, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap,
                                 Qt.PenJoinStyle.RoundJoin))
-            painter.drawLine(start, end)
+            if start == end:  # a click: a round dot (a line of no length draws nothing)
+                painter.drawPoint(start)
+            else:
+                painter.drawLine(start, end)
         painter.end()
         self.changed.emit()
 
@@ -174,15 +177,16 @@ class MaskLayer(QObject):
         self._image.save(buffer, "PNG")
         return bytes(QByteArray(buffer.data()))
 
-    def save(self, folder: Path) -> Path:
-        """The mask as a greyscale PNG in ``folder``, named by its content (the same mask is one file, and an
-        earlier recipe's mask is never overwritten by later painting). OSError when it cannot be written."""
+    def save(self, folder: Path, prefix: str = "mask") -> Path:
+        """The mask as a greyscale PNG in ``folder``, named ``<prefix>-<hash>.png`` by its content (the same mask
+        is one file, and an earlier recipe's mask is never overwritten by later painting). OSError when it cannot
+        be written."""
         from desktop_app import paths
 
         data = self.png_bytes()
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"mask-{hashlib.sha256(data).hexdigest()[:16]}.png"
+        path = folder / f"{prefix}-{hashlib.sha256(data).hexdigest()[:16]}.png"
         if not path.is_file():
             paths.write_atomically(path, lambda handle: handle.write(data))
         return path

@@ -3,7 +3,7 @@ a tiny SDXL and the embedded model, through diffusers' ControlNet img2img and in
 (control_job.IMAGE_CONTROLNETS) made from the loaded components. A ControlNet changes the picture, weight 0 gives
 exactly the plain image-to-image (or inpaint) picture of the same seed, inpainting keeps the outside of the
 mask, cancel stops within a step, the recipe records the start image, the mask and the ControlNets and reruns
-from the PNG; SD3 and Flux.1 refuse a start image with a ControlNet in one line."""
+from the PNG. Flux.1's (and SD3's refusal): tests/engine/test_controlnet_flow_image.py."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from tiny_controlnets import build_sd_with_controlnets, control_picture
 from desktop_app.engine.events import Cancelled, Progress, StageStarted
 from desktop_app.engine.recipe import Recipe
 from desktop_app.engine.request import ControlChoice, GenerationRequest
-from desktop_app.errors import RequestError
 from desktop_app.resources import default_model_dir
 
 BOX = (8, 8, 24, 24)  # the mask's white square on the 32x32 picture
@@ -155,26 +154,6 @@ def test_an_sdxl_controlnet_with_a_start_image(generate, tiny, tiny_xl, masked):
     assert levels(off.images[0], plain.images[0]) == 0
     if masked:
         assert outside_change(steered.images[0], Image.open(tiny["start"])) <= 1
-
-
-def test_a_flux_controlnet_with_a_start_image_is_refused_in_one_line_before_it_loads(engine, tiny, tmp_path,
-                                                                                    monkeypatch):
-    import diffusers
-    from tiny_families import build_family
-    from tiny_flow_controlnets import build_flux_controlnet
-
-    flux = build_family("flux", tmp_path / "tiny-flux")
-    net = build_flux_controlnet(tmp_path / "flux-canny")
-
-    def never(*args, **kwargs):
-        raise AssertionError("the ControlNet's weights were loaded")
-
-    monkeypatch.setattr(diffusers.FluxControlNetModel, "from_pretrained", never)
-    with pytest.raises(RequestError) as caught:
-        engine.run(ask(tiny, control(tiny, model=str(net)), model=flux, steps=2), lambda event: None)
-    assert caught.value.field == "controls" and "\n" not in str(caught.value)
-    words = "with Stable Diffusion 1.x, 2.x and SDXL models only; the model tiny-flux is Flux.1"
-    assert words in str(caught.value)
 
 
 EMBEDDED_BUILT = (default_model_dir() / "model_index.json").exists()

@@ -142,8 +142,8 @@ def test_a_row_without_an_image_or_for_another_family_is_named_beside_the_sectio
     assert rows.note.text() == "ControlNet x is for SDXL; the model y is SD 1.x"
 
 
-def test_the_section_is_off_for_chroma_and_with_a_start_image_for_flux(qtbot, open_fake_window, make_engine,
-                                                                      tmp_path, monkeypatch):
+def test_the_section_is_off_for_chroma_and_with_a_start_image_for_sd3(qtbot, open_fake_window, make_engine,
+                                                                     tmp_path, monkeypatch):
     fake_controlnet("edges")
     image = picture(tmp_path / "edges.png")
     window = open_fake_window(make_engine())
@@ -164,10 +164,12 @@ def test_the_section_is_off_for_chroma_and_with_a_start_image_for_flux(qtbot, op
     assert len(request.controls) == 1 and request.init_image is not None
     form.select_model(str(model_folder(tmp_path, "sdxl")))
     assert row.isEnabled() and form.start_box.path()
-    # SD3's and Flux.1's ControlNets are text to image: off while the start image is set
-    form.select_model(str(model_folder(tmp_path, "flux")))
+    form.select_model(str(model_folder(tmp_path, "flux")))  # Flux.1's take it too
+    assert row.isEnabled() and rows.add_button.isEnabled() and row.toolTip() == ""
+    # SD3's ControlNets are text to image: off while the start image is set
+    form.select_model(str(model_folder(tmp_path, "sd3")))
     assert form.start_box.path() and not row.isEnabled() and not rows.add_button.isEnabled()
-    assert row.toolTip() == START_IMAGE_LINE and "SDXL" in START_IMAGE_LINE
+    assert row.toolTip() == START_IMAGE_LINE and "Flux.1" in START_IMAGE_LINE
     request = form.build_request()
     assert request.controls == () and request.init_image is not None
     form.select_model("default")
