@@ -223,6 +223,10 @@ class GenerationRun:
                       num_inference_steps=request.steps, guidance_scale=request.guidance_scale,
                       output_type="pil", **self.family.step_callback(target, self._step_end))
         kwargs.update(self.family.call_options(self.pipe, request))  # the family's own, over the common ones
+        # an image job runs one image at a time: the pipelines draw the start image's encoding, the mask's and the
+        # noise from a batch's generators in orders of their own (most encode one start image with the first
+        # generator), so only alone is image k of a batch the picture of seed + k
+        one_at_a_time = one_at_a_time or self.job is not None
         if not one_at_a_time and not self.family.repeats_given_embeddings and "prompt_embeds" in kwargs:
             # one row per image, and the pipeline told the batch is the prompts' (one image each)
             kwargs = dict(repeat_embeddings(kwargs, len(self.generators)), num_images_per_prompt=1)

@@ -274,3 +274,22 @@ def test_the_job_pipeline_shares_the_modules_and_keeps_their_dtype():
     assert type(made).__name__ == "FluxInpaintPipeline" and made.transformer is pipe.transformer
     assert pipe.transformer.dtype == torch.bfloat16 and pipe.vae.dtype == torch.bfloat16
     assert made.scheduler is pipe.scheduler and twin(pipe, "FluxInpaintPipeline") is made
+
+
+@pytest.mark.parametrize("name", [*SEE_THROUGH, *OTHERS])
+@pytest.mark.parametrize("masked", [False, True])
+def test_image_k_of_a_tiny_familys_batch_is_seed_plus_k_alone(name, masked, tiny, gradient, engine, tmp_path):
+    sampler, size = {**SEE_THROUGH, **OTHERS}[name]
+    changes = dict(init_image=str(gradient), strength=0.6)
+    if masked:
+        mask = np.zeros((size, size), np.uint8)
+        mask[:, size // 2:] = 255
+        Image.fromarray(mask).save(tmp_path / "mask.png")
+        changes["mask"] = str(tmp_path / "mask.png")
+    batch, _ = run(engine, tiny_request(tiny(name), sampler, size, batch_size=2, **changes))
+    alone, _ = run(engine, tiny_request(tiny(name), sampler, size, seed=6, **changes))
+    first, _ = run(engine, tiny_request(tiny(name), sampler, size, **changes))
+    assert batch.seeds == [5, 6] and len(batch.images) == 2
+    gap = np.abs(np.asarray(alone.images[0], dtype=int) - np.asarray(batch.images[1], dtype=int)).max()
+    assert gap <= 2, gap
+    assert np.abs(np.asarray(first.images[0], dtype=int) - np.asarray(batch.images[0], dtype=int)).max() <= 2
