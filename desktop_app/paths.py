@@ -48,6 +48,14 @@ def upscalers_dir() -> Path:
     return folder
 
 
+def preprocessors_dir(kind: str) -> Path:
+    """The models a ControlNet preprocessor reads (``kind``: "depth"): ``<user folder>/models/preprocessors/KIND``,
+    one transformers folder each (engine/control_models.py)."""
+    folder = models_dir() / "preprocessors" / kind
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def loras_dir() -> Path:
     return _sub("loras")
 

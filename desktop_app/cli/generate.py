@@ -251,7 +251,10 @@ def add_control_options(gen) -> None:
                           "2.x and SDXL models")
     gen.add_argument("--control-pre", choices=CONTROL_PREPROCESSORS,
                      help="with --control: make the control images from the images given: canny (OpenCV's edges), "
-                          "lineart (dark strokes as white lines) or none (the images as they are, the default)")
+                          "lineart (dark strokes as white lines), depth (a depth map, near white, by the depth "
+                          "model in <user folder>/models/preprocessors/depth/), pose (an OpenPose-style "
+                          "skeleton by the ViTPose model in .../preprocessors/pose/) or none (the images as "
+                          "they are, the default)")
 
 
 def control_choice(text: str, preprocessor: str):

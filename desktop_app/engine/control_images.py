@@ -2,8 +2,11 @@
 scaled to cover, centred, the overhang cut; image_inputs.py's reading and fitting), then made into what the
 ControlNet reads by a preprocessor that needs no downloaded weights: "none" (the image as it is: an edge map, a
 depth map, a pose drawn elsewhere), "canny" (OpenCV's Canny edges, white on black, at the request's size) or
-"lineart" (dark strokes as white lines on black, the line-art ControlNets' input: A1111's "lineart_standard").
-Pillow, numpy and OpenCV.
+"lineart" (dark strokes as white lines on black, the line-art ControlNets' input: A1111's "lineart_standard");
+or by one that reads a model the user has (MODEL_PREPROCESSORS): "depth" (a depth map, near white, from the
+depth-estimation folder in ``<user folder>/models/preprocessors/depth/``) and "pose" (the 17 COCO keypoints of
+the ViTPose folder in ``.../preprocessors/pose/``, drawn OpenPose-style on black): engine/control_models.py.
+Pillow, numpy and OpenCV when imported; torch and transformers only when a depth map or a pose is made.
 """
 
 from __future__ import annotations
@@ -44,13 +47,29 @@ def lineart(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.stack([lines] * 3, axis=-1), "RGB")
 
 
-PREPROCESSORS = {"none": lambda image: image, "canny": canny, "lineart": lineart}
+def depth(image: Image.Image) -> Image.Image:
+    """The depth map of ``image`` by the user's depth model (engine/control_models.py), near white, RGB."""
+    from desktop_app.engine.control_models import depth as estimate  # torch and transformers
+
+    return estimate(image)
+
+
+def pose(image: Image.Image) -> Image.Image:
+    """The skeleton of the person in ``image`` by the user's pose model (engine/control_models.py), RGB."""
+    from desktop_app.engine.control_models import pose as estimate  # torch and transformers
+
+    return estimate(image)
+
+
+PREPROCESSORS = {"none": lambda image: image, "canny": canny, "lineart": lineart, "depth": depth, "pose": pose}
+MODEL_PREPROCESSORS = ("depth", "pose")  # they load a model (torch): the window shows no preview of them
 
 
 def control_image(path: str, preprocessor: str, size: tuple[int, int]) -> tuple[Image.Image, str]:
     """The control image a ControlNet gets for the file at ``path``: RGB at ``size`` (width, height), through
     ``preprocessor``; and the file's sha256 for the recipe. A drawn layer's transparency reads as black (no
-    edge, no line). RequestError naming "controls" when the file cannot be read."""
+    edge, no line). RequestError naming "controls" when the file cannot be read, or when a model preprocessor's
+    model is missing or refused."""
     source, sha256 = read_image(path, "controls")
     fitted = fit(flatten(source).convert("RGB"), size, "crop", Image.Resampling.LANCZOS)
     return PREPROCESSORS[preprocessor](fitted).convert("RGB"), sha256

@@ -22,7 +22,7 @@ INIT_FITS = ("crop", "stretch")  # crop: scaled to cover, centred, the rest cut;
 MAX_OUTPAINT = 1024  # pixels added on one side by outpainting
 OUTPAINT_STRENGTH = 1.0  # outpainting's default strength: the new area is drawn from noise
 # what makes a ControlNet's image from the one given (control_images.py)
-CONTROL_PREPROCESSORS = ("none", "canny", "lineart")
+CONTROL_PREPROCESSORS = ("none", "canny", "lineart", "depth", "pose")
 MAX_CONTROLS, MAX_CONTROL_WEIGHT = 4, 2.0
 DEFAULT_IMAGE_PROMPT_WEIGHT, MAX_IMAGE_PROMPT_WEIGHT = 0.6, 2.0  # h94/IP-Adapter suggests ~0.5 beside a prompt
 
@@ -38,7 +38,8 @@ class ControlChoice:
     """One ControlNet of a request (issue 17): the model (a name or a folder), its image (a file), how strongly
     it steers (0 to MAX_CONTROL_WEIGHT), the share of the steps it steers (start < end, both 0..1) and what
     makes its control image from the file ("none": the file as it is; "canny": its edges; "lineart": its
-    dark strokes)."""
+    dark strokes; "depth": its depth map by the user's depth model, in models/preprocessors/depth/; "pose":
+    the skeleton found by the user's ViTPose model, in models/preprocessors/pose/)."""
 
     model: str
     image: str

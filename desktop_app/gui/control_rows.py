@@ -1,12 +1,14 @@
 """The form's ControlNet section (issue 17): empty until "Add ControlNet"; each row a ControlNet folder (the
 ones in ``<models>/controlnet/`` and Browse…), its image, weight, the share of the steps it steers (start, end),
-its preprocessor (none / canny / lineart) with a small preview of what the ControlNet reads, and Remove.
+its preprocessor (none / canny / lineart / depth / pose) with a small preview of what the ControlNet reads, and
+Remove.
 
 Offered for the families the engine runs ControlNets on (models/families.py CONTROLNETS: SD 1.x, 2.x, SDXL, the
 embedded model, SD3 and Flux.1); with a start image (image to image, inpainting) for the SD families and Flux.1
 (SD3's ControlNets are text to image: engine/control_job.py).
 Torch-free: folders are read by ``models/controlnet_folder.py``, the Canny preview by ``engine/control_images.py``
-(Pillow and OpenCV), imported when a preview is drawn."""
+(Pillow and OpenCV), imported when a preview is drawn; a depth map or a pose needs a model (torch), so the row
+says "depth: made when the run starts" (or pose) instead of drawing one."""
 
 from __future__ import annotations
 
@@ -137,7 +139,10 @@ class ControlRow(QFrame):
         self.preprocessor_combo.addItems(list(CONTROL_PREPROCESSORS))
         self.preprocessor_combo.setToolTip("none: the image as it is (an edge or depth map made elsewhere); "
                                            "canny: its edges, found now; lineart: its dark strokes as "
-                                           "white lines")
+                                           "white lines; depth: its depth map, by the depth model in "
+                                           "models/preprocessors/depth/; pose: the skeleton found by the "
+                                           "ViTPose model in models/preprocessors/pose/ (both made when the "
+                                           "run starts)")
         self.preprocessor_combo.currentTextChanged.connect(lambda _text: self.show_preview())
         self.remove_button = QPushButton("Remove")
         self.remove_button.setObjectName("control_remove")
@@ -222,17 +227,26 @@ class ControlRow(QFrame):
         self.show_preview()
 
     def show_preview(self) -> None:
-        """The control image as the ControlNet reads it (Canny edges, or the image itself), small."""
+        """The control image as the ControlNet reads it (Canny edges, or the image itself), small; for a
+        preprocessor that reads a model (depth, pose) a line saying it is made when the run starts."""
         if not self.image_path:
             self.thumb.clear()
             return
-        from desktop_app.engine.control_images import control_image  # Pillow and OpenCV, no torch
+        from desktop_app.engine.control_images import MODEL_PREPROCESSORS, control_image  # no torch
+
+        preprocessor = self.preprocessor_combo.currentText()
+        if preprocessor in MODEL_PREPROCESSORS:
+            self.thumb.clear()
+            self.thumb.setWordWrap(True)
+            self.thumb.setText(f"{preprocessor}: made when the run starts")
+            self.thumb.setToolTip(f"The {preprocessor} map is made by its model when the run starts")
+            return
 
         width, height = self._size_of()
         scale = THUMB / max(width, height)
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         try:
-            image, _sha = control_image(self.image_path, self.preprocessor_combo.currentText(), size)
+            image, _sha = control_image(self.image_path, preprocessor, size)
         except RequestError as exc:
             self.thumb.setText("?")
             self.thumb.setToolTip(str(exc))

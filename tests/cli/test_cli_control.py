@@ -95,7 +95,7 @@ def test_a_controlnet_with_a_start_image_and_a_mask_inpaints_and_records_both(ti
     ("no-such-controlnet:{picture}", (), "ControlNet no-such-controlnet not found"),
     ("{canny-a}", (), "give NAME_OR_PATH:IMAGE"),
     (None, ("--control-pre", "canny"), "--control-pre needs --control"),
-    ("{canny-a}:{picture}", ("--control-pre", "depth"), "invalid choice"),
+    ("{canny-a}:{picture}", ("--control-pre", "softedge"), "invalid choice"),
 ])
 def test_bad_control_input_exits_2_with_one_line(tiny, tmp_path, control, more, words):
     text = tmp_path / "notes.png"

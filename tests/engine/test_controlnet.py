@@ -180,7 +180,7 @@ def test_a_controlnet_for_another_family_is_refused_before_it_loads(engine, sd_r
     (lambda t: control(t, weight=float("nan")), "weight must be"),
     (lambda t: control(t, start=0.6, end=0.4), "0 <= start < end <= 1"),
     (lambda t: control(t, end=1.5), "0 <= start < end <= 1"),
-    (lambda t: control(t, preprocessor="depth"), "unknown ControlNet preprocessor"),
+    (lambda t: control(t, preprocessor="softedge"), "unknown ControlNet preprocessor"),
     (lambda t: control(t, model=""), "must name a model"),
 ])
 def test_a_bad_control_is_refused_when_it_is_built(tiny, make, words):
