@@ -12,7 +12,7 @@ import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 
-from desktop_app.engine.request import MAX_PROMPT_CHARS, MAX_SEED
+from desktop_app.engine.request import MAX_PROMPT_CHARS, MAX_SEED, _check, _encodes, _is_int, _is_number
 from desktop_app.errors import RequestError, printable
 
 MAX_EDIT_AREA = 1024 * 1024  # pixels: FLUX.1 Kontext's max_area, Qwen-Image-Edit's and FLUX.2's reference area
@@ -150,23 +150,3 @@ class EditRecipe:
                                                                          "app_version")})
         return cls(request=request, **sizes, **values)
 
-
-def _encodes(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
-
-
-def _check(ok: bool, field_name: str, message: str) -> None:
-    if not ok:
-        raise RequestError(field_name, message)

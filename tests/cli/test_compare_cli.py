@@ -4,30 +4,11 @@ before anything loads."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def run_cli(*args, timeout=300):
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-m", "desktop_app", *map(str, args)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def one_line_error(proc) -> str:
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
+from test_explain_cli import one_line_error, run_cli
 
 
 def test_the_grid_has_a_cell_per_pair_and_each_is_generates_image(tmp_path):
