@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -123,6 +124,8 @@ class ControlRow(QFrame):
         self.draw_button.setToolTip("Draw a scribble (white lines on black) at the picture's size as the image")
         self.draw_button.clicked.connect(self._on_draw)
         self.image_label = QLabel("no image")
+        self.image_label.setMinimumWidth(16)  # the name shrinks (its tooltip has the path): the form stays narrow
+        self.image_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.image_label.setObjectName("control_image_name")
         self.thumb = QLabel()
         self.thumb.setObjectName("control_preview")
